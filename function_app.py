@@ -1,0 +1,73 @@
+"""Azure Functions entry points: triggers only. Each handler turns its binding input into
+plain values, calls one function of ``shared``, and turns the result back."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import api, service
+from shared.jobqueue import Job
+from shared.privacy import install_log_filter
+from shared.runtime import current
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+install_log_filter()
+log = logging.getLogger("function_app")
+
+
+def _http(reply: api.Reply) -> func.HttpResponse:
+    return func.HttpResponse(
+        reply.json(), status_code=reply.status, headers=reply.headers, mimetype="application/json"
+    )
+
+
+def _base_url(req: func.HttpRequest) -> str:
+    return str(req.url).split("/api/", 1)[0]
+
+
+@app.route(route="exports/{name}/runs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def start_run(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("name", "")
+    return _http(
+        api.handle_errors(lambda: api.start_run(current(), name, req.get_body(), _base_url(req)))
+    )
+
+
+@app.route(
+    route="exports/{name}/runs/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION
+)
+def get_run(req: func.HttpRequest) -> func.HttpResponse:
+    name, run_id = req.route_params.get("name", ""), req.route_params.get("run_id", "")
+    return _http(api.handle_errors(lambda: api.get_run(current(), name, run_id)))
+
+
+@app.route(route="exports/{name}/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_runs(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("name", "")
+    return _http(api.handle_errors(lambda: api.list_runs(current(), name, req.params.get("limit"))))
+
+
+@app.route(route="exports", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_exports(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.handle_errors(lambda: api.list_exports(current())))
+
+
+@app.timer_trigger(
+    schedule="%EXPORT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
+def find_new_snapshots(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("Timer is past due; checking for snapshots now")
+    service.schedule(current())
+
+
+@app.queue_trigger(arg_name="message", queue_name="%JOBS_QUEUE%", connection="AzureWebJobsStorage")
+def export_worker(message: func.QueueMessage) -> None:
+    try:
+        job = Job.from_json(message.get_body().decode("utf-8", errors="replace"))
+    except ValueError as exc:
+        log.error("Queue message %s is not an export job (%s); dropped", message.id, exc)
+        return
+    service.process(current(), job)

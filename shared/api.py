@@ -1,0 +1,134 @@
+"""The HTTP API as plain functions: request values in, a status, JSON body and headers out.
+
+``function_app`` only converts between these and the Functions HTTP types. Error bodies are
+``{"error": <kind>, "message": <text>}``; no message ever quotes identifier values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import service
+from shared.definitions import Export
+from shared.errors import (
+    ConfigurationError,
+    ExportDisabled,
+    ExportError,
+    NotFound,
+    SourceError,
+    StorageError,
+)
+from shared.runlog import RunRecord
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_LIST_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, separators=(",", ":"))
+
+
+def _error(status: int, kind: str, message: str, **extra: Any) -> Reply:
+    return Reply(status, {"error": kind, "message": message, **extra})
+
+
+def handle_errors(call: Any) -> Reply:  # noqa: PLR0911 - one answer per kind of error
+    """Map the app's exceptions to HTTP answers (used around every route)."""
+    try:
+        reply: Reply = call()
+    except NotFound as exc:
+        return _error(404, "not_found", str(exc))
+    except ExportDisabled as exc:
+        return _error(400, "disabled", str(exc))
+    except SourceError as exc:
+        return _error(409, "no_snapshot", str(exc))
+    except ConfigurationError as exc:
+        log.error("Configuration problem: %s", exc)
+        return _error(500, "configuration", str(exc), problems=exc.problems)
+    except StorageError as exc:
+        return _error(503, "storage", str(exc))
+    except ExportError as exc:
+        return _error(500, "error", str(exc))
+    return reply
+
+
+def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
+    if body.strip():
+        try:
+            options = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _error(400, "bad_request", "the request body must be a JSON object")
+        if not isinstance(options, dict):
+            return _error(400, "bad_request", "the request body must be a JSON object")
+        if options:
+            return _error(400, "bad_request", f"unknown option(s): {', '.join(sorted(options))}")
+    record = service.request_run(rt, name, "http")
+    status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
+    return Reply(
+        202,
+        {"run_id": record.run_id, "status_url": status_url, "run": record.as_dict()},
+        {"Location": status_url},
+    )
+
+
+def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
+    service.export_or_raise(rt, name)
+    record = rt.runs.get(name, run_id)
+    if record is None:
+        return _error(404, "not_found", f"export {name!r} has no run {run_id!r}")
+    return Reply(200, record.as_dict())
+
+
+def list_runs(rt: Runtime, name: str, limit: str | None) -> Reply:
+    service.export_or_raise(rt, name)
+    try:
+        count = int(limit) if limit else 20
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_LIST_LIMIT:
+        return _error(
+            400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+        )
+    runs = rt.runs.recent(name, limit=count)
+    return Reply(200, {"export": name, "runs": [r.as_dict() for r in runs]})
+
+
+def list_exports(rt: Runtime) -> Reply:
+    return Reply(
+        200,
+        {
+            "exports": [
+                {**describe(status.export), "last_run": _run(status.last_run)}
+                for status in service.exports_overview(rt)
+            ]
+        },
+    )
+
+
+def describe(export: Export) -> dict[str, Any]:
+    return {
+        "name": export.name,
+        "enabled": export.enabled,
+        "source": {"container": export.container, "path": export.path},
+        "audience_id": export.audience_id,
+        "connection": export.connection,
+        "columns": {"email": export.email_column},
+    }
+
+
+def _run(record: RunRecord | None) -> dict[str, Any] | None:
+    return record.as_dict() if record else None

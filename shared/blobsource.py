@@ -1,0 +1,78 @@
+"""Adapter for the Blob Storage account Customer Insights exports into (read only)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobServiceClient
+
+from shared.csvstream import ChunkReader
+from shared.errors import ConfigurationError, SourceError, StorageError
+from shared.layout import BlobEntry
+
+log = logging.getLogger(__name__)
+
+MAX_MODEL_BYTES = 32 * 1024 * 1024  # model.json lists columns and partitions; larger is wrong
+
+
+class BlobSource:
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+
+    def list(self, container: str, prefix: str) -> list[BlobEntry]:
+        try:
+            client = self._service.get_container_client(container)
+            return [
+                BlobEntry(name=b.name, last_modified=b.last_modified, size=b.size or 0)
+                for b in client.list_blobs(name_starts_with=prefix)
+            ]
+        except AzureError as exc:
+            raise _translate(exc, f"container {container!r}") from None
+
+    def read_small(self, container: str, name: str) -> bytes | None:
+        """The whole content of a small blob (model.json), or None if it does not exist."""
+        try:
+            downloader = self._service.get_blob_client(container, name).download_blob()
+            if downloader.size > MAX_MODEL_BYTES:
+                raise SourceError(f"{container}/{name}: larger than {MAX_MODEL_BYTES} bytes")
+            return downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _translate(exc, f"{container}/{name}") from None
+
+    def open(self, container: str, name: str) -> io.RawIOBase:
+        """A stream over a blob's content, downloaded chunk by chunk as it is read."""
+        try:
+            downloader = self._service.get_blob_client(container, name).download_blob()
+        except AzureError as exc:
+            raise _translate(exc, f"{container}/{name}") from None
+        return ChunkReader(_chunks(downloader.chunks(), f"{container}/{name}"))
+
+
+def _chunks(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except AzureError as exc:
+        raise _translate(exc, where) from None
+
+
+def _translate(exc: AzureError, where: str) -> Exception:
+    if isinstance(exc, ResourceNotFoundError):
+        return SourceError(f"{where}: not found in the export storage account")
+    if isinstance(exc, ClientAuthenticationError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code == 403
+    ):
+        return ConfigurationError(
+            f"{where}: the app's identity may not read it (grant Storage Blob Data Reader)"
+        )
+    log.warning("Blob Storage failed on %s: %s", where, type(exc).__name__)
+    return StorageError(f"{where}: Blob Storage failed ({type(exc).__name__})")

@@ -1,0 +1,254 @@
+"""Export definitions: which segment goes to which Snapchat audience, with which credentials.
+
+Operators write them as one JSON document (``exports.json`` beside the app by default)::
+
+    {
+      "connections": [{"name": "main"}],
+      "exports": [{
+        "name": "high-value",
+        "source": {"container": "customer-insights",
+                   "path": "CustomerInsights_<id>/BlobExport/HighValueSegment"},
+        "audience_id": "<Snapchat segment id>",
+        "connection": "main",
+        "columns": {"email": "EMail"},
+        "enabled": true
+      }]
+    }
+
+``load`` validates the whole document and raises one ConfigurationError listing every
+problem, each prefixed with the export (or connection) and the field it concerns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ConfigurationError
+
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_AUDIENCE_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A set of Snapchat credentials, stored as three secrets."""
+
+    name: str
+    client_id_secret: str
+    client_secret_secret: str
+    refresh_token_secret: str
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    container: str
+    path: str  # the segment's folder (or flat file prefix) inside the container
+    audience_id: str
+    connection: str
+    email_column: str
+    enabled: bool
+
+    @property
+    def table_name(self) -> str:
+        """The Customer Insights table (segment) name: the last part of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Definitions:
+    exports: tuple[Export, ...]
+    connections: tuple[Connection, ...]
+
+    def export(self, name: str) -> Export | None:
+        return next((e for e in self.exports if e.name == name), None)
+
+    def connection(self, name: str) -> Connection:
+        found = next((c for c in self.connections if c.name == name), None)
+        if found is None:  # load() guarantees every export names a declared connection
+            raise ConfigurationError(f"connection {name!r}: not declared")
+        return found
+
+
+def load(path: Path) -> Definitions:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"export definitions: no file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"export definitions: cannot read {path} ({type(exc).__name__})"
+        ) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"export definitions: {path.name} is not valid JSON (line {exc.lineno}, "
+            f"column {exc.colno}: {exc.msg})"
+        ) from None
+    return parse(document)
+
+
+def parse(document: object) -> Definitions:
+    problems: list[str] = []
+    if not isinstance(document, dict):
+        raise ConfigurationError("export definitions: the document must be a JSON object")
+    _unknown_keys(document, {"connections", "exports", "$schema"}, "export definitions", problems)
+    connections = _parse_connections(document.get("connections"), problems)
+    exports = _parse_exports(document.get("exports"), {c.name for c in connections}, problems)
+    if problems:
+        raise ConfigurationError(problems)
+    return Definitions(exports=tuple(exports), connections=tuple(connections))
+
+
+def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
+    if not isinstance(raw, list) or not raw:
+        problems.append("connections: expected a non-empty list")
+        return []
+    connections: list[Connection] = []
+    for index, item in enumerate(raw):
+        where = f"connections[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected an object")
+            continue
+        name = _name(item, where, problems)
+        where = f"connection {name!r}" if name else where
+        _unknown_keys(
+            item,
+            {"name", "client_id_secret", "client_secret_secret", "refresh_token_secret"},
+            where,
+            problems,
+        )
+        if name and any(c.name == name for c in connections):
+            problems.append(f"{where}: name: declared twice")
+            continue
+        stem = f"snapchat-{name}"
+        secrets = {
+            key: _optional_text(item, key, where, problems, _SECRET_NAME) or f"{stem}-{suffix}"
+            for key, suffix in (
+                ("client_id_secret", "client-id"),
+                ("client_secret_secret", "client-secret"),
+                ("refresh_token_secret", "refresh-token"),
+            )
+        }
+        if name:
+            connections.append(Connection(name=name, **secrets))
+    return connections
+
+
+def _parse_exports(raw: object, connections: set[str], problems: list[str]) -> list[Export]:
+    if not isinstance(raw, list):
+        problems.append("exports: expected a list")
+        return []
+    exports: list[Export] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"exports[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected an object")
+            continue
+        name = _name(item, where, problems)
+        where = f"export {name!r}" if name else where
+        before = len(problems)
+        _unknown_keys(
+            item,
+            {"name", "source", "audience_id", "connection", "columns", "enabled", "description"},
+            where,
+            problems,
+        )
+        if name and name in names:
+            problems.append(f"{where}: name: used by another export; names must be unique")
+        names.add(name)
+        container, path = _parse_source(item.get("source"), where, problems)
+        audience_id = _text(item, "audience_id", where, problems, _AUDIENCE_ID)
+        connection = _text(item, "connection", where, problems)
+        if connection and connection not in connections:
+            problems.append(f"{where}: connection: {connection!r} is not a declared connection")
+        email_column = _parse_columns(item.get("columns"), where, problems)
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(f"{where}: enabled: expected true or false")
+        if len(problems) == before:
+            exports.append(
+                Export(
+                    name=name,
+                    container=container,
+                    path=path,
+                    audience_id=audience_id,
+                    connection=connection,
+                    email_column=email_column,
+                    enabled=bool(enabled),
+                )
+            )
+    return exports
+
+
+def _parse_source(raw: object, where: str, problems: list[str]) -> tuple[str, str]:
+    where = f"{where}: source"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object with container and path")
+        return "", ""
+    _unknown_keys(raw, {"container", "path"}, where, problems)
+    container = _text(raw, "container", where, problems, _CONTAINER)
+    path = _text(raw, "path", where, problems).strip("/")
+    parts = path.split("/")
+    if path and any(part in ("", ".", "..") for part in parts):
+        problems.append(f"{where}: path: empty, '.' and '..' segments are not allowed")
+    return container, path
+
+
+def _parse_columns(raw: object, where: str, problems: list[str]) -> str:
+    where = f"{where}: columns"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object naming at least the email column")
+        return ""
+    _unknown_keys(raw, {"email"}, where, problems)
+    return _text(raw, "email", where, problems)
+
+
+def _name(item: dict[str, Any], where: str, problems: list[str]) -> str:
+    name = _text(item, "name", where, problems)
+    if name and not _NAME.fullmatch(name):
+        problems.append(
+            f"{where}: name: {name!r} must be 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit (it is used in URLs)"
+        )
+        return ""
+    return name
+
+
+def _text(
+    item: dict[str, Any],
+    key: str,
+    where: str,
+    problems: list[str],
+    pattern: re.Pattern[str] | None = None,
+) -> str:
+    value = item.get(key)
+    if value is None:
+        problems.append(f"{where}: {key}: required")
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{where}: {key}: expected a non-empty string")
+        return ""
+    if pattern is not None and not pattern.fullmatch(value):
+        problems.append(f"{where}: {key}: {value!r} is not a valid value")
+        return ""
+    return value
+
+
+def _optional_text(
+    item: dict[str, Any], key: str, where: str, problems: list[str], pattern: re.Pattern[str]
+) -> str | None:
+    return _text(item, key, where, problems, pattern) if key in item else None
+
+
+def _unknown_keys(item: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
+    for key in sorted(set(item) - known):
+        problems.append(f"{where}: {key}: unknown field")

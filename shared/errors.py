@@ -1,0 +1,65 @@
+"""The exceptions the app raises, grouped by what the caller should do about them.
+
+Every message is written for an operator and names *where* something went wrong (an export,
+a setting, a blob, a column) but never carries a data value: no email, phone number, hash,
+token or secret ever goes into an exception text.
+
+- ``ConfigurationError``: a setting or an export definition is wrong. Stop and tell the operator.
+- ``SourceError``: the Customer Insights export in Blob Storage cannot be read as expected
+  (missing column, malformed CSV, missing partition). The run fails; other exports carry on.
+- ``AuthenticationError``: Snapchat refused the credentials even after one token refresh.
+- ``PermissionDenied``: the credentials work but may not touch the ad account or audience.
+- ``RetryableError``: a transient fault (429, 5xx, timeout) outlived the bounded retries.
+- ``RequestRejected``: Snapchat refused a request for a reason retrying cannot change.
+- ``StorageError``: the app's own storage (run log, queue) failed.
+"""
+
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """Base class of every error the app raises on purpose."""
+
+
+class ConfigurationError(ExportError):
+    """A setting, a secret or an export definition is missing or malformed."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem
+    """A named thing (export, run, snapshot) does not exist."""
+
+
+class ExportDisabled(ExportError):  # noqa: N818
+    """The export exists but is switched off."""
+
+
+class SourceError(ExportError):
+    """The segment export in Blob Storage cannot be read as expected."""
+
+
+class SnapchatError(ExportError):
+    """Base class of failures reported by the Snap Marketing API or its token endpoint."""
+
+
+class AuthenticationError(SnapchatError):
+    """Snapchat refused the client credentials or the refresh token."""
+
+
+class PermissionDenied(SnapchatError):  # noqa: N818
+    """The authorised user may not act on the ad account or audience."""
+
+
+class RetryableError(SnapchatError):
+    """A transient fault that lasted longer than the retry budget."""
+
+
+class RequestRejected(SnapchatError):  # noqa: N818
+    """Snapchat refused a request; sending it again would not help."""
+
+
+class StorageError(ExportError):
+    """The app's own Table or Queue storage failed."""

@@ -1,0 +1,60 @@
+"""Adapter for the job queue: one message per export run, consumed by the queue worker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from shared.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    run_id: str
+    export: str
+    snapshot: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        """Parse a queue message; ValueError when it is not a job this app wrote."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError("job message is not JSON") from None
+        if not isinstance(raw, dict) or not all(
+            isinstance(raw.get(key), str) and raw[key] for key in ("run_id", "export", "snapshot")
+        ):
+            raise ValueError("job message lacks run_id, export or snapshot")
+        return cls(run_id=raw["run_id"], export=raw["export"], snapshot=raw["snapshot"])
+
+
+def encode_policy() -> TextBase64EncodePolicy:
+    """The Functions host decodes queue messages as base64 by default, so encode likewise."""
+    return TextBase64EncodePolicy()
+
+
+class JobQueue:
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+        self._ready = False
+
+    def send(self, job: Job) -> None:
+        try:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self._queue.create_queue()
+                self._ready = True
+            self._queue.send_message(job.to_json())
+        except AzureError as exc:
+            log.warning("Queue Storage failed to send a job: %s", type(exc).__name__)
+            raise StorageError(f"job queue: could not send ({type(exc).__name__})") from None

@@ -1,0 +1,157 @@
+"""Adapter for the run log: one Table Storage entity per export run.
+
+Entities are partitioned by export name; the row key is derived from the run id so that a
+plain query returns an export's runs newest first. Only counts, names and operator-readable
+error texts are stored, never identifier values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "succeeded", "failed")
+TRIGGERS = ("timer", "http", "cli")
+_TIMESTAMP = "%Y%m%dT%H%M%S%f"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    export: str
+    trigger: str
+    snapshot: str
+    status: str = "queued"
+    queued_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    rows_read: int = 0
+    empty: int = 0
+    invalid: int = 0
+    prehashed: int = 0
+    duplicates: int = 0
+    uploaded: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id(at: datetime | None = None) -> str:
+    """A run id that sorts by creation time: ``20261130T031500123Z-1a2b3c``."""
+    stamp = (at or datetime.now(UTC)).strftime(_TIMESTAMP)[:-3]
+    return f"{stamp}Z-{secrets.token_hex(3)}"
+
+
+def row_key(run_id: str) -> str:
+    """Row key of a run: the time digits inverted (9 - d), so newer runs sort first."""
+    stamp, _, suffix = run_id.partition("Z-")
+    digits = stamp.replace("T", "")
+    if not (digits.isdigit() and len(digits) == 17 and suffix.isalnum()):
+        raise ValueError("not a run id")
+    inverted = "".join(str(9 - int(d)) for d in digits)
+    return f"{inverted}-{suffix}"
+
+
+def is_run_id(value: str) -> bool:
+    try:
+        row_key(value)
+    except ValueError:
+        return False
+    return True
+
+
+_FIELDS = {f.name: f.type for f in dataclasses.fields(RunRecord)}
+
+
+def _to_entity(record: RunRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": record.export, "RowKey": row_key(record.run_id)}
+    entity.update(record.as_dict())
+    return entity
+
+
+def _from_entity(entity: dict[str, Any]) -> RunRecord:
+    values = {name: entity[name] for name in _FIELDS if name in entity}
+    return RunRecord(**values)
+
+
+class RunLog:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._ready = False
+
+    def _client(self) -> TableClient:
+        if not self._ready:
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise _failure("create the run table", exc) from None
+            self._ready = True
+        return self._table
+
+    def save(self, record: RunRecord) -> None:
+        """Write the whole record (insert or replace)."""
+        try:
+            self._client().upsert_entity(_to_entity(record), mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _failure(f"save run {record.run_id}", exc) from None
+
+    def get(self, export: str, run_id: str) -> RunRecord | None:
+        if not is_run_id(run_id):
+            return None
+        try:
+            return _from_entity(self._client().get_entity(export, row_key(run_id)))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _failure(f"read run {run_id}", exc) from None
+
+    def recent(self, export: str, limit: int = 20) -> list[RunRecord]:
+        """The export's runs, newest first."""
+        return self._query("PartitionKey eq @export", {"export": export}, limit)
+
+    def for_snapshot(self, export: str, snapshot: str) -> list[RunRecord]:
+        return self._query(
+            "PartitionKey eq @export and snapshot eq @snapshot",
+            {"export": export, "snapshot": snapshot},
+            1000,
+        )
+
+    def _query(self, where: str, parameters: dict[str, Any], limit: int) -> list[RunRecord]:
+        try:
+            pages = self._client().query_entities(
+                where, parameters=parameters, results_per_page=min(limit, 1000)
+            )
+            records: list[RunRecord] = []
+            for entity in pages:
+                records.append(_from_entity(entity))
+                if len(records) >= limit:
+                    break
+            return records
+        except AzureError as exc:
+            raise _failure("query runs", exc) from None
+
+
+def _failure(action: str, exc: AzureError) -> StorageError:
+    log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
+    return StorageError(f"run log: could not {action} ({type(exc).__name__})")

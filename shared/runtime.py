@@ -1,0 +1,137 @@
+"""The composition root: settings plus one adapter per external system, built once.
+
+Handlers and the command line call ``current()``; tests build a ``Runtime`` of their own
+(pointing at Azurite, the Snapchat sandbox and the Key Vault fake) and ``install`` it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableClient
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+
+from shared import definitions
+from shared.blobsource import BlobSource
+from shared.definitions import Connection, Definitions
+from shared.errors import ConfigurationError
+from shared.jobqueue import JobQueue, encode_policy
+from shared.runlog import RunLog
+from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets, SecretStore, credentials
+from shared.settings import Settings, StorageTarget
+from shared.snapchat import RetryPolicy, SnapchatClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    definitions: Definitions
+    source: BlobSource
+    runs: RunLog
+    jobs: JobQueue
+    secrets: SecretStore
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def snapchat(self, connection: Connection) -> SnapchatClient:
+        """A client for one connection, with its credentials read fresh from the store."""
+        found = credentials(self.secrets, connection)
+        return SnapchatClient(
+            self.http,
+            api_url=self.settings.snapchat_api_url,
+            token_url=self.settings.snapchat_token_url,
+            credentials=found,
+            policy=RetryPolicy(
+                attempts=self.settings.retry_attempts,
+                max_seconds=self.settings.retry_max_seconds,
+                timeout=self.settings.http_timeout_seconds,
+            ),
+            on_new_refresh_token=lambda value: self.secrets.set(
+                connection.refresh_token_secret, value
+            ),
+        )
+
+
+def build(settings: Settings) -> Runtime:
+    """Connect every adapter as the settings say (connection strings or managed identity)."""
+    app = settings.app_storage
+    credential = _credential(settings)
+    if app.connection_string:
+        table = TableClient.from_connection_string(app.connection_string, settings.runs_table)
+        queue = QueueClient.from_connection_string(
+            app.connection_string, settings.jobs_queue, message_encode_policy=encode_policy()
+        )
+    else:
+        assert app.table_url  # Settings.from_env guarantees both endpoints
+        assert app.queue_url
+        table = TableClient(app.table_url, settings.runs_table, credential=credential())
+        queue = QueueClient(
+            app.queue_url,
+            settings.jobs_queue,
+            credential=credential(),
+            message_encode_policy=encode_policy(),
+        )
+    secrets: SecretStore = EnvironmentSecrets()
+    if settings.key_vault_url:
+        secrets = KeyVaultSecrets(SecretClient(settings.key_vault_url, credential()))
+    return Runtime(
+        settings=settings,
+        definitions=definitions.load(settings.exports_file),
+        source=BlobSource(_blob_service(settings.export_storage, credential)),
+        runs=RunLog(table),
+        jobs=JobQueue(queue),
+        secrets=secrets,
+    )
+
+
+def _blob_service(
+    target: StorageTarget, credential: Callable[[], TokenCredential]
+) -> BlobServiceClient:
+    if target.connection_string:
+        return BlobServiceClient.from_connection_string(target.connection_string)
+    if target.blob_url is None:
+        raise ConfigurationError(
+            "EXPORT_STORAGE__blobServiceUri: required when the app's storage uses a managed "
+            "identity"
+        )
+    return BlobServiceClient(target.blob_url, credential=credential())
+
+
+def _credential(settings: Settings) -> Callable[[], TokenCredential]:
+    """A lazily made DefaultAzureCredential, bound to the user-assigned identity if named."""
+    made: list[TokenCredential] = []
+
+    def get() -> TokenCredential:
+        if not made:
+            made.append(
+                DefaultAzureCredential(managed_identity_client_id=settings.app_storage.client_id)
+            )
+        return made[0]
+
+    return get
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """The process's runtime, built from the environment on first use."""
+    global _current  # noqa: PLW0603 - one runtime per process, by design
+    with _lock:
+        if _current is None:
+            _current = build(Settings.from_env())
+        return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """Use ``runtime`` from now on (tests); ``None`` rebuilds from the environment next time."""
+    global _current  # noqa: PLW0603
+    with _lock:
+        _current = runtime

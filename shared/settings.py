@@ -1,0 +1,250 @@
+"""The app's settings: read from the environment once, validated once, frozen afterwards.
+
+``SETTINGS`` is the one list of every setting the app reads. The README's configuration table,
+``local.settings.json.example`` and the Bicep template are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shared.errors import ConfigurationError
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    default: str | None
+    meaning: str
+    in_azure: bool = True  # False: only meaningful locally (connection strings, local secrets)
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "AzureWebJobsStorage",
+        None,
+        "Connection string of the app's own storage (queue, run table); locally Azurite's.",
+        in_azure=False,
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri",
+        None,
+        "Queue endpoint of the app's own storage when it is reached with a managed identity.",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri",
+        None,
+        "Table endpoint of the app's own storage when it is reached with a managed identity.",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        None,
+        "Client ID of the user-assigned managed identity used for storage and Key Vault.",
+    ),
+    SettingSpec(
+        "EXPORT_STORAGE",
+        None,
+        "Connection string of the account Customer Insights exports into; defaults to the "
+        "app's own storage.",
+        in_azure=False,
+    ),
+    SettingSpec(
+        "EXPORT_STORAGE__blobServiceUri",
+        None,
+        "Blob endpoint of the Customer Insights export account, reached with the managed identity.",
+    ),
+    SettingSpec(
+        "EXPORTS_FILE",
+        "exports.json",
+        "Path of the export definitions (JSON), relative to the app folder unless absolute.",
+    ),
+    SettingSpec("JOBS_QUEUE", "export-jobs", "Queue that carries one message per export run."),
+    SettingSpec("RUNS_TABLE", "exportruns", "Table that holds one record per run."),
+    SettingSpec(
+        "EXPORT_SCHEDULE",
+        "0 */15 * * * *",
+        "NCRONTAB schedule (UTC) of the timer that looks for new snapshots; read by the host.",
+    ),
+    SettingSpec(
+        "KEY_VAULT_URL",
+        None,
+        "Vault holding the Snapchat secrets. Unset: secrets come from SECRET_* variables.",
+    ),
+    SettingSpec(
+        "SNAPCHAT_API_URL", "https://adsapi.snapchat.com/v1", "Base URL of the Snap Marketing API."
+    ),
+    SettingSpec(
+        "SNAPCHAT_TOKEN_URL",
+        "https://accounts.snapchat.com/login/oauth2/access_token",
+        "Snapchat's OAuth token endpoint.",
+    ),
+    SettingSpec(
+        "UPLOAD_BATCH_SIZE",
+        str(MAX_BATCH_SIZE),
+        "Identifiers per upload request (1 to 100000).",
+    ),
+    SettingSpec("HTTP_TIMEOUT_SECONDS", "60", "Timeout of every single HTTP request to Snapchat."),
+    SettingSpec("RETRY_ATTEMPTS", "6", "Attempts per Snapchat request before the run fails."),
+    SettingSpec(
+        "RETRY_MAX_SECONDS", "300", "Upper bound of the time one request may spend retrying."
+    ),
+    SettingSpec(
+        "SNAPSHOT_SETTLE_SECONDS",
+        "120",
+        "The timer leaves a snapshot alone until its newest file is this old (still being "
+        "written).",
+    ),
+    SettingSpec(
+        "TIMER_MAX_ATTEMPTS",
+        "3",
+        "How often the timer retries a snapshot whose runs failed before it waits for a new one.",
+    ),
+)
+
+_SPECS = {spec.name: spec for spec in SETTINGS}
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """How to reach one storage account: a connection string, or endpoints + managed identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    blob_url: str | None = None
+    queue_url: str | None = None
+    table_url: str | None = None
+    client_id: str | None = None
+
+    def __repr__(self) -> str:  # the connection string may carry an account key
+        shown = "connection string" if self.connection_string else "managed identity"
+        return f"StorageTarget({shown}, blob={self.blob_url}, queue={self.queue_url})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_storage: StorageTarget
+    export_storage: StorageTarget
+    exports_file: Path
+    jobs_queue: str
+    runs_table: str
+    key_vault_url: str | None
+    snapchat_api_url: str
+    snapchat_token_url: str
+    upload_batch_size: int
+    http_timeout_seconds: float
+    retry_attempts: int
+    retry_max_seconds: float
+    snapshot_settle_seconds: float
+    timer_max_attempts: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting; raise one ConfigurationError naming all the problems found."""
+        reader = _Reader(os.environ if env is None else env)
+        app_storage = StorageTarget(
+            connection_string=reader.optional("AzureWebJobsStorage"),
+            queue_url=reader.url("AzureWebJobsStorage__queueServiceUri"),
+            table_url=reader.url("AzureWebJobsStorage__tableServiceUri"),
+            client_id=reader.optional("AzureWebJobsStorage__clientId"),
+        )
+        if not app_storage.connection_string and not (
+            app_storage.queue_url and app_storage.table_url
+        ):
+            reader.problems.append(
+                "AzureWebJobsStorage: set a connection string, or both "
+                "AzureWebJobsStorage__queueServiceUri and AzureWebJobsStorage__tableServiceUri"
+            )
+        export_conn = reader.optional("EXPORT_STORAGE")
+        export_blob = reader.url("EXPORT_STORAGE__blobServiceUri")
+        if export_conn or export_blob:
+            export_storage = StorageTarget(
+                connection_string=export_conn, blob_url=export_blob, client_id=app_storage.client_id
+            )
+        else:
+            export_storage = app_storage
+        exports_file = Path(reader.text("EXPORTS_FILE"))
+        settings = cls(
+            app_storage=app_storage,
+            export_storage=export_storage,
+            exports_file=exports_file if exports_file.is_absolute() else APP_ROOT / exports_file,
+            jobs_queue=reader.name("JOBS_QUEUE"),
+            runs_table=reader.name("RUNS_TABLE", table=True),
+            key_vault_url=reader.url("KEY_VAULT_URL", https=True),
+            snapchat_api_url=reader.url("SNAPCHAT_API_URL") or "",
+            snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",
+            upload_batch_size=reader.integer("UPLOAD_BATCH_SIZE", 1, MAX_BATCH_SIZE),
+            http_timeout_seconds=reader.number("HTTP_TIMEOUT_SECONDS", 0.1, 600),
+            retry_attempts=reader.integer("RETRY_ATTEMPTS", 1, 20),
+            retry_max_seconds=reader.number("RETRY_MAX_SECONDS", 0, 3600),
+            snapshot_settle_seconds=reader.number("SNAPSHOT_SETTLE_SECONDS", 0, 86400),
+            timer_max_attempts=reader.integer("TIMER_MAX_ATTEMPTS", 1, 100),
+        )
+        if reader.problems:
+            raise ConfigurationError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Reads raw values, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or _SPECS[name].default
+
+    def text(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            self.problems.append(f"{name}: required")
+            return ""
+        return value
+
+    def url(self, name: str, *, https: bool = False) -> str | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        schemes = ("https",) if https else ("http", "https")
+        if parsed.scheme not in schemes or not parsed.netloc:
+            self.problems.append(f"{name}: expected an {' or '.join(schemes)} URL")
+            return None
+        return value.rstrip("/")
+
+    def name(self, name: str, *, table: bool = False) -> str:
+        value = self.text(name)
+        ok = value.isalnum() if table else all(c.isalnum() or c == "-" for c in value)
+        if not (ok and 3 <= len(value) <= 63 and value[0].isalpha()):
+            kind = "letters and digits" if table else "lowercase letters, digits and '-'"
+            self.problems.append(f"{name}: expected 3-63 {kind}, starting with a letter")
+        return value.lower() if not table else value
+
+    def number(self, name: str, low: float, high: float) -> float:
+        raw = self.text(name)
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}: expected a number between {low} and {high}")
+            return low
+        if not low <= value <= high:
+            self.problems.append(f"{name}: {value:g} is outside {low:g} to {high:g}")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        raw = self.text(name)
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}: expected a whole number between {low} and {high}")
+            return low
+        if not low <= value <= high:
+            self.problems.append(f"{name}: {value} is outside {low} to {high}")
+        return value

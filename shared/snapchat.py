@@ -1,0 +1,314 @@
+"""Adapter for the Snap Marketing API and its OAuth token endpoint.
+
+Building a request body is left to ``shared.identifiers``; this module sends requests and
+decides what a response means. ``classify`` is the one table from a response to an action;
+``SnapchatClient`` applies it with bounded, jittered retries, a single token refresh on 401
+and a per-token request pacer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from shared.errors import (
+    AuthenticationError,
+    PermissionDenied,
+    RequestRejected,
+    RetryableError,
+    SnapchatError,
+)
+from shared.privacy import SECRETS, scrub
+from shared.secretstore import Credentials
+
+log = logging.getLogger(__name__)
+
+_JSON = {"Content-Type": "application/json"}
+_CONNECT_TIMEOUT = 10.0
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 30.0
+
+
+class Action(enum.Enum):
+    DONE = "done"
+    RETRY = "retry"  # transient: back off and send again
+    REFRESH = "refresh"  # the access token was refused: refresh once, send again
+    DENIED = "denied"  # permission problem: stop, the operator must act
+    NOT_FOUND = "not_found"  # unknown audience or ad account: stop
+    REJECTED = "rejected"  # the request itself is wrong: stop
+
+
+_BY_STATUS = {401: Action.REFRESH, 403: Action.DENIED, 404: Action.NOT_FOUND, 408: Action.RETRY}
+_BY_ERROR_CODE = {"E3002": Action.DENIED, "E3003": Action.NOT_FOUND}
+
+
+def classify(status: int, body: Mapping[str, Any] | None) -> Action:
+    """What to do with a Snap Marketing API response."""
+    if 200 <= status < 300:
+        return Action.DONE if _all_succeeded(body) else Action.RETRY
+    if status == 429 or status >= 500:
+        return Action.RETRY
+    code = body.get("error_code") if body else None
+    if isinstance(code, str) and code in _BY_ERROR_CODE and status != 401:
+        return _BY_ERROR_CODE[code]
+    return _BY_STATUS.get(status, Action.REJECTED)
+
+
+def _all_succeeded(body: Mapping[str, Any] | None) -> bool:
+    """A 2xx answer may still report failure, overall or in one of its sub-requests."""
+    if body is None:
+        return False
+    if body.get("request_status", "SUCCESS") != "SUCCESS":
+        return False
+    for key in ("users", "segments"):
+        for item in body.get(key) or ():
+            if isinstance(item, dict) and item.get("sub_request_status", "SUCCESS") != "SUCCESS":
+                return False
+    return True
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    max_seconds: float = 300.0
+    timeout: float = 60.0
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    retries: int = 0
+    token_refreshes: int = 0
+
+
+@dataclass
+class _Token:
+    value: str = field(default="", repr=False)
+    expires_at: float = 0.0
+
+
+class SnapchatClient:
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        api_url: str,
+        token_url: str,
+        credentials: Credentials,
+        policy: RetryPolicy,
+        on_new_refresh_token: Callable[[str], None] | None = None,
+        requests_per_second: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._session = session
+        self._api_url = api_url.rstrip("/")
+        self._token_url = token_url
+        self._credentials = credentials
+        self._policy = policy
+        self._on_new_refresh_token = on_new_refresh_token
+        self._interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self._sleep = sleep
+        self._token = _Token()
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+        self.counters = Counters()
+        SECRETS.add(credentials.client_secret, credentials.refresh_token)
+
+    # -- the calls the exporter makes --------------------------------------------------------
+
+    def add_users(self, segment_id: str, body: bytes) -> int:
+        """POST a users body; returns how many identifiers Snapchat says it received."""
+        answer = self._api("POST", f"/segments/{segment_id}/users", body)
+        return sum(
+            int((item.get("user") or {}).get("number_uploaded_users", 0))
+            for item in answer.get("users") or ()
+            if isinstance(item, dict)
+        )
+
+    def get_segment(self, segment_id: str) -> dict[str, Any]:
+        answer = self._api("GET", f"/segments/{segment_id}", None)
+        segments = answer.get("segments") or [{}]
+        segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
+        return segment if isinstance(segment, dict) else {}
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _api(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
+        where = f"{method} {path}"
+        refreshed = False
+        deadline = time.monotonic() + self._policy.max_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            token = self._access_token()
+            self._pace()
+            self.counters.requests += 1
+            try:
+                response = self._session.request(
+                    method,
+                    self._api_url + path,
+                    data=body,
+                    headers={**_JSON, "Authorization": f"Bearer {token}"},
+                    timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._retry_or_raise(where, attempt, deadline, type(exc).__name__, None)
+                continue
+            answer = _json(response)
+            action = classify(response.status_code, answer)
+            if action is Action.DONE:
+                return answer or {}
+            if action is Action.REFRESH and not refreshed:
+                refreshed = True
+                self._invalidate(token)
+                continue
+            if action is Action.RETRY:
+                reason = f"HTTP {response.status_code}" + _api_reason(answer)
+                self._retry_or_raise(where, attempt, deadline, reason, response)
+                continue
+            raise _stop_error(action, where, response.status_code, answer)
+
+    def _retry_or_raise(
+        self,
+        where: str,
+        attempt: int,
+        deadline: float,
+        reason: str,
+        response: requests.Response | None,
+    ) -> None:
+        delay = _backoff(attempt, response)
+        if attempt >= self._policy.attempts or time.monotonic() + delay > deadline:
+            raise RetryableError(
+                f"Snapchat {where}: still failing after {attempt} attempts ({reason})"
+            )
+        self.counters.retries += 1
+        log.info("Snapchat %s: %s, retry %d in %.1fs", where, reason, attempt, delay)
+        self._sleep(delay)
+
+    def _pace(self) -> None:
+        """Space requests so that one access token stays under the configured rate."""
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def _access_token(self) -> str:
+        with self._lock:
+            if self._token.value and time.monotonic() < self._token.expires_at:
+                return self._token.value
+        return self._refresh()
+
+    def _invalidate(self, token: str) -> None:
+        with self._lock:
+            if self._token.value == token:
+                self._token = _Token()
+
+    def _refresh(self) -> str:
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": self._credentials.client_id,
+            "client_secret": self._credentials.client_secret,
+            "refresh_token": self._credentials.refresh_token,
+        }
+        deadline = time.monotonic() + self._policy.max_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            self.counters.token_refreshes += 1
+            try:
+                response = self._session.post(
+                    self._token_url, data=form, timeout=(_CONNECT_TIMEOUT, self._policy.timeout)
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._retry_or_raise("token", attempt, deadline, type(exc).__name__, None)
+                continue
+            answer = _json(response) or {}
+            if response.status_code == 200 and isinstance(answer.get("access_token"), str):
+                return self._accept_token(answer)
+            if response.status_code == 429 or response.status_code >= 500:
+                reason = f"HTTP {response.status_code}"
+                self._retry_or_raise("token", attempt, deadline, reason, response)
+                continue
+            error = scrub(str(answer.get("error") or f"HTTP {response.status_code}"))
+            raise AuthenticationError(
+                f"Snapchat token endpoint refused the connection's credentials ({error}); "
+                "reconnect the Snapchat account and update the secrets"
+            )
+
+    def _accept_token(self, answer: dict[str, Any]) -> str:
+        token = str(answer["access_token"])
+        lifetime = float(answer.get("expires_in") or 1800)
+        SECRETS.add(token)
+        with self._lock:
+            # Renew a little before Snapchat would: a minute, or a tenth of short lifetimes.
+            self._token = _Token(token, time.monotonic() + lifetime - min(60.0, lifetime / 10))
+        rotated = answer.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._credentials.refresh_token:
+            SECRETS.add(rotated)
+            if self._on_new_refresh_token is not None:
+                self._on_new_refresh_token(rotated)
+            self._credentials = Credentials(
+                self._credentials.client_id, self._credentials.client_secret, rotated
+            )
+        return token
+
+
+def _json(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        value = response.json()
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _api_reason(answer: Mapping[str, Any] | None) -> str:
+    if not answer:
+        return ""
+    code = answer.get("error_code")
+    message = answer.get("display_message") or answer.get("debug_message")
+    parts = [str(p) for p in (code, message) if p]
+    return f" {scrub(': '.join(parts))}" if parts else ""
+
+
+def _stop_error(
+    action: Action, where: str, status: int, answer: Mapping[str, Any] | None
+) -> SnapchatError:
+    detail = f"Snapchat {where}: HTTP {status}{_api_reason(answer)}"
+    if action is Action.REFRESH:
+        return AuthenticationError(f"{detail}; the access token was refused after a refresh")
+    if action is Action.DENIED:
+        return PermissionDenied(
+            f"{detail}; the connected Snapchat user needs Admin or Data Manager on the ad account"
+        )
+    if action is Action.NOT_FOUND:
+        return RequestRejected(f"{detail}; check the export's audience_id")
+    return RequestRejected(detail)
+
+
+def _backoff(attempt: int, response: requests.Response | None) -> float:
+    """Full-jitter exponential backoff, or the server's Retry-After when it gives one."""
+    if response is not None and (header := response.headers.get("Retry-After")):
+        try:
+            return min(max(float(header), 0.0), _BACKOFF_CAP)
+        except ValueError:
+            try:
+                wait = parsedate_to_datetime(header).timestamp() - time.time()
+                return min(max(wait, 0.0), _BACKOFF_CAP)
+            except (TypeError, ValueError):
+                pass
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311
