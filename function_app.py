@@ -14,6 +14,8 @@ from shared.runtime import current
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 install_log_filter()
+# The Azure SDKs log every HTTP request at INFO; keep their warnings only.
+logging.getLogger("azure").setLevel(logging.WARNING)
 log = logging.getLogger("function_app")
 
 

@@ -168,11 +168,10 @@ class Settings:
             )
         else:
             export_storage = app_storage
-        exports_file = Path(reader.text("EXPORTS_FILE"))
         settings = cls(
             app_storage=app_storage,
             export_storage=export_storage,
-            exports_file=exports_file if exports_file.is_absolute() else APP_ROOT / exports_file,
+            exports_file=exports_path(reader.text("EXPORTS_FILE")),
             jobs_queue=reader.name("JOBS_QUEUE"),
             runs_table=reader.name("RUNS_TABLE", table=True),
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
@@ -188,6 +187,14 @@ class Settings:
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return settings
+
+
+def exports_path(value: str | None = None) -> Path:
+    """Where the export definitions are: EXPORTS_FILE, relative to the app folder."""
+    if value is None:
+        value = os.environ.get("EXPORTS_FILE", "").strip() or _SPECS["EXPORTS_FILE"].default
+    path = Path(value or "exports.json")
+    return path if path.is_absolute() else APP_ROOT / path
 
 
 class _Reader:

@@ -1,0 +1,20 @@
+# Sourced by the other scripts: makes sure .venv and node_modules match the pinned requirements.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv" >&2
+  "$python" -m venv .venv
+fi
+stamp=.venv/.installed-requirements
+if ! cmp -s <(cat requirements.txt requirements-dev.txt) "$stamp" 2>/dev/null; then
+  echo "bootstrap: installing Python packages" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  cat requirements.txt requirements-dev.txt > "$stamp"
+fi
+if ! cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null; then
+  echo "bootstrap: installing the pinned Azurite (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.installed-lock
+fi

@@ -1,0 +1,127 @@
+"""Command line: the same pipeline outside the Functions host.
+
+    python -m shared [--settings local.settings.json] validate
+    python -m shared [--settings ...] exports
+    python -m shared [--settings ...] run NAME        # export the newest snapshot now, here
+    python -m shared [--settings ...] enqueue NAME    # queue a run for the worker
+    python -m shared [--settings ...] runs NAME [--limit N]
+
+Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared import api, definitions, service
+from shared.errors import ConfigurationError, ExportError, NotFound
+from shared.privacy import install_log_filter
+from shared.runtime import current
+from shared.settings import exports_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    install_log_filter()
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    try:
+        if args.settings:
+            load_local_settings(Path(args.settings))
+        return int(args.command(args))
+    except ConfigurationError as exc:
+        _print({"error": "configuration", "problems": exc.problems}, sys.stderr)
+        return 2
+    except NotFound as exc:
+        _print({"error": "not_found", "message": str(exc)}, sys.stderr)
+        return 3
+    except ExportError as exc:
+        _print({"error": type(exc).__name__, "message": str(exc)}, sys.stderr)
+        return 1
+
+
+def load_local_settings(path: Path) -> None:
+    """Copy ``Values`` of a local.settings.json into the environment (set variables win)."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigurationError(f"--settings {path}: not a readable local.settings.json") from exc
+    for name, value in values.items():
+        os.environ.setdefault(name, str(value))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = definitions.load(Path(args.exports) if args.exports else exports_path())
+    enabled = sum(e.enabled for e in loaded.exports)
+    _print(
+        {
+            "valid": True,
+            "exports": len(loaded.exports),
+            "enabled": enabled,
+            "connections": [c.name for c in loaded.connections],
+        }
+    )
+    return 0
+
+
+def _exports(_: argparse.Namespace) -> int:
+    _print(api.list_exports(current()).body)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    record = service.run_now(current(), args.name)
+    _print(record.as_dict())
+    return 0 if record.status == "succeeded" else 1
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    record = service.request_run(current(), args.name, "cli")
+    _print(record.as_dict())
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    reply = api.list_runs(current(), args.name, str(args.limit))
+    _print(reply.body)
+    return 0 if reply.status == 200 else 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared", description="Customer Insights to Snapchat exporter"
+    )
+    parser.add_argument("--settings", help="a local.settings.json whose Values to use")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    validate = commands.add_parser("validate", help="check the settings and export definitions")
+    validate.add_argument("--exports", help="definitions file (default: EXPORTS_FILE)")
+    validate.set_defaults(command=_validate)
+    commands.add_parser("exports", help="list exports and their last runs").set_defaults(
+        command=_exports
+    )
+    run = commands.add_parser("run", help="export the newest snapshot now, in this process")
+    run.add_argument("name")
+    run.set_defaults(command=_run)
+    enqueue = commands.add_parser("enqueue", help="queue a run for the queue worker")
+    enqueue.add_argument("name")
+    enqueue.set_defaults(command=_enqueue)
+    runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
+    runs.add_argument("name")
+    runs.add_argument("--limit", type=int, default=10)
+    runs.set_defaults(command=_runs)
+    return parser
+
+
+def _print(value: Any, stream: Any = None) -> None:
+    print(json.dumps(value, indent=2), file=stream or sys.stdout)

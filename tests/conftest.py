@@ -1,0 +1,150 @@
+"""Shared fixtures: real local parts for every test that needs them.
+
+- one Azurite per test session (each test gets its own container, queue and table names);
+- a fresh Snapchat sandbox per test, with one connection's credentials and one audience;
+- an installed Runtime built from environment settings, exactly as the Functions host would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devtools.azurite import Azurite
+from devtools.snapchat_sandbox import SnapchatSandbox
+from shared import runtime
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+CLIENT_ID = "client-6c1e3f"
+CLIENT_SECRET = "s3cr3t-Client-Value-9d8e7f6a"
+REFRESH_TOKEN = "refresh-Token-Value-1a2b3c4d5e6f"
+AUDIENCE = "aud-high-value-01"
+
+
+@pytest.fixture(autouse=True)
+def _no_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection a test makes to an address other than loopback fails the test."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in ("::1", "localhost") or sock.family == socket.AF_UNIX
+        ):
+            raise AssertionError(f"test tried to reach {host} beyond loopback")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def blob_service(azurite: Azurite) -> Iterator[BlobServiceClient]:
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        yield service
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SnapchatSandbox]:
+    with SnapchatSandbox() as server:
+        server.add_client(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+        server.add_audience(AUDIENCE)
+        yield server
+
+
+@dataclass
+class App:
+    """The settings, definitions and runtime of one test's app instance."""
+
+    env: dict[str, str]
+    exports_file: Path
+    container: str
+    runtime: Runtime
+
+    def rebuild(self, monkeypatch: pytest.MonkeyPatch, **changes: str) -> Runtime:
+        """Apply setting changes and build a fresh runtime from them (as a restart would)."""
+        for name, value in changes.items():
+            monkeypatch.setenv(name, value)
+            self.env[name] = value
+        self.runtime.http.close()
+        self.runtime = runtime.build(Settings.from_env())
+        runtime.install(self.runtime)
+        return self.runtime
+
+
+def export_definition(name: str, container: str, path: str, **overrides: Any) -> dict[str, Any]:
+    definition: dict[str, Any] = {
+        "name": name,
+        "source": {"container": container, "path": path},
+        "audience_id": AUDIENCE,
+        "connection": "main",
+        "columns": {"email": "EMail"},
+        "enabled": True,
+    }
+    definition.update(overrides)
+    return definition
+
+
+def write_definitions(path: Path, exports: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"connections": [{"name": "main"}], "exports": exports}))
+
+
+@pytest.fixture
+def app(
+    azurite: Azurite,
+    sandbox: SnapchatSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[App]:
+    """An app wired to Azurite and the sandbox, with one export ``high-value`` defined."""
+    suffix = secrets.token_hex(4)
+    container = f"ci-{suffix}"
+    exports_file = tmp_path / "exports.json"
+    write_definitions(
+        exports_file,
+        [export_definition("high-value", container, "CustomerInsights_t1/BlobExport/HighValue")],
+    )
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "EXPORTS_FILE": str(exports_file),
+        "JOBS_QUEUE": f"jobs-{suffix}",
+        "RUNS_TABLE": f"runs{suffix}",
+        "SNAPCHAT_API_URL": sandbox.api_url,
+        "SNAPCHAT_TOKEN_URL": sandbox.token_url,
+        "SNAPSHOT_SETTLE_SECONDS": "0",
+        "RETRY_MAX_SECONDS": "20",
+        "SECRET_SNAPCHAT_MAIN_CLIENT_ID": CLIENT_ID,
+        "SECRET_SNAPCHAT_MAIN_CLIENT_SECRET": CLIENT_SECRET,
+        "SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN": REFRESH_TOKEN,
+    }
+    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    built = runtime.build(Settings.from_env())
+    runtime.install(built)
+    state = App(env=env, exports_file=exports_file, container=container, runtime=built)
+    yield state
+    state.runtime.http.close()
+    runtime.install(None)
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog

@@ -1,0 +1,117 @@
+"""Reading the email column from CSV partitions: headers, model.json, encodings, quoting."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+
+from shared.csvstream import ChunkReader, column_cells
+from shared.errors import SourceError
+from shared.layout import CsvFormat, Model
+
+
+def opener(files: dict[str, bytes], chunk: int = 7) -> Callable[[str], io.RawIOBase]:
+    """Serve each file in small chunks, as a blob download would."""
+
+    def open_partition(name: str) -> io.RawIOBase:
+        data = files[name]
+        return ChunkReader(data[i : i + chunk] for i in range(0, len(data), chunk))
+
+    return open_partition
+
+
+def read(files: dict[str, bytes], model: Model | None = None, column: str = "EMail") -> list[str]:
+    return list(column_cells(list(files), opener(files), column=column, model=model))
+
+
+def model(header: bool, columns: tuple[str, ...] = ("CustomerId", "EMail", "City")) -> Model:
+    return Model(columns=columns, csv=CsvFormat(header=header), partitions=())
+
+
+def test_header_row_is_detected_without_a_model() -> None:
+    files = {"p1.csv": b"CustomerId,email,City\n1,a@x.com,Oslo\n2,b@x.com,Rome\n"}
+    assert read(files) == ["a@x.com", "b@x.com"]
+
+
+def test_later_partitions_without_a_header_use_the_first_partitions_header() -> None:
+    files = {
+        "p1.csv": b"CustomerId,EMail,City\n1,a@x.com,Oslo\n",
+        "p2.csv": b"2,b@x.com,Rome\n",
+        "p3.csv": b"CustomerId,EMail,City\n3,c@x.com,Lima\n",
+    }
+    assert read(files) == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def test_no_model_and_no_header_is_a_clear_error() -> None:
+    with pytest.raises(
+        SourceError, match="p1.csv: no model.json, and the first row is not a header"
+    ):
+        read({"p1.csv": b"1,a@x.com,Oslo\n"})
+
+
+def test_model_without_headers_reads_every_row_as_data() -> None:
+    files = {"p1.csv": b"1,a@x.com,Oslo\n2,b@x.com,Rome\n"}
+    assert read(files, model(header=False)) == ["a@x.com", "b@x.com"]
+
+
+def test_model_with_headers_skips_the_header_of_every_partition() -> None:
+    files = {
+        "p1.csv": b"CustomerId,EMail,City\n1,a@x.com,Oslo\n",
+        "p2.csv": b"CustomerId,EMail,City\n2,b@x.com,Rome\n",
+    }
+    assert read(files, model(header=True)) == ["a@x.com", "b@x.com"]
+
+
+def test_bom_crlf_and_quoted_fields_with_commas_quotes_and_newlines() -> None:
+    data = (
+        '\ufeff"CustomerId","EMail","City"\r\n'
+        '"1","a@x.com","Oslo, Norway"\r\n'
+        '"2","b@x.com","Line one\r\nline two"\r\n'
+        '"3","c@x.com","He said ""hi"""\r\n'
+    ).encode()
+    assert read({"p1.csv": data}) == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def test_bom_in_every_partition_is_dropped() -> None:
+    files = {
+        "p1.csv": "\ufeffCustomerId,EMail\n1,a@x.com\n".encode(),
+        "p2.csv": "\ufeff2,b@x.com\n".encode(),
+    }
+    assert read(files) == ["a@x.com", "b@x.com"]
+    assert read(files, column="CustomerId") == ["1", "2"]
+
+
+def test_blank_lines_and_empty_partitions_are_skipped() -> None:
+    files = {"p1.csv": b"CustomerId,EMail,City\n\n1,a@x.com,Oslo\n\n", "p2.csv": b""}
+    assert read(files) == ["a@x.com"]
+
+
+def test_other_delimiters_from_the_model() -> None:
+    semicolon = Model(("CustomerId", "EMail"), CsvFormat(header=False, delimiter=";"), ())
+    assert read({"p1.csv": b"1;a@x.com\n2;b@x.com\n"}, semicolon) == ["a@x.com", "b@x.com"]
+
+
+def test_a_missing_column_names_the_column_and_the_partition() -> None:
+    with pytest.raises(SourceError, match=r"p1.csv: no column named 'EMail'.*CustomerId, Mail"):
+        read({"p1.csv": b"1,a@x.com\n"}, model(header=False, columns=("CustomerId", "Mail")))
+
+
+def test_ragged_rows_are_an_error_with_the_line_number() -> None:
+    files = {"p1.csv": b"CustomerId,EMail,City\n1,a@x.com,Oslo\n2,b@x.com\n"}
+    with pytest.raises(SourceError, match="p1.csv: line 3 has 2 fields, expected 3"):
+        read(files)
+
+
+def test_non_utf8_bytes_are_an_error_naming_the_partition() -> None:
+    files = {"p1.csv": b"CustomerId,EMail\n1,caf\xe9@x.com\n"}
+    with pytest.raises(SourceError, match="p1.csv: .*not valid UTF-8") as caught:
+        read(files)
+    assert "caf" not in str(caught.value)
+
+
+def test_an_oversized_field_is_an_error_not_a_memory_problem() -> None:
+    files = {"p1.csv": b"CustomerId,EMail\n1," + b"a" * 1_000_000 + b"@x.com\n"}
+    with pytest.raises(SourceError, match="p1.csv: line .*field larger than field limit"):
+        read(files)

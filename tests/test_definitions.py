@@ -1,0 +1,124 @@
+"""Export definitions: a valid document loads, every problem is named with export and field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import definitions
+from shared.errors import ConfigurationError
+from shared.settings import APP_ROOT
+
+VALID: dict[str, Any] = {
+    "connections": [{"name": "main"}, {"name": "eu", "refresh_token_secret": "eu-refresh"}],
+    "exports": [
+        {
+            "name": "high-value",
+            "source": {"container": "customer-insights", "path": "CI_1/BlobExport/HighValue/"},
+            "audience_id": "aud-1",
+            "connection": "main",
+            "columns": {"email": "EMail"},
+        },
+        {
+            "name": "lapsed",
+            "source": {"container": "customer-insights", "path": "CI_1/BlobExport/Lapsed"},
+            "audience_id": "aud-2",
+            "connection": "eu",
+            "columns": {"email": "PrimaryEmail"},
+            "enabled": False,
+        },
+    ],
+}
+
+
+def problems(document: Any) -> list[str]:
+    with pytest.raises(ConfigurationError) as caught:
+        definitions.parse(document)
+    return caught.value.problems
+
+
+def test_a_valid_document_loads_with_defaults() -> None:
+    loaded = definitions.parse(VALID)
+    first, second = loaded.exports
+    assert (first.name, first.container, first.path) == (
+        "high-value",
+        "customer-insights",
+        "CI_1/BlobExport/HighValue",
+    )
+    assert first.table_name == "HighValue"
+    assert first.enabled is True
+    assert second.enabled is False
+    assert second.email_column == "PrimaryEmail"
+    main = loaded.connection("main")
+    assert main.client_id_secret == "snapchat-main-client-id"
+    assert main.refresh_token_secret == "snapchat-main-refresh-token"
+    assert loaded.connection("eu").refresh_token_secret == "eu-refresh"
+
+
+def test_the_shipped_example_definitions_are_valid() -> None:
+    loaded = definitions.load(APP_ROOT / "exports.json")
+    assert loaded.exports
+
+
+def mutate(change: Any) -> dict[str, Any]:
+    document = copy.deepcopy(VALID)
+    change(document)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["exports"][1].update(name="high-value"),
+         "export 'high-value': name: used by another export"),
+        (lambda d: d["exports"][0].pop("audience_id"), "export 'high-value': audience_id: required"),
+        (lambda d: d["exports"][0]["columns"].pop("email"),
+         "export 'high-value': columns: email: required"),
+        (lambda d: d["exports"][0].pop("columns"), "export 'high-value': columns: expected an object"),
+        (lambda d: d["exports"][0].update(name="High Value"), "exports[0]: name: 'High Value' must be"),
+        (lambda d: d["exports"][0].update(connection="nope"),
+         "export 'high-value': connection: 'nope' is not a declared connection"),
+        (lambda d: d["exports"][0]["source"].update(path="CI/../secret"),
+         "export 'high-value': source: path: empty, '.' and '..'"),
+        (lambda d: d["exports"][0]["source"].update(container="Bad_Name"),
+         "export 'high-value': source: container: 'Bad_Name' is not a valid value"),
+        (lambda d: d["exports"][0].update(enabled="yes"), "export 'high-value': enabled: expected"),
+        (lambda d: d["exports"][0].update(colums={}), "export 'high-value': colums: unknown field"),
+        (lambda d: d["connections"].append({"name": "main"}), "connection 'main': name: declared twice"),
+        (lambda d: d.pop("connections"), "connections: expected a non-empty list"),
+    ],
+)  # fmt: skip
+def test_each_problem_names_the_export_and_field(change: Any, expected: str) -> None:
+    found = problems(mutate(change))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    def break_both(document: dict[str, Any]) -> None:
+        document["exports"][0].pop("audience_id")
+        document["exports"][1]["columns"] = {}
+
+    found = problems(mutate(break_both))
+    assert len(found) == 2
+
+
+def test_a_file_that_is_not_json_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "exports.json"
+    path.write_text('{"connections": [}')
+    with pytest.raises(ConfigurationError, match=r"exports.json is not valid JSON \(line 1"):
+        definitions.load(path)
+
+
+def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no file at"):
+        definitions.load(tmp_path / "absent.json")
+
+
+def test_round_trip_through_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "exports.json"
+    path.write_text(json.dumps(VALID))
+    assert definitions.load(path) == definitions.parse(VALID)

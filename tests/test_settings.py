@@ -1,0 +1,79 @@
+"""Settings: read once, every problem named, secrets kept out of repr, docs in step."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.settings import APP_ROOT, SETTINGS, Settings
+
+CONNECTION = "DefaultEndpointsProtocol=http;AccountName=dev;AccountKey=c2VjcmV0a2V5;"
+
+
+def test_defaults_apply_when_only_storage_is_set() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage": CONNECTION})
+    assert settings.upload_batch_size == 100_000
+    assert settings.snapchat_api_url == "https://adsapi.snapchat.com/v1"
+    assert settings.jobs_queue == "export-jobs"
+    assert settings.key_vault_url is None
+    assert settings.export_storage == settings.app_storage
+    assert settings.exports_file == APP_ROOT / "exports.json"
+
+
+def test_managed_identity_endpoints_replace_the_connection_string() -> None:
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage__queueServiceUri": "https://app.queue.core.windows.net",
+            "AzureWebJobsStorage__tableServiceUri": "https://app.table.core.windows.net",
+            "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+            "EXPORT_STORAGE__blobServiceUri": "https://ci.blob.core.windows.net/",
+            "KEY_VAULT_URL": "https://kv-demo.vault.azure.net/",
+        }
+    )
+    assert settings.app_storage.connection_string is None
+    assert settings.export_storage.blob_url == "https://ci.blob.core.windows.net"
+    assert settings.export_storage.client_id == "11111111-2222-3333-4444-555555555555"
+    assert settings.key_vault_url == "https://kv-demo.vault.azure.net"
+
+
+def test_every_problem_is_named_in_one_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            {
+                "UPLOAD_BATCH_SIZE": "100001",
+                "HTTP_TIMEOUT_SECONDS": "soon",
+                "KEY_VAULT_URL": "http://kv.example",
+                "JOBS_QUEUE": "Bad_Queue",
+            }
+        )
+    names = [p.split(":")[0] for p in caught.value.problems]
+    assert names == [
+        "AzureWebJobsStorage",
+        "JOBS_QUEUE",
+        "KEY_VAULT_URL",
+        "UPLOAD_BATCH_SIZE",
+        "HTTP_TIMEOUT_SECONDS",
+    ]
+
+
+def test_repr_never_shows_a_connection_string() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage": CONNECTION})
+    assert "c2VjcmV0a2V5" not in repr(settings)
+    assert "AccountKey" not in repr(settings)
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (APP_ROOT / "README.md").read_text()
+    table = {m for m in re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE)}
+    assert {s.name for s in SETTINGS} <= table
+
+
+def test_local_settings_example_sets_every_setting() -> None:
+    values = json.loads((APP_ROOT / "local.settings.json.example").read_text())["Values"]
+    assert {s.name for s in SETTINGS if s.name not in values} <= {
+        s.name for s in SETTINGS if s.default is None
+    }
+    Settings.from_env(values)  # and it is valid

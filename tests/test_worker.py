@@ -1,0 +1,201 @@
+"""The queue worker against the Snapchat sandbox: batching, tokens, retries, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import azure.functions as func
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+import function_app
+from devtools.ci_export import write_export
+from devtools.snapchat_sandbox import SnapchatSandbox
+from devtools.worker import drain
+from shared import service
+from shared.runlog import RunRecord
+from tests.conftest import AUDIENCE, App, export_definition, write_definitions
+
+PATH = "CustomerInsights_t1/BlobExport/HighValue"
+
+
+def run_export(app: App, name: str = "high-value") -> RunRecord:
+    queued = service.request_run(app.runtime, name, "http")
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    record = app.runtime.runs.get(name, queued.run_id)
+    assert record is not None
+    return record
+
+
+def write_plain_csv(blob_service: BlobServiceClient, container: str, count: int) -> set[str]:
+    """A header-only-detectable snapshot of ``count`` distinct valid emails."""
+    blob_service.create_container(container)
+    emails = [f"person{i}@example.com" for i in range(count)]
+    data = ("CustomerId,EMail\n" + "".join(f"{i},{e}\n" for i, e in enumerate(emails))).encode()
+    blob_service.get_blob_client(container, f"{PATH}/2026/11/05/1200/HighValue_1.csv").upload_blob(
+        data
+    )
+    return {hashlib.sha256(e.encode()).hexdigest() for e in emails}
+
+
+def uploads(sandbox: SnapchatSandbox) -> list[int]:
+    return [
+        r.identifiers for r in sandbox.requests() if r.path.endswith("/users") and r.status == 200
+    ]
+
+
+def test_batches_split_at_exactly_100000(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    expected = write_plain_csv(blob_service, app.container, 200_001)
+    record = run_export(app)
+    assert record.status == "succeeded", record.error
+    assert uploads(sandbox) == [100_000, 100_000, 1]
+    assert (record.batches, record.uploaded) == (3, 200_001)
+    assert sandbox.identifiers(AUDIENCE) == expected
+
+
+def test_the_batch_size_setting_is_honoured(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    expected = write_plain_csv(blob_service, app.container, 25)
+    app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="10")
+    record = run_export(app)
+    assert uploads(sandbox) == [10, 10, 5]
+    assert record.batches == 3
+    assert sandbox.identifiers(AUDIENCE) == expected
+    tokens = [r for r in sandbox.requests() if r.path.endswith("/access_token")]
+    assert len(tokens) == 1  # the access token is cached across batches
+
+
+def test_a_401_refreshes_the_token_once_and_retries(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    expected = write_plain_csv(blob_service, app.container, 30)
+    sandbox.expire_tokens()  # nothing issued yet; the first token is fresh
+    sandbox.inject("401", path_contains="/users")
+    record = run_export(app)
+    assert record.status == "succeeded", record.error
+    log = sandbox.requests()
+    assert [r.path.endswith("/access_token") for r in log] == [True, False, True, False]
+    assert log[1].status == 401
+    assert log[3].token != log[1].token
+    assert sandbox.identifiers(AUDIENCE) == expected
+
+
+def test_429_and_500_are_retried(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    expected = write_plain_csv(blob_service, app.container, 30)
+    sandbox.inject("429", path_contains="/users")
+    sandbox.inject("500", path_contains="/users")
+    record = run_export(app)
+    assert record.status == "succeeded", record.error
+    assert [r.status for r in sandbox.requests() if r.path.endswith("/users")] == [429, 500, 200]
+    assert (record.retries, record.requests) == (2, 3)
+    assert sandbox.identifiers(AUDIENCE) == expected
+
+
+def test_retries_are_bounded(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    write_plain_csv(blob_service, app.container, 30)
+    app.rebuild(monkeypatch, RETRY_ATTEMPTS="3")
+    sandbox.inject("503", path_contains="/users", times=10)
+    record = run_export(app)
+    assert record.status == "failed"
+    assert "still failing after 3 attempts (HTTP 503" in record.error
+    assert sandbox.identifiers(AUDIENCE) == set()
+
+
+@pytest.mark.parametrize(
+    ("audience", "fault", "message"),
+    [
+        (AUDIENCE, "403", "needs Admin or Data Manager"),
+        ("aud-unknown", None, "HTTP 404 E3003"),
+    ],
+)
+def test_permission_and_unknown_audience_stop_the_run(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch, audience: str, fault: str | None, message: str,
+) -> None:  # fmt: skip
+    write_definitions(
+        app.exports_file,
+        [export_definition("high-value", app.container, PATH, audience_id=audience)],
+    )
+    app.rebuild(monkeypatch)
+    write_plain_csv(blob_service, app.container, 5)
+    if fault:
+        sandbox.inject(fault, path_contains="/users")
+    record = run_export(app)
+    assert record.status == "failed"
+    assert message in record.error
+    assert len([r for r in sandbox.requests() if r.path.endswith("/users")]) == 1
+
+
+def test_refused_credentials_fail_the_run_with_advice(
+    app: App, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_plain_csv(blob_service, app.container, 5)
+    app.rebuild(monkeypatch, SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN="revoked-refresh-token")
+    record = run_export(app)
+    assert record.status == "failed"
+    assert "refused the connection's credentials (invalid_grant)" in record.error
+    assert "revoked-refresh-token" not in record.error
+
+
+def test_a_missing_email_column_fails_the_run_and_names_the_column(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    write_definitions(
+        app.exports_file,
+        [export_definition("high-value", app.container, PATH, columns={"email": "PrimaryEmail"})],
+    )
+    app.rebuild(monkeypatch)
+    write_export(blob_service, container=app.container, path=PATH, profiles=10, partitions=1)
+    record = run_export(app)
+    assert record.status == "failed"
+    assert "no column named 'PrimaryEmail'" in record.error
+    assert "HighValue_1.csv" in record.error
+    assert uploads(sandbox) == []
+
+
+def test_flat_layout_exports(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    flat = "CustomerInsights_t1/Weekly_HighValue"
+    write_definitions(app.exports_file, [export_definition("high-value", app.container, flat)])
+    app.rebuild(monkeypatch)
+    blob_service.create_container(app.container)
+    older = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
+    newer = older + 86_400
+    for epoch, email in ((older, "old@example.com"), (newer, "new@example.com")):
+        blob_service.get_blob_client(app.container, f"{flat}_{epoch}.csv").upload_blob(
+            f"CustomerId,EMail\r\n1,{email}\r\n".encode()
+        )
+    record = run_export(app)
+    assert (record.status, record.snapshot) == ("succeeded", f"epoch-{newer}")
+    assert sandbox.identifiers(AUDIENCE) == {hashlib.sha256(b"new@example.com").hexdigest()}
+
+
+def test_a_redelivered_job_of_a_finished_run_is_ignored(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    write_plain_csv(blob_service, app.container, 5)
+    record = run_export(app)
+    job = {"run_id": record.run_id, "export": "high-value", "snapshot": record.snapshot}
+    function_app.export_worker(func.QueueMessage(id="again", body=json.dumps(job).encode()))
+    assert len(uploads(sandbox)) == 1
+
+
+def test_a_message_that_is_not_a_job_is_dropped_with_a_log_line(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    function_app.export_worker(func.QueueMessage(id="m1", body=b"hello"))
+    assert "Queue message m1 is not an export job" in caplog.text
