@@ -25,9 +25,7 @@ def drain(connection_string: str, queue_name: str, *, max_messages: int = 100) -
                 return handled
             for message in messages:
                 body = str(message.content).encode()
-                function_app.export_worker(
-                    func.QueueMessage(id=message.id, body=body)
-                )
+                function_app.export_worker(func.QueueMessage(id=message.id, body=body))
                 queue.delete_message(message)
                 handled += 1
     return handled

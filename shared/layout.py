@@ -12,6 +12,7 @@ extracts the entity's columns and CSV settings from ``model.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -42,6 +43,7 @@ class Snapshot:
     partitions: tuple[str, ...]  # blob names, in partition order
     last_modified: datetime  # newest last-modified time among its files
     folder: str | None  # the snapshot folder, None for a flat file
+    version: str = ""  # changes when any of its files is rewritten
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def snapshots(path: str, blobs: Iterable[BlobEntry]) -> list[Snapshot]:
                     partitions=(blob.name,),
                     last_modified=blob.last_modified,
                     folder=None,
+                    version=_version([blob]),
                 )
             )
     for snapshot_id, parts in folders.items():
@@ -100,10 +103,19 @@ def snapshots(path: str, blobs: Iterable[BlobEntry]) -> list[Snapshot]:
                 partitions=tuple(blob.name for _, blob in parts),
                 last_modified=max(blob.last_modified for _, blob in parts),
                 folder=f"{path}/{snapshot_id}",
+                version=_version([blob for _, blob in parts]),
             )
         )
     found.sort(key=lambda snapshot: (snapshot.taken_at, snapshot.id))
     return found
+
+
+def _version(blobs: list[BlobEntry]) -> str:
+    """A short fingerprint of a snapshot's files: names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for blob in blobs:
+        digest.update(f"{blob.name}|{blob.size}|{blob.last_modified.isoformat()}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def read_model(document: bytes, *, entity: str, container: str, where: str) -> Model:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.errors import StorageError
@@ -43,6 +50,10 @@ class RunRecord:
     duplicates: int = 0
     uploaded: int = 0
     batches: int = 0
+    resumed: int = 0
+    batch_size: int = 0
+    source_version: str = ""
+    attempts: int = 0
     requests: int = 0
     retries: int = 0
     error: str = ""
@@ -98,7 +109,8 @@ class RunLog:
         self._table = table
         self._ready = False
 
-    def _client(self) -> TableClient:
+    def table(self) -> TableClient:
+        """The table client, creating the table on first use."""
         if not self._ready:
             try:
                 self._table.create_table()
@@ -112,7 +124,7 @@ class RunLog:
     def save(self, record: RunRecord) -> None:
         """Write the whole record (insert or replace)."""
         try:
-            self._client().upsert_entity(_to_entity(record), mode=UpdateMode.REPLACE)
+            self.table().upsert_entity(_to_entity(record), mode=UpdateMode.REPLACE)
         except AzureError as exc:
             raise _failure(f"save run {record.run_id}", exc) from None
 
@@ -120,7 +132,7 @@ class RunLog:
         if not is_run_id(run_id):
             return None
         try:
-            return _from_entity(self._client().get_entity(export, row_key(run_id)))
+            return _from_entity(self.table().get_entity(export, row_key(run_id)))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -139,7 +151,7 @@ class RunLog:
 
     def _query(self, where: str, parameters: dict[str, Any], limit: int) -> list[RunRecord]:
         try:
-            pages = self._client().query_entities(
+            pages = self.table().query_entities(
                 where, parameters=parameters, results_per_page=min(limit, 1000)
             )
             records: list[RunRecord] = []
@@ -150,6 +162,137 @@ class RunLog:
             return records
         except AzureError as exc:
             raise _failure("query runs", exc) from None
+
+
+LOCK_PARTITION = "~locks"  # export names cannot start with "~", so no run shares it
+QUEUED = "queued"  # lock owner while a run waits in the queue: any worker may take it over
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    owner: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    acquired: bool
+    holder: Holder | None = None  # who holds the lock, when not acquired
+    displaced: Holder | None = None  # another run whose expired lock was taken over
+
+
+class ExportLocks:
+    """At most one active run per export: a lock entity per export, taken and renewed with
+    conditional writes (ETags), that expires if its holder stops renewing it (a crash).
+
+    The owner is ``QUEUED`` from the moment a run is queued until a worker takes it, then a
+    token unique to that worker's attempt; a second worker on the same run must wait until
+    the first one's lease has expired.
+    """
+
+    def __init__(self, runs: RunLog, clock: Any = time.time) -> None:
+        self._runs = runs
+        self._clock = clock
+
+    def acquire(self, export: str, run_id: str, owner: str, ttl: float) -> Claim:
+        """Take the export's lock for ``run_id``, or learn who holds it."""
+        table = self._runs.table()
+        entity = self._entity(export, run_id, owner, ttl)
+        for _ in range(3):  # a lost race on an expired lock is re-read and decided again
+            try:
+                table.create_entity(entity)
+                return Claim(acquired=True)
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise _failure(f"lock export {export}", exc) from None
+            try:
+                current = table.get_entity(LOCK_PARTITION, export)
+            except ResourceNotFoundError:
+                continue  # released in between: try to create again
+            except AzureError as exc:
+                raise _failure(f"read the lock of export {export}", exc) from None
+            holder = _holder(current)
+            takeover = holder.run_id == run_id and holder.owner in (QUEUED, owner)
+            if not takeover and holder.expires_at > self._clock():
+                return Claim(acquired=False, holder=holder)
+            try:
+                table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                displaced = holder if holder.run_id != run_id else None
+                return Claim(acquired=True, displaced=displaced)
+            except ResourceModifiedError:
+                continue
+            except AzureError as exc:
+                raise _failure(f"lock export {export}", exc) from None
+        return Claim(acquired=False, holder=self.holder(export))
+
+    def holder(self, export: str) -> Holder | None:
+        try:
+            return _holder(self._runs.table().get_entity(LOCK_PARTITION, export))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _failure(f"read the lock of export {export}", exc) from None
+
+    def renew(self, export: str, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend the lease; False when the lock is no longer this owner's."""
+        table = self._runs.table()
+        try:
+            current = table.get_entity(LOCK_PARTITION, export)
+            holder = _holder(current)
+            if (holder.run_id, holder.owner) != (run_id, owner):
+                return False
+            table.update_entity(
+                self._entity(export, run_id, owner, ttl),
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        except AzureError as exc:
+            raise _failure(f"renew the lock of export {export}", exc) from None
+
+    def release(self, export: str, run_id: str) -> None:
+        """Drop the lock if ``run_id`` still holds it."""
+        table = self._runs.table()
+        try:
+            current = table.get_entity(LOCK_PARTITION, export)
+            if _holder(current).run_id == run_id:
+                table.delete_entity(
+                    LOCK_PARTITION,
+                    export,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+        except AzureError as exc:
+            raise _failure(f"release the lock of export {export}", exc) from None
+
+    def _entity(self, export: str, run_id: str, owner: str, ttl: float) -> dict[str, Any]:
+        return {
+            "PartitionKey": LOCK_PARTITION,
+            "RowKey": export,
+            "run_id": run_id,
+            "owner": owner,
+            "expires_at": self._clock() + ttl,
+        }
+
+
+def _holder(entity: dict[str, Any]) -> Holder:
+    return Holder(
+        run_id=str(entity.get("run_id", "")),
+        owner=str(entity.get("owner", "")),
+        expires_at=float(entity.get("expires_at", 0.0)),
+    )
 
 
 def _failure(action: str, exc: AzureError) -> StorageError:

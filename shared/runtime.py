@@ -55,6 +55,7 @@ class Runtime:
             on_new_refresh_token=lambda value: self.secrets.set(
                 connection.refresh_token_secret, value
             ),
+            requests_per_second=self.settings.requests_per_second,
         )
 
 

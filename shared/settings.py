@@ -96,6 +96,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "RETRY_MAX_SECONDS", "300", "Upper bound of the time one request may spend retrying."
     ),
     SettingSpec(
+        "SNAPCHAT_REQUESTS_PER_SECOND",
+        "10",
+        "Most requests per second one access token sends (Snap allows 10 on average).",
+    ),
+    SettingSpec(
+        "RUN_LEASE_SECONDS",
+        "300",
+        "How long a worker's hold on an export lasts without renewal; a crashed worker's run "
+        "is resumed by the next delivery after this.",
+    ),
+    SettingSpec(
         "SNAPSHOT_SETTLE_SECONDS",
         "120",
         "The timer leaves a snapshot alone until its newest file is this old (still being "
@@ -142,6 +153,8 @@ class Settings:
     retry_max_seconds: float
     snapshot_settle_seconds: float
     timer_max_attempts: int
+    requests_per_second: float
+    run_lease_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +196,8 @@ class Settings:
             retry_max_seconds=reader.number("RETRY_MAX_SECONDS", 0, 3600),
             snapshot_settle_seconds=reader.number("SNAPSHOT_SETTLE_SECONDS", 0, 86400),
             timer_max_attempts=reader.integer("TIMER_MAX_ATTEMPTS", 1, 100),
+            requests_per_second=reader.number("SNAPCHAT_REQUESTS_PER_SECOND", 0.1, 20),
+            run_lease_seconds=reader.number("RUN_LEASE_SECONDS", 3, 3600),
         )
         if reader.problems:
             raise ConfigurationError(reader.problems)

@@ -1,0 +1,79 @@
+"""Credentials from Key Vault: the real SecretClient against the loopback HTTPS fake."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devtools.keyvault_fake import KeyVaultFake, secret_client
+from devtools.snapchat_sandbox import SnapchatSandbox
+from devtools.worker import drain
+from shared import runtime, service
+from shared.runlog import RunRecord
+from shared.secretstore import KeyVaultSecrets
+from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
+
+PATH = "CustomerInsights_t1/BlobExport/HighValue"
+
+
+@pytest.fixture
+def vault() -> Iterator[KeyVaultFake]:
+    with KeyVaultFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def vault_app(app: App, vault: KeyVaultFake, monkeypatch: pytest.MonkeyPatch) -> App:
+    """The test app, with its secrets in Key Vault and none in the environment."""
+    for name in list(app.env):
+        if name.startswith("SECRET_"):
+            monkeypatch.delenv(name)
+    client = secret_client(vault, retry_total=0)
+    app.runtime.secrets = KeyVaultSecrets(client)
+    runtime.install(app.runtime)
+    return app
+
+
+def export_once(app: App, blob_service: BlobServiceClient) -> RunRecord:
+    blob_service.create_container(app.container)
+    blob_service.get_blob_client(
+        app.container, f"{PATH}/2026/11/05/1200/HighValue_1.csv"
+    ).upload_blob(b"CustomerId,EMail\n1,kv@example.com\n")
+    queued = service.request_run(app.runtime, "high-value", "http")
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    record = app.runtime.runs.get("high-value", queued.run_id)
+    assert record is not None
+    return record
+
+
+def test_a_run_reads_its_credentials_from_key_vault(
+    vault_app: App, vault: KeyVaultFake, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
+    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    record = export_once(vault_app, blob_service)
+    assert record.status == "succeeded", record.error
+    assert sandbox.identifiers(AUDIENCE) == {hashlib.sha256(b"kv@example.com").hexdigest()}
+    paths = {path for _, path, status in vault.requests() if status == 200}
+    assert {
+        "/secrets/snapchat-main-client-secret/",
+        "/secrets/snapchat-main-refresh-token/",
+    } <= paths
+
+
+@pytest.mark.parametrize("value", [None, "   "])
+def test_a_missing_or_empty_secret_fails_the_run_and_names_it(
+    vault_app: App, vault: KeyVaultFake, blob_service: BlobServiceClient, value: str | None
+) -> None:
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
+    if value is not None:
+        vault.set_secret("snapchat-main-refresh-token", value)
+    record = export_once(vault_app, blob_service)
+    assert record.status == "failed"
+    assert "secret 'snapchat-main-refresh-token'" in record.error
+    assert ("not found" if value is None else "empty") in record.error
