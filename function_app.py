@@ -65,11 +65,25 @@ def find_new_snapshots(timer: func.TimerRequest) -> None:
     service.schedule(current())
 
 
-@app.queue_trigger(arg_name="message", queue_name="%JOBS_QUEUE%", connection="AzureWebJobsStorage")
-def export_worker(message: func.QueueMessage) -> None:
+def _job(message: func.QueueMessage) -> Job | None:
     try:
-        job = Job.from_json(message.get_body().decode("utf-8", errors="replace"))
+        return Job.from_json(message.get_body().decode("utf-8", errors="replace"))
     except ValueError as exc:
         log.error("Queue message %s is not an export job (%s); dropped", message.id, exc)
-        return
-    service.process(current(), job)
+        return None
+
+
+@app.queue_trigger(arg_name="message", queue_name="%JOBS_QUEUE%", connection="AzureWebJobsStorage")
+def export_worker(message: func.QueueMessage) -> None:
+    if job := _job(message):
+        # A failure worth retrying is raised: the queue delivers the job again, and the run
+        # resumes after its last accepted batch.
+        service.process(current(), job)
+
+
+@app.queue_trigger(
+    arg_name="message", queue_name="%JOBS_QUEUE%-poison", connection="AzureWebJobsStorage"
+)
+def export_gave_up(message: func.QueueMessage) -> None:
+    if job := _job(message):
+        service.give_up(current(), job)

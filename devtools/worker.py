@@ -1,31 +1,85 @@
-"""Plays the Functions host's part for the queue worker, outside Azure.
+"""Plays the Functions host's part for the queue triggers, outside Azure.
 
 Receives job messages from the (Azurite) queue and hands each one, as a ``func.QueueMessage``,
-to the real decorated ``export_worker`` handler: the same path a deployed app takes.
+to the real decorated ``export_worker`` handler: the same path a deployed app takes. Like the
+host, a message whose handler raised is delivered again, and after ``maxDequeueCount``
+deliveries (from host.json) it moves to ``<queue>-poison`` and the ``export_gave_up`` handler
+gets it. Redelivery here is immediate rather than after the visibility timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+from pathlib import Path
+
 import azure.functions as func
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import (
+    QueueClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+log = logging.getLogger(__name__)
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 
-def drain(connection_string: str, queue_name: str, *, max_messages: int = 100) -> int:
-    """Deliver queued jobs to the worker until the queue is empty; returns how many ran."""
+def max_dequeue_count() -> int:
+    settings = json.loads(HOST_JSON.read_text())["extensions"]["queues"]
+    return int(settings.get("maxDequeueCount", 5))
+
+
+def drain(
+    connection_string: str,
+    queue_name: str,
+    *,
+    max_deliveries: int = 1000,
+    visibility_timeout: int = 600,
+) -> int:
+    """Deliver queued jobs until the queue is empty; returns the number of deliveries."""
     import function_app  # noqa: PLC0415 - imported late: it builds the app on import
 
+    limit = max_dequeue_count()
     queue = QueueClient.from_connection_string(
         connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
     )
-    handled = 0
+    deliveries = 0
     with queue:
-        while handled < max_messages:
-            messages = list(queue.receive_messages(max_messages=1, visibility_timeout=600))
+        while deliveries < max_deliveries:
+            messages = list(
+                queue.receive_messages(max_messages=1, visibility_timeout=visibility_timeout)
+            )
             if not messages:
-                return handled
-            for message in messages:
-                body = str(message.content).encode()
-                function_app.export_worker(func.QueueMessage(id=message.id, body=body))
-                queue.delete_message(message)
-                handled += 1
-    return handled
+                return deliveries
+            message = messages[0]
+            deliveries += 1
+            body = str(message.content)
+            try:
+                function_app.export_worker(func.QueueMessage(id=message.id, body=body.encode()))
+            except Exception as exc:  # the host logs the failure and delivers again
+                log.warning("Delivery %d of message %s failed: %s", message.dequeue_count,
+                            message.id, type(exc).__name__)  # fmt: skip
+                if (message.dequeue_count or 0) >= limit:
+                    _to_poison(connection_string, queue_name, body)
+                    queue.delete_message(message)
+                    function_app.export_gave_up(
+                        func.QueueMessage(id=message.id, body=body.encode())
+                    )
+                else:
+                    queue.update_message(
+                        message.id, pop_receipt=message.pop_receipt, visibility_timeout=0
+                    )
+                continue
+            queue.delete_message(message)
+    return deliveries
+
+
+def _to_poison(connection_string: str, queue_name: str, body: str) -> None:
+    with QueueClient.from_connection_string(
+        connection_string, f"{queue_name}-poison", message_encode_policy=TextBase64EncodePolicy()
+    ) as poison:
+        with contextlib.suppress(ResourceExistsError):
+            poison.create_queue()
+        poison.send_message(body)

@@ -18,6 +18,7 @@ from shared.errors import (
     ExportDisabled,
     ExportError,
     NotFound,
+    RunActive,
     SourceError,
     StorageError,
 )
@@ -52,6 +53,8 @@ def handle_errors(call: Any) -> Reply:  # noqa: PLR0911 - one answer per kind of
         return _error(404, "not_found", str(exc))
     except ExportDisabled as exc:
         return _error(400, "disabled", str(exc))
+    except RunActive as exc:
+        return _error(409, "active_run", str(exc), active_run_id=exc.active_run_id)
     except SourceError as exc:
         return _error(409, "no_snapshot", str(exc))
     except ConfigurationError as exc:

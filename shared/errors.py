@@ -12,6 +12,10 @@ token or secret ever goes into an exception text.
 - ``RetryableError``: a transient fault (429, 5xx, timeout) outlived the bounded retries.
 - ``RequestRejected``: Snapchat refused a request for a reason retrying cannot change.
 - ``StorageError``: the app's own storage (run log, queue) failed.
+- ``RunActive``, ``RunBusy``, ``LeaseLost``: another run or worker holds the export.
+
+``RETRY_LATER`` names the failures after which the queue worker asks for the job again (the
+run resumes from its last accepted batch); every other error fails the run at once.
 """
 
 from __future__ import annotations
@@ -63,3 +67,23 @@ class RequestRejected(SnapchatError):  # noqa: N818
 
 class StorageError(ExportError):
     """The app's own Table or Queue storage failed."""
+
+
+class RunActive(ExportError):  # noqa: N818
+    """Another run of the export is queued or running."""
+
+    def __init__(self, message: str, active_run_id: str) -> None:
+        super().__init__(message)
+        self.active_run_id = active_run_id
+
+
+class RunBusy(ExportError):  # noqa: N818
+    """Another worker is still on this very run (a duplicate delivery): try again later."""
+
+
+class LeaseLost(ExportError):  # noqa: N818
+    """This worker's hold on the export expired and another worker took over."""
+
+
+# Failures worth another delivery of the same job: the run resumes from its checkpoint.
+RETRY_LATER: tuple[type[ExportError], ...] = (RetryableError, StorageError, RunBusy)

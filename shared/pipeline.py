@@ -10,6 +10,7 @@ batch so that its progress can be followed while it runs.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ from shared import identifiers
 from shared.blobsource import BlobSource
 from shared.csvstream import column_cells
 from shared.definitions import Export
-from shared.errors import SourceError
+from shared.errors import LeaseLost, SourceError
 from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.runlog import RunRecord
 from shared.snapchat import SnapchatClient
@@ -80,12 +81,25 @@ def run(
     source: BlobSource,
     client: SnapchatClient,
     *,
-    batch_size: int,
     record: RunRecord,
     on_progress: Callable[[RunRecord], None],
+    still_held: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Upload every distinct valid identifier of the plan; counters go to ``record``."""
+    """Upload every distinct valid identifier of the plan; counters go to ``record``.
+
+    Batches are a pure function of the snapshot and ``record.batch_size``, so a run that an
+    earlier attempt left after ``record.batches`` accepted batches rebuilds the same batches
+    and skips those (counted as ``resumed``) instead of sending them again.
+    """
     export = plan.export
+    accepted = record.batches if record.source_version == plan.snapshot.version else 0
+    if accepted != record.batches:
+        log.warning(
+            "Run %s: the snapshot's files changed since the last attempt; starting over",
+            record.run_id,
+        )
+    record.source_version = plan.snapshot.version
+    record.batches = record.uploaded = record.resumed = 0
     tally = identifiers.Tally()
     cells = column_cells(
         plan.partitions,
@@ -96,6 +110,19 @@ def run(
     digests = identifiers.unique(identifiers.email_digests(cells, tally), tally)
     schema = identifiers.IdentifierType.EMAIL.schema
     pending: deque[tuple[Future[int], int]] = deque()
+    failed = threading.Event()
+
+    def send(body: bytes) -> int:
+        # Runs on the sender thread, one batch after another. Once a batch has failed, the
+        # batches queued behind it must not reach Snapchat: the checkpoint only counts an
+        # unbroken prefix of accepted batches, and a resumed run sends the rest.
+        if failed.is_set():
+            return 0
+        try:
+            return client.add_users(export.audience_id, body)
+        except BaseException:
+            failed.set()
+            raise
 
     def settle_oldest() -> None:
         future, size = pending.popleft()
@@ -107,11 +134,16 @@ def run(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as sender:
         try:
-            for batch in identifiers.batches(digests, batch_size):
+            for index, batch in enumerate(identifiers.batches(digests, record.batch_size)):
+                if index < accepted:  # delivered by an earlier attempt of this run
+                    record.batches += 1
+                    record.uploaded += len(batch)
+                    record.resumed += len(batch)
+                    continue
+                if not still_held():
+                    raise LeaseLost(f"run {record.run_id}: another worker took over the export")
                 body = identifiers.users_body(schema, batch)
-                pending.append(
-                    (sender.submit(client.add_users, export.audience_id, body), len(batch))
-                )
+                pending.append((sender.submit(send, body), len(batch)))
                 while len(pending) >= _IN_FLIGHT:
                     settle_oldest()
             while pending:
@@ -120,8 +152,13 @@ def run(
             for future, _ in pending:
                 future.cancel()
             _copy(tally, record)
-            record.requests = client.counters.requests
-            record.retries = client.counters.retries
+            record.requests += client.counters.requests
+            record.retries += client.counters.retries
+    if record.rows_read == 0:
+        raise SourceError(
+            f"{export.container}/{export.path}: snapshot {plan.snapshot.id} holds no data rows; "
+            "nothing was sent (an empty segment export is treated as a fault)"
+        )
 
 
 def _copy(tally: identifiers.Tally, record: RunRecord) -> None:

@@ -240,8 +240,11 @@ class ExportLocks:
         except AzureError as exc:
             raise _failure(f"read the lock of export {export}", exc) from None
 
-    def renew(self, export: str, run_id: str, owner: str, ttl: float) -> bool:
-        """Extend the lease; False when the lock is no longer this owner's."""
+    def renew(
+        self, export: str, run_id: str, owner: str, ttl: float, *, new_owner: str | None = None
+    ) -> bool:
+        """Extend the lease (handing it to ``new_owner`` if given); False when the lock is no
+        longer this owner's."""
         table = self._runs.table()
         try:
             current = table.get_entity(LOCK_PARTITION, export)
@@ -249,7 +252,7 @@ class ExportLocks:
             if (holder.run_id, holder.owner) != (run_id, owner):
                 return False
             table.update_entity(
-                self._entity(export, run_id, owner, ttl),
+                self._entity(export, run_id, new_owner or owner, ttl),
                 mode=UpdateMode.REPLACE,
                 etag=current.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,

@@ -2,29 +2,48 @@
 
 - ``request_run``: record a queued run for an export's newest snapshot and enqueue its job;
 - ``schedule``: the timer's pass over every enabled export;
-- ``process``: the queue worker's export of one job;
+- ``process``: the queue worker's export of one job (resuming an interrupted run);
+- ``give_up``: the poison-queue handler's end of a job that kept failing;
 - ``run_now``: the command line's inline run (no queue).
+
+At most one run per export is active: a run claims the export's lock when it is queued and
+holds it, renewed by a heartbeat while a worker is on it, until it ends.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared import pipeline
 from shared.definitions import Export
-from shared.errors import ExportDisabled, ExportError, NotFound, SourceError, StorageError
+from shared.errors import (
+    RETRY_LATER,
+    ExportDisabled,
+    ExportError,
+    LeaseLost,
+    NotFound,
+    RunActive,
+    RunBusy,
+    SourceError,
+    StorageError,
+)
 from shared.jobqueue import Job
 from shared.layout import Snapshot
-from shared.runlog import RunRecord, new_run_id, now
+from shared.runlog import QUEUED, ExportLocks, Holder, RunRecord, new_run_id, now
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+QUEUE_CLAIM_SECONDS = 3600.0  # how long a queued run holds its export before a worker takes it
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,10 @@ def export_or_raise(rt: Runtime, name: str) -> Export:
 
 
 def request_run(rt: Runtime, name: str, trigger: str) -> RunRecord:
-    """Queue a run of the export's newest snapshot, exported before or not."""
+    """Queue a run of the export's newest snapshot, exported before or not.
+
+    Raises RunActive when another run of the export is queued or running.
+    """
     export = export_or_raise(rt, name)
     if not export.enabled:
         raise ExportDisabled(f"export {name!r} is disabled")
@@ -61,7 +83,9 @@ def _enqueue(rt: Runtime, export: Export, snapshot: Snapshot, trigger: str) -> R
         trigger=trigger,
         snapshot=snapshot.id,
         queued_at=now(),
+        batch_size=rt.settings.upload_batch_size,
     )
+    _claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
     rt.runs.save(record)
     try:
         rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
@@ -78,25 +102,46 @@ def _enqueue(rt: Runtime, export: Export, snapshot: Snapshot, trigger: str) -> R
     return record
 
 
+def _claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
+    """Take the export's lock for the run, or raise RunActive naming the run that has it."""
+    claim = ExportLocks(rt.runs).acquire(record.export, record.run_id, owner, ttl)
+    if claim.displaced is not None:
+        _abandon(rt, record.export, claim.displaced, record.run_id)
+    if not claim.acquired:
+        holder = claim.holder.run_id if claim.holder else ""
+        raise RunActive(f"export {record.export!r} has an active run {holder}", holder)
+
+
+def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
+    """A run whose worker stopped renewing its lock: record that it ended, and why."""
+    stale = rt.runs.get(export, holder.run_id)
+    if stale is not None and stale.status in ACTIVE:
+        _finish(
+            rt,
+            stale,
+            "failed",
+            f"abandoned: no worker renewed its hold on the export in time; run {successor} "
+            f"took over ({stale.error or 'no error was recorded'})",
+        )
+
+
 def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     """Queue one run per enabled export whose newest snapshot has not been exported yet."""
     at = at or datetime.now(UTC)
     queued: list[RunRecord] = []
-    for export in rt.definitions.exports:
-        if not export.enabled:
-            continue
+    enabled = [export for export in rt.definitions.exports if export.enabled]
+    for export in enabled:
         try:
             record = _schedule_one(rt, export, at)
+        except RunActive as exc:
+            log.info("Timer: export %s has active run %s", export.name, exc.active_run_id)
+            continue
         except ExportError as exc:  # one export's trouble must not stop the others
             log.error("Timer could not check export %s: %s", export.name, exc)
             continue
         if record is not None:
             queued.append(record)
-    log.info(
-        "Timer queued %d run(s) for %d enabled export(s)",
-        len(queued),
-        sum(e.enabled for e in rt.definitions.exports),
-    )
+    log.info("Timer queued %d run(s) for %d enabled export(s)", len(queued), len(enabled))
     return queued
 
 
@@ -124,7 +169,12 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
 
 
 def process(rt: Runtime, job: Job) -> RunRecord | None:
-    """Perform one queued run. Failures end in a ``failed`` record, not an exception."""
+    """Perform one queued run, resuming it if an earlier delivery was interrupted.
+
+    Fatal failures end in a ``failed`` record. Transient ones (RETRY_LATER) leave the run
+    queued with its checkpoint and are raised again, so that the queue delivers the job
+    once more; after the queue's last delivery ``give_up`` ends it.
+    """
     record = rt.runs.get(job.export, job.run_id)
     if record is None:
         log.warning(
@@ -134,7 +184,30 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
     if record.status not in ACTIVE:
         log.info("Run %s is already %s; duplicate delivery ignored", record.run_id, record.status)
         return record
-    return _perform(rt, record)
+    owner = secrets.token_hex(8)
+    try:
+        _claim(rt, record, owner, rt.settings.run_lease_seconds)
+    except RunActive as exc:
+        if exc.active_run_id == record.run_id:
+            raise RunBusy(f"run {record.run_id} is being exported by another worker") from None
+        return _finish(rt, record, "failed", f"superseded by run {exc.active_run_id}")
+    return _perform(rt, record, owner, redeliverable=True)
+
+
+def give_up(rt: Runtime, job: Job) -> RunRecord | None:
+    """The queue gave up on a job (poison queue): end its run as failed, saying why."""
+    record = rt.runs.get(job.export, job.run_id)
+    if record is None or record.status not in ACTIVE:
+        return record
+    holder = ExportLocks(rt.runs).holder(record.export)
+    worked_on = holder and holder.run_id == record.run_id and holder.owner != QUEUED
+    if worked_on and holder and holder.expires_at > time.time():
+        log.warning("Run %s: poison message while a worker still holds it", record.run_id)
+        return record
+    reason = record.error or "the worker failed without recording an error"
+    _finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
+    ExportLocks(rt.runs).release(record.export, record.run_id)
+    return record
 
 
 def run_now(rt: Runtime, name: str) -> RunRecord:
@@ -147,34 +220,60 @@ def run_now(rt: Runtime, name: str) -> RunRecord:
         trigger="cli",
         snapshot=found[-1].id if found else "",
         queued_at=now(),
+        batch_size=rt.settings.upload_batch_size,
     )
+    owner = secrets.token_hex(8)
+    _claim(rt, record, owner, rt.settings.run_lease_seconds)
     rt.runs.save(record)
     if not found:
+        ExportLocks(rt.runs).release(name, record.run_id)
         return _finish(rt, record, "failed", f"{export.container}/{export.path}: no snapshot found")
-    return _perform(rt, record)
+    return _perform(rt, record, owner, redeliverable=False)
 
 
-def _perform(rt: Runtime, record: RunRecord) -> RunRecord:
+def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
     started = time.monotonic()
-    record.status, record.started_at = "running", now()
+    record.status, record.started_at, record.error = "running", now(), ""
+    record.attempts += 1
+    record.batch_size = record.batch_size or rt.settings.upload_batch_size
     rt.runs.save(record)
+    locks = ExportLocks(rt.runs)
     try:
-        export = export_or_raise(rt, record.export)
-        if not export.enabled:
-            raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
-        plan = pipeline.plan(rt.source, export, record.snapshot)
-        client = rt.snapchat(rt.definitions.connection(export.connection))
-        pipeline.run(
-            plan,
-            rt.source,
-            client,
-            batch_size=rt.settings.upload_batch_size,
-            record=record,
-            on_progress=rt.runs.save,
+        with _heartbeat(locks, record, owner, rt.settings.run_lease_seconds) as held:
+            export = export_or_raise(rt, record.export)
+            if not export.enabled:
+                raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
+            plan = pipeline.plan(rt.source, export, record.snapshot)
+            client = rt.snapchat(rt.definitions.connection(export.connection))
+            pipeline.run(
+                plan,
+                rt.source,
+                client,
+                record=record,
+                on_progress=rt.runs.save,
+                still_held=held.is_set,
+            )
+    except LeaseLost as exc:
+        log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
+        return record  # the worker that took over owns the record now
+    except RETRY_LATER as exc:
+        if not redeliverable:
+            return _end(rt, locks, record, "failed", str(exc), started=started)
+        log.warning(
+            "Run %s of export %s interrupted (%s); it resumes from batch %d on the next delivery",
+            record.run_id,
+            record.export,
+            exc,
+            record.batches + 1,
         )
+        record.status, record.error = "queued", f"attempt {record.attempts} interrupted: {exc}"
+        rt.runs.save(record)
+        # Hand the export back to the queued run, so that its next delivery may take it.
+        locks.renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS, new_owner=QUEUED)
+        raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
-        return _finish(rt, record, "failed", str(exc), started)
+        return _end(rt, locks, record, "failed", str(exc), started=started)
     except Exception as exc:  # noqa: BLE001 - any failure must end in a failed record
         # Unexpected: keep the stack for the operator, but not the message, which could
         # quote data from the export.
@@ -186,14 +285,48 @@ def _perform(rt: Runtime, record: RunRecord) -> RunRecord:
             type(exc).__name__,
             frames,
         )
-        return _finish(
-            rt,
-            record,
-            "failed",
-            f"internal error ({type(exc).__name__}); see the function log",
-            started,
-        )
-    return _finish(rt, record, "succeeded", "", started)
+        message = f"internal error ({type(exc).__name__}); see the function log"
+        return _end(rt, locks, record, "failed", message, started=started)
+    return _end(rt, locks, record, "succeeded", "", started=started)
+
+
+@contextmanager
+def _heartbeat(
+    locks: ExportLocks, record: RunRecord, owner: str, ttl: float
+) -> Iterator[threading.Event]:
+    """Renew the run's lock every third of its lease while the body runs.
+
+    The yielded event is cleared when the lock is lost; the pipeline checks it between
+    batches so that two workers never upload for the same export at once.
+    """
+    held = threading.Event()
+    held.set()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                if not locks.renew(record.export, record.run_id, owner, ttl):
+                    held.clear()
+                    return
+            except StorageError:
+                log.warning("Run %s: could not renew its lock; trying again", record.run_id)
+
+    thread = threading.Thread(target=renew, name=f"lease-{record.run_id}", daemon=True)
+    thread.start()
+    try:
+        yield held
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _end(
+    rt: Runtime, locks: ExportLocks, record: RunRecord, status: str, error: str, *, started: float
+) -> RunRecord:
+    finished = _finish(rt, record, status, error, started)
+    locks.release(record.export, record.run_id)
+    return finished
 
 
 def _finish(
@@ -204,7 +337,7 @@ def _finish(
     took = time.monotonic() - started if started is not None else 0.0
     log.info(
         "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "
-        "duplicates=%d uploaded=%d batches=%d requests=%d retries=%d",
+        "duplicates=%d uploaded=%d resumed=%d batches=%d requests=%d retries=%d attempts=%d",
         record.run_id,
         record.export,
         status,
@@ -215,9 +348,11 @@ def _finish(
         record.prehashed,
         record.duplicates,
         record.uploaded,
+        record.resumed,
         record.batches,
         record.requests,
         record.retries,
+        record.attempts,
     )
     return record
 

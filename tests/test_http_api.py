@@ -97,8 +97,10 @@ def test_post_runs_the_newest_snapshot_even_if_exported_before(
 
 def test_list_runs_newest_first_and_limit(app: App, blob_service: BlobServiceClient) -> None:
     write_export(blob_service, container=app.container, path=PATH, profiles=5, partitions=1)
-    ids = [call(function_app.start_run, "POST", "r", name="high-value")[1]["run_id"]
-           for _ in range(3)]  # fmt: skip
+    ids = []
+    for _ in range(3):
+        ids.append(call(function_app.start_run, "POST", "r", name="high-value")[1]["run_id"])
+        drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
     status, body, _ = call(function_app.list_runs, "GET", "r", name="high-value")
     assert status == 200
     assert [r["run_id"] for r in body["runs"]] == ids[::-1]
@@ -106,6 +108,18 @@ def test_list_runs_newest_first_and_limit(app: App, blob_service: BlobServiceCli
     assert [r["run_id"] for r in limited["runs"]] == ids[:0:-1]
     status, error, _ = call(function_app.list_runs, "GET", "r", name="high-value", limit="x")
     assert (status, error["error"]) == (400, "bad_request")
+
+
+def test_a_second_request_while_a_run_is_active_is_409_naming_it(
+    app: App, blob_service: BlobServiceClient
+) -> None:
+    write_export(blob_service, container=app.container, path=PATH, profiles=5, partitions=1)
+    first = call(function_app.start_run, "POST", "r", name="high-value")[1]["run_id"]
+    status, body, _ = call(function_app.start_run, "POST", "r", name="high-value")
+    assert (status, body["error"], body["active_run_id"]) == (409, "active_run", first)
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    status, _, _ = call(function_app.start_run, "POST", "r", name="high-value")
+    assert status == 202  # the lock went with the finished run
 
 
 def test_list_exports_shows_each_export_and_its_last_run(

@@ -99,17 +99,42 @@ def test_429_and_500_are_retried(
     assert sandbox.identifiers(AUDIENCE) == expected
 
 
-def test_retries_are_bounded(
+def test_retries_are_bounded_and_the_queue_gives_up_after_its_last_delivery(
     app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     write_plain_csv(blob_service, app.container, 30)
     app.rebuild(monkeypatch, RETRY_ATTEMPTS="3")
-    sandbox.inject("503", path_contains="/users", times=10)
+    sandbox.inject("503", path_contains="/users", times=1000)
     record = run_export(app)
     assert record.status == "failed"
+    assert record.error.startswith("gave up after 5 attempt(s): attempt 5 interrupted: Snapchat")
     assert "still failing after 3 attempts (HTTP 503" in record.error
+    assert len(uploads_tried(sandbox)) == 15  # 5 deliveries (host.json) x 3 attempts
     assert sandbox.identifiers(AUDIENCE) == set()
+    # the export is free again for the next run
+    sandbox.reset()
+    assert run_export(app).status == "succeeded"
+
+
+def uploads_tried(sandbox: SnapchatSandbox) -> list[int]:
+    return [r.status for r in sandbox.requests() if r.path.endswith("/users")]
+
+
+def test_a_redelivered_run_resumes_after_its_last_accepted_batch(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    expected = write_plain_csv(blob_service, app.container, 45)
+    app.rebuild(monkeypatch, RETRY_ATTEMPTS="2", UPLOAD_BATCH_SIZE="10")
+    sandbox.inject("slow:0", path_contains="/users", times=2)  # two batches go through first
+    sandbox.inject("503", path_contains="/users", times=2)  # then one delivery runs out of tries
+    record = run_export(app)
+    assert record.status == "succeeded", record.error
+    assert (record.attempts, record.resumed, record.uploaded, record.batches) == (2, 20, 45, 5)
+    assert uploads_tried(sandbox) == [200, 200, 503, 503, 200, 200, 200]
+    assert sum(uploads(sandbox)) == len(sandbox.identifiers(AUDIENCE)) == 45  # nothing twice
+    assert sandbox.identifiers(AUDIENCE) == expected
 
 
 @pytest.mark.parametrize(
