@@ -83,3 +83,28 @@ def _to_poison(connection_string: str, queue_name: str, body: str) -> None:
         with contextlib.suppress(ResourceExistsError):
             poison.create_queue()
         poison.send_message(body)
+
+
+def main() -> int:
+    """``python -m devtools.worker``: drain JOBS_QUEUE once, with settings from the environment."""
+    import argparse  # noqa: PLC0415
+
+    from shared.settings import Settings  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="Deliver queued export jobs to the worker")
+    parser.add_argument("--visibility-timeout", type=int, default=600)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    settings = Settings.from_env()
+    assert settings.app_storage.connection_string, "the local worker needs a connection string"
+    drain(
+        settings.app_storage.connection_string,
+        settings.jobs_queue,
+        visibility_timeout=args.visibility_timeout,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

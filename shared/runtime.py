@@ -21,7 +21,7 @@ from azure.storage.queue import QueueClient
 from shared import definitions
 from shared.blobsource import BlobSource
 from shared.definitions import Connection, Definitions
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, ExportError
 from shared.jobqueue import JobQueue, encode_policy
 from shared.runlog import RunLog
 from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets, SecretStore, credentials
@@ -52,11 +52,22 @@ class Runtime:
                 max_seconds=self.settings.retry_max_seconds,
                 timeout=self.settings.http_timeout_seconds,
             ),
-            on_new_refresh_token=lambda value: self.secrets.set(
-                connection.refresh_token_secret, value
-            ),
+            on_new_refresh_token=lambda value: self._store_rotated(connection, value),
             requests_per_second=self.settings.requests_per_second,
         )
+
+
+    def _store_rotated(self, connection: Connection, value: str) -> None:
+        """Keep a refresh token Snapchat rotated, before the old one is relied on again."""
+        try:
+            self.secrets.set(connection.refresh_token_secret, value)
+        except ExportError as exc:
+            raise ConfigurationError(
+                f"Snapchat issued a new refresh token for connection {connection.name!r} but "
+                f"it could not be stored ({exc}); the app needs Key Vault Secrets Officer on "
+                f"secret {connection.refresh_token_secret!r}. If later runs fail with "
+                "invalid_grant, connect the Snapchat account again."
+            ) from None
 
 
 def build(settings: Settings) -> Runtime:

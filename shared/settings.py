@@ -102,7 +102,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "RUN_LEASE_SECONDS",
-        "300",
+        "60",
         "How long a worker's hold on an export lasts without renewal; a crashed worker's run "
         "is resumed by the next delivery after this.",
     ),

@@ -115,7 +115,8 @@ class SnapchatClient:
         self._credentials = credentials
         self._policy = policy
         self._on_new_refresh_token = on_new_refresh_token
-        self._interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        # 5% under the limit, so that scheduling jitter never puts an 11th request in a second.
+        self._interval = 1.05 / requests_per_second if requests_per_second > 0 else 0.0
         self._sleep = sleep
         self._token = _Token()
         self._lock = threading.Lock()

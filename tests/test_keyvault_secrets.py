@@ -37,11 +37,12 @@ def vault_app(app: App, vault: KeyVaultFake, monkeypatch: pytest.MonkeyPatch) ->
     return app
 
 
-def export_once(app: App, blob_service: BlobServiceClient) -> RunRecord:
-    blob_service.create_container(app.container)
-    blob_service.get_blob_client(
-        app.container, f"{PATH}/2026/11/05/1200/HighValue_1.csv"
-    ).upload_blob(b"CustomerId,EMail\n1,kv@example.com\n")
+def export_once(app: App, blob_service: BlobServiceClient, *, fresh: bool = True) -> RunRecord:
+    if fresh:
+        blob_service.create_container(app.container)
+        blob_service.get_blob_client(
+            app.container, f"{PATH}/2026/11/05/1200/HighValue_1.csv"
+        ).upload_blob(b"CustomerId,EMail\n1,kv@example.com\n")
     queued = service.request_run(app.runtime, "high-value", "http")
     drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
     record = app.runtime.runs.get("high-value", queued.run_id)
@@ -77,3 +78,51 @@ def test_a_missing_or_empty_secret_fails_the_run_and_names_it(
     assert record.status == "failed"
     assert "secret 'snapchat-main-refresh-token'" in record.error
     assert ("not found" if value is None else "empty") in record.error
+
+
+@pytest.fixture
+def rotating_sandbox(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapchatSandbox]:
+    """A sandbox that hands out a new refresh token with every grant (and retires the old)."""
+    with SnapchatSandbox(rotate_refresh_tokens=True) as server:
+        server.add_client(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+        server.add_audience(AUDIENCE)
+        app.rebuild(monkeypatch, SNAPCHAT_API_URL=server.api_url,
+                    SNAPCHAT_TOKEN_URL=server.token_url)  # fmt: skip
+        yield server
+
+
+def test_a_rotated_refresh_token_is_stored_as_a_new_version_and_used_next_time(
+    rotating_sandbox: SnapchatSandbox,
+    vault_app: App,
+    vault: KeyVaultFake,
+    blob_service: BlobServiceClient,
+) -> None:
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
+    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    first = export_once(vault_app, blob_service)
+    assert first.status == "succeeded", first.error
+    versions = vault.versions("snapchat-main-refresh-token")
+    assert versions[0] == REFRESH_TOKEN
+    assert len(versions) == 2
+    assert versions[-1] == rotating_sandbox.current_refresh_token(CLIENT_ID) != REFRESH_TOKEN
+
+    second = export_once(vault_app, blob_service, fresh=False)
+    assert second.status == "succeeded", second.error  # the old token no longer works
+    assert len(vault.versions("snapchat-main-refresh-token")) == 3
+
+
+def test_a_failed_write_of_a_rotated_token_is_reported(
+    rotating_sandbox: SnapchatSandbox,
+    vault_app: App,
+    vault: KeyVaultFake,
+    blob_service: BlobServiceClient,
+) -> None:
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
+    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    vault.fail_writes = True
+    record = export_once(vault_app, blob_service)
+    assert record.status == "failed"
+    assert "write secret 'snapchat-main-refresh-token'" in record.error
+    assert rotating_sandbox.identifiers(AUDIENCE) == set()
