@@ -17,6 +17,7 @@ from shared.errors import (
     ConfigurationError,
     ExportDisabled,
     ExportError,
+    InvalidExport,
     NotFound,
     RunActive,
     SourceError,
@@ -57,6 +58,8 @@ def handle_errors(call: Any) -> Reply:  # noqa: PLR0911 - one answer per kind of
         return _error(409, "active_run", str(exc), active_run_id=exc.active_run_id)
     except SourceError as exc:
         return _error(409, "no_snapshot", str(exc))
+    except InvalidExport as exc:
+        return _error(400, "invalid_definition", str(exc), problems=exc.problems)
     except ConfigurationError as exc:
         log.error("Configuration problem: %s", exc)
         return _error(500, "configuration", str(exc), problems=exc.problems)
@@ -117,7 +120,12 @@ def list_exports(rt: Runtime) -> Reply:
             "exports": [
                 {**describe(status.export), "last_run": _run(status.last_run)}
                 for status in service.exports_overview(rt)
-            ]
+            ],
+            "invalid": [
+                {"name": broken.name, "problems": list(broken.problems)}
+                for broken in rt.definitions.broken
+            ],
+            "problems": list(rt.definitions.other_problems),
         },
     )
 

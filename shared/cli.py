@@ -63,6 +63,8 @@ def load_local_settings(path: Path) -> None:
 def _validate(args: argparse.Namespace) -> int:
     loaded = definitions.load(Path(args.exports) if args.exports else exports_path())
     enabled = sum(e.enabled for e in loaded.exports)
+    if loaded.problems:
+        raise ConfigurationError(loaded.problems)
     _print(
         {
             "valid": True,

@@ -77,8 +77,9 @@ def column_cells(
                         _check_width(row, width, name, reader.line_num)
                     yield row[index]
         except UnicodeDecodeError:
+            # Text is decoded ahead of the CSV reader, so the line is a lower bound.
             raise SourceError(
-                f"{name}: line {reader.line_num + 1} is not valid UTF-8 text"
+                f"{name}: not valid UTF-8 text (at or after line {reader.line_num + 1})"
             ) from None
         except csv.Error as exc:
             raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None

@@ -62,12 +62,29 @@ class Export:
 
 
 @dataclass(frozen=True)
+class BrokenExport:
+    """An export entry that failed validation: it never runs, its problems are reported."""
+
+    name: str  # may be "exports[<index>]" when the entry has no usable name
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Definitions:
     exports: tuple[Export, ...]
     connections: tuple[Connection, ...]
+    broken: tuple[BrokenExport, ...] = ()
+    other_problems: tuple[str, ...] = ()  # about connections or the document itself
+
+    @property
+    def problems(self) -> list[str]:
+        return [*self.other_problems, *(p for b in self.broken for p in b.problems)]
 
     def export(self, name: str) -> Export | None:
         return next((e for e in self.exports if e.name == name), None)
+
+    def broken_export(self, name: str) -> BrokenExport | None:
+        return next((b for b in self.broken if b.name == name), None)
 
     def connection(self, name: str) -> Connection:
         found = next((c for c in self.connections if c.name == name), None)
@@ -96,15 +113,27 @@ def load(path: Path) -> Definitions:
 
 
 def parse(document: object) -> Definitions:
-    problems: list[str] = []
+    """Validate a definitions document.
+
+    A broken export entry is set aside with its problems, so that the others keep running;
+    only a document whose structure is unusable raises ConfigurationError.
+    """
     if not isinstance(document, dict):
         raise ConfigurationError("export definitions: the document must be a JSON object")
+    if not isinstance(document.get("exports"), list):
+        raise ConfigurationError("exports: expected a list")
+    problems: list[str] = []
     _unknown_keys(document, {"connections", "exports", "$schema"}, "export definitions", problems)
     connections = _parse_connections(document.get("connections"), problems)
-    exports = _parse_exports(document.get("exports"), {c.name for c in connections}, problems)
-    if problems:
+    if not connections and problems:
         raise ConfigurationError(problems)
-    return Definitions(exports=tuple(exports), connections=tuple(connections))
+    exports, broken = _parse_exports(document["exports"], {c.name for c in connections})
+    return Definitions(
+        exports=tuple(exports),
+        connections=tuple(connections),
+        broken=tuple(broken),
+        other_problems=tuple(problems),
+    )
 
 
 def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
@@ -142,51 +171,62 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
     return connections
 
 
-def _parse_exports(raw: object, connections: set[str], problems: list[str]) -> list[Export]:
-    if not isinstance(raw, list):
-        problems.append("exports: expected a list")
-        return []
+def _parse_exports(
+    raw: list[Any], connections: set[str]
+) -> tuple[list[Export], list[BrokenExport]]:
+    names = [item.get("name") for item in raw if isinstance(item, dict)]
     exports: list[Export] = []
-    names: set[str] = set()
+    broken: list[BrokenExport] = []
     for index, item in enumerate(raw):
-        where = f"exports[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{where}: expected an object")
-            continue
-        name = _name(item, where, problems)
-        where = f"export {name!r}" if name else where
-        before = len(problems)
-        _unknown_keys(
-            item,
-            {"name", "source", "audience_id", "connection", "columns", "enabled", "description"},
-            where,
-            problems,
-        )
-        if name and name in names:
-            problems.append(f"{where}: name: used by another export; names must be unique")
-        names.add(name)
-        container, path = _parse_source(item.get("source"), where, problems)
-        audience_id = _text(item, "audience_id", where, problems, _AUDIENCE_ID)
-        connection = _text(item, "connection", where, problems)
-        if connection and connection not in connections:
-            problems.append(f"{where}: connection: {connection!r} is not a declared connection")
-        email_column = _parse_columns(item.get("columns"), where, problems)
-        enabled = item.get("enabled", True)
-        if not isinstance(enabled, bool):
-            problems.append(f"{where}: enabled: expected true or false")
-        if len(problems) == before:
-            exports.append(
-                Export(
-                    name=name,
-                    container=container,
-                    path=path,
-                    audience_id=audience_id,
-                    connection=connection,
-                    email_column=email_column,
-                    enabled=bool(enabled),
-                )
+        problems: list[str] = []
+        export = _parse_export(item, f"exports[{index}]", connections, problems)
+        if export is not None and names.count(export.name) > 1:
+            problems.append(
+                f"export {export.name!r}: name: used by more than one export; names must be unique"
             )
-    return exports
+        if export is not None and not problems:
+            exports.append(export)
+        else:
+            name = item.get("name") if isinstance(item, dict) else None
+            label = name if isinstance(name, str) and _NAME.fullmatch(name) else f"exports[{index}]"
+            broken.append(BrokenExport(name=label, problems=tuple(problems)))
+    return exports, broken
+
+
+def _parse_export(
+    item: object, where: str, connections: set[str], problems: list[str]
+) -> Export | None:
+    if not isinstance(item, dict):
+        problems.append(f"{where}: expected an object")
+        return None
+    name = _name(item, where, problems)
+    where = f"export {name!r}" if name else where
+    _unknown_keys(
+        item,
+        {"name", "source", "audience_id", "connection", "columns", "enabled", "description"},
+        where,
+        problems,
+    )
+    container, path = _parse_source(item.get("source"), where, problems)
+    audience_id = _text(item, "audience_id", where, problems, _AUDIENCE_ID)
+    connection = _text(item, "connection", where, problems)
+    if connection and connection not in connections:
+        problems.append(f"{where}: connection: {connection!r} is not a declared, valid connection")
+    email_column = _parse_columns(item.get("columns"), where, problems)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(f"{where}: enabled: expected true or false")
+    if problems:
+        return None
+    return Export(
+        name=name,
+        container=container,
+        path=path,
+        audience_id=audience_id,
+        connection=connection,
+        email_column=email_column,
+        enabled=bool(enabled),
+    )
 
 
 def _parse_source(raw: object, where: str, problems: list[str]) -> tuple[str, str]:

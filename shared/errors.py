@@ -33,6 +33,10 @@ class ConfigurationError(ExportError):
         super().__init__("; ".join(self.problems))
 
 
+class InvalidExport(ConfigurationError):  # noqa: N818
+    """The export's definition failed validation; it cannot run until it is fixed."""
+
+
 class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem
     """A named thing (export, run, snapshot) does not exist."""
 

@@ -56,7 +56,6 @@ class Runtime:
             requests_per_second=self.settings.requests_per_second,
         )
 
-
     def _store_rotated(self, connection: Connection, value: str) -> None:
         """Keep a refresh token Snapchat rotated, before the old one is relied on again."""
         try:

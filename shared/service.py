@@ -28,6 +28,7 @@ from shared.errors import (
     RETRY_LATER,
     ExportDisabled,
     ExportError,
+    InvalidExport,
     LeaseLost,
     NotFound,
     RunActive,
@@ -55,6 +56,9 @@ class ExportStatus:
 def export_or_raise(rt: Runtime, name: str) -> Export:
     export = rt.definitions.export(name)
     if export is None:
+        broken = rt.definitions.broken_export(name)
+        if broken is not None:
+            raise InvalidExport(list(broken.problems))
         raise NotFound(f"no export named {name!r}")
     return export
 
@@ -129,6 +133,9 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     """Queue one run per enabled export whose newest snapshot has not been exported yet."""
     at = at or datetime.now(UTC)
     queued: list[RunRecord] = []
+    for broken in rt.definitions.broken:
+        log.error("Timer skips export %s, whose definition is invalid: %s", broken.name,
+                  "; ".join(broken.problems))  # fmt: skip
     enabled = [export for export in rt.definitions.exports if export.enabled]
     for export in enabled:
         try:

@@ -106,7 +106,7 @@ def test_ragged_rows_are_an_error_with_the_line_number() -> None:
 
 def test_non_utf8_bytes_are_an_error_naming_the_partition() -> None:
     files = {"p1.csv": b"CustomerId,EMail\n1,caf\xe9@x.com\n"}
-    with pytest.raises(SourceError, match="p1.csv: .*not valid UTF-8") as caught:
+    with pytest.raises(SourceError, match="p1.csv: not valid UTF-8 text") as caught:
         read(files)
     assert "caf" not in str(caught.value)
 

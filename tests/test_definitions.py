@@ -36,9 +36,10 @@ VALID: dict[str, Any] = {
 
 
 def problems(document: Any) -> list[str]:
-    with pytest.raises(ConfigurationError) as caught:
-        definitions.parse(document)
-    return caught.value.problems
+    try:
+        return definitions.parse(document).problems
+    except ConfigurationError as exc:
+        return exc.problems
 
 
 def test_a_valid_document_loads_with_defaults() -> None:
@@ -74,14 +75,14 @@ def mutate(change: Any) -> dict[str, Any]:
     ("change", "expected"),
     [
         (lambda d: d["exports"][1].update(name="high-value"),
-         "export 'high-value': name: used by another export"),
+         "export 'high-value': name: used by more than one export"),
         (lambda d: d["exports"][0].pop("audience_id"), "export 'high-value': audience_id: required"),
         (lambda d: d["exports"][0]["columns"].pop("email"),
          "export 'high-value': columns: email: required"),
         (lambda d: d["exports"][0].pop("columns"), "export 'high-value': columns: expected an object"),
         (lambda d: d["exports"][0].update(name="High Value"), "exports[0]: name: 'High Value' must be"),
         (lambda d: d["exports"][0].update(connection="nope"),
-         "export 'high-value': connection: 'nope' is not a declared connection"),
+         "export 'high-value': connection: 'nope' is not a declared, valid connection"),
         (lambda d: d["exports"][0]["source"].update(path="CI/../secret"),
          "export 'high-value': source: path: empty, '.' and '..'"),
         (lambda d: d["exports"][0]["source"].update(container="Bad_Name"),
@@ -95,6 +96,20 @@ def mutate(change: Any) -> dict[str, Any]:
 def test_each_problem_names_the_export_and_field(change: Any, expected: str) -> None:
     found = problems(mutate(change))
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_broken_export_is_set_aside_and_the_others_still_load() -> None:
+    document = mutate(lambda d: d["exports"][0].pop("audience_id"))
+    loaded = definitions.parse(document)
+    assert [e.name for e in loaded.exports] == ["lapsed"]
+    assert loaded.broken_export("high-value") is not None
+    assert loaded.export("high-value") is None
+
+
+def test_duplicate_names_set_both_entries_aside() -> None:
+    loaded = definitions.parse(mutate(lambda d: d["exports"][1].update(name="high-value")))
+    assert loaded.exports == ()
+    assert [b.name for b in loaded.broken] == ["high-value", "high-value"]
 
 
 def test_all_problems_are_reported_at_once() -> None:

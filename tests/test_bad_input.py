@@ -1,0 +1,242 @@
+"""The bad-input matrix: each fault ends in its own clear error; the other export carries on."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+import function_app
+from devtools.ci_export import write_export
+from devtools.snapchat_sandbox import SnapchatSandbox
+from devtools.worker import drain
+from tests.conftest import (
+    AUDIENCE,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    App,
+    export_definition,
+    write_definitions,
+)
+from tests.leaks import assert_no_leaks
+
+GOOD = "CustomerInsights_good/BlobExport/Good"
+BAD = "CustomerInsights_bad/BlobExport/Bad"
+FOLDER = f"{BAD}/2026/11/05/1200"
+BAD_AUDIENCE = "aud-bad-01"
+SECRET_EMAIL = "secret.person@example.com"
+
+
+def model(columns: list[str], partitions: list[str], *, header: bool = True) -> bytes:
+    return json.dumps(
+        {
+            "name": "ci",
+            "version": "1.0",
+            "entities": [
+                {
+                    "$type": "LocalEntity",
+                    "name": "Bad",
+                    "attributes": [{"name": c, "dataType": "string"} for c in columns],
+                    "partitions": [
+                        {
+                            "name": p.rsplit("/", 1)[-1],
+                            "location": f"https://acct.blob.core.windows.net/CONTAINER/{p}",
+                            "fileFormatSettings": {"columnHeaders": header},
+                        }
+                        for p in partitions
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def put(container: ContainerClient, name: str, data: bytes) -> None:
+    if name.endswith("model.json"):
+        data = data.replace(b"CONTAINER", container.container_name.encode())
+    container.upload_blob(name, data, overwrite=True)
+
+
+MODEL = "CustomerInsights_bad/BlobExport/model.json"
+ROW = f"1,{SECRET_EMAIL},Oslo\n".encode()
+HEAD = b"CustomerId,EMail,City\n"
+
+Scenario = Callable[[ContainerClient], None]
+SCENARIOS: dict[str, tuple[Scenario, str]] = {
+    "missing email column": (
+        lambda c: (
+            put(c, f"{FOLDER}/Bad_1.csv", b"CustomerId,Mail,City\n" + ROW),
+            put(c, MODEL, model(["CustomerId", "Mail", "City"], [f"{FOLDER}/Bad_1.csv"])),
+        ),
+        "Bad_1.csv: no column named 'EMail'; the columns are CustomerId, Mail, City",
+    ),
+    "model.json is not JSON": (
+        lambda c: (put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW), put(c, MODEL, b"{'oops'")),
+        "CustomerInsights_bad/BlobExport/model.json: not valid JSON",
+    ),
+    "model.json lacks the entity": (
+        lambda c: (
+            put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW),
+            put(c, MODEL, model(["CustomerId"], []).replace(b'"Bad"', b'"Other"')),
+        ),
+        "model.json: lists no entity named 'Bad'",
+    ),
+    "partition listed but missing": (
+        lambda c: (
+            put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW),
+            put(
+                c,
+                MODEL,
+                model(
+                    ["CustomerId", "EMail", "City"], [f"{FOLDER}/Bad_1.csv", f"{FOLDER}/Bad_2.csv"]
+                ),
+            ),
+        ),
+        f"lists partition {FOLDER}/Bad_2.csv, which is not in Blob Storage",
+    ),
+    "ragged rows": (
+        lambda c: put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW + b"2,other@example.com\n"),
+        "Bad_1.csv: line 3 has 2 fields, expected 3",
+    ),
+    "bytes that are not UTF-8": (
+        lambda c: put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW + b"2,caf\xe9@example.com,Oslo\n"),
+        "Bad_1.csv: not valid UTF-8 text (at or after line 1)",
+    ),
+    "empty snapshot": (
+        lambda c: (put(c, f"{FOLDER}/Bad_1.csv", b""), put(c, f"{FOLDER}/Bad_2.csv", b"")),
+        "snapshot 2026/11/05/1200 holds no data rows",
+    ),
+    "a 1 MB field": (
+        lambda c: put(
+            c, f"{FOLDER}/Bad_1.csv", HEAD + ROW + b'2,"' + b"x" * 1_048_576 + b'",Oslo\n'
+        ),
+        "Bad_1.csv: line 3: malformed CSV (field larger than field limit",
+    ),
+}
+
+
+@pytest.fixture
+def two_exports(app: App, sandbox: SnapchatSandbox, monkeypatch: pytest.MonkeyPatch) -> App:
+    sandbox.add_audience(BAD_AUDIENCE)
+    write_definitions(
+        app.exports_file,
+        [
+            export_definition("good", app.container, GOOD),
+            export_definition("bad", app.container, BAD, audience_id=BAD_AUDIENCE),
+        ],
+    )
+    app.rebuild(monkeypatch)
+    return app
+
+
+def tick_and_drain(app: App) -> None:
+    function_app.find_new_snapshots(TimerRequest(past_due=False))
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_bad_input_fails_its_run_with_a_specific_error(
+    two_exports: App,
+    blob_service: BlobServiceClient,
+    sandbox: SnapchatSandbox,
+    caplog: pytest.LogCaptureFixture,
+    scenario: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = two_exports
+    good = write_export(blob_service, container=app.container, path=GOOD, profiles=100)
+    prepare, message = SCENARIOS[scenario]
+    prepare(blob_service.get_container_client(app.container))
+
+    tick_and_drain(app)
+
+    bad_runs = app.runtime.runs.recent("bad")
+    assert [r.status for r in bad_runs] == ["failed"]
+    assert message in bad_runs[0].error
+    assert message in caplog.text  # the log says it too
+    assert sandbox.identifiers(BAD_AUDIENCE) == set()  # nothing half-uploaded
+    good_runs = app.runtime.runs.recent("good")
+    assert [r.status for r in good_runs] == ["succeeded"]
+    assert sandbox.identifiers(AUDIENCE) == good.expected_hex
+    forbidden = {
+        SECRET_EMAIL,
+        "caf\xe9@example.com",
+        "other@example.com",
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+    }
+    assert_no_leaks("log", caplog.text, forbidden)
+    assert_no_leaks("run record", json.dumps(bad_runs[0].as_dict()), forbidden)
+
+
+def test_a_broken_definition_is_reported_and_the_others_run(
+    app: App,
+    blob_service: BlobServiceClient,
+    sandbox: SnapchatSandbox,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad = export_definition("bad", app.container, BAD)
+    del bad["audience_id"]
+    write_definitions(
+        app.exports_file,
+        [export_definition("good", app.container, GOOD), bad,
+         export_definition("twin", app.container, GOOD), export_definition("twin", app.container, BAD)],
+    )  # fmt: skip
+    app.rebuild(monkeypatch)
+    good = write_export(blob_service, container=app.container, path=GOOD, profiles=50)
+    tick_and_drain(app)
+    assert [r.status for r in app.runtime.runs.recent("good")] == ["succeeded"]
+    assert sandbox.identifiers(AUDIENCE) == good.expected_hex
+    assert (
+        "export bad, whose definition is invalid: export 'bad': audience_id: required"
+        in caplog.text
+    )
+    assert "'twin': name: used by more than one export" in caplog.text
+
+    request = func.HttpRequest("POST", "https://x.example/api/exports/bad/runs",
+                               route_params={"name": "bad"}, body=b"")  # fmt: skip
+    response = function_app.start_run(request)
+    body = json.loads(response.get_body())
+    assert (response.status_code, body["error"]) == (400, "invalid_definition")
+    assert body["problems"] == ["export 'bad': audience_id: required"]
+    listing = json.loads(
+        function_app.list_exports(
+            func.HttpRequest("GET", "https://x.example/api/exports", body=b"")
+        ).get_body()
+    )
+    assert {i["name"] for i in listing["invalid"]} == {"bad", "twin"}
+
+
+def test_a_missing_secret_fails_only_that_export(
+    app: App,
+    blob_service: BlobServiceClient,
+    sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = {
+        "connections": [{"name": "main"}, {"name": "other"}],
+        "exports": [
+            export_definition("good", app.container, GOOD),
+            export_definition("bad", app.container, BAD, connection="other"),
+        ],
+    }
+    app.exports_file.write_text(json.dumps(document))
+    monkeypatch.setenv("SECRET_SNAPCHAT_OTHER_CLIENT_ID", "other-client")
+    monkeypatch.setenv("SECRET_SNAPCHAT_OTHER_CLIENT_SECRET", "   ")
+    app.rebuild(monkeypatch)
+    write_export(blob_service, container=app.container, path=GOOD, profiles=50)
+    write_export(blob_service, container=app.container, path=BAD, profiles=50)
+    tick_and_drain(app)
+    assert [r.status for r in app.runtime.runs.recent("good")] == ["succeeded"]
+    failed = app.runtime.runs.recent("bad")[0]
+    assert failed.status == "failed"
+    assert failed.error == (
+        "secret 'snapchat-other-client-secret': not set "
+        "(environment variable SECRET_SNAPCHAT_OTHER_CLIENT_SECRET)"
+    )
