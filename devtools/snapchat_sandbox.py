@@ -118,6 +118,7 @@ class RequestRecord:
     identifiers: int  # identifiers in an accepted users request, else 0
     fault: str | None  # kind of the fault applied, if any ("429", "slow", ...)
     schema: str | None  # schema(s) of an accepted users request, comma-separated
+    seconds: float = 0.0  # time spent answering, from arrival of the whole body to the answer
 
 
 # --------------------------------------------------------------------------- responses
@@ -1000,6 +1001,7 @@ class SnapchatSandbox:
             identifiers=response.identifiers,
             fault=fault.kind if fault is not None else None,
             schema=response.schema,
+            seconds=time.monotonic() - arrived,
         )
         with self._log_lock:
             self._log.append(record)

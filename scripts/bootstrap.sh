@@ -13,6 +13,13 @@ if ! cmp -s <(cat requirements.txt requirements-dev.txt) "$stamp" 2>/dev/null; t
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   cat requirements.txt requirements-dev.txt > "$stamp"
 fi
+# Checkov pins packages that clash with the test tools, so it lives in a venv of its own.
+if ! cmp -s requirements-checkov.txt .venv/checkov/.installed 2>/dev/null; then
+  echo "bootstrap: installing checkov" >&2
+  "$python" -m venv .venv/checkov
+  .venv/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+  cp requirements-checkov.txt .venv/checkov/.installed
+fi
 if ! cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null; then
   echo "bootstrap: installing the pinned Azurite (npm ci)" >&2
   npm ci --no-audit --no-fund --loglevel=error

@@ -1,0 +1,143 @@
+// The Flex Consumption plan and the function app (Python 3.11). Every setting the app reads comes
+// from the appSettings object passed in by main.bicep; the platform settings below point the host
+// at its storage and Application Insights through the user-assigned identity. None of them holds
+// a key, a connection string with a key, or a secret.
+param name string
+param planName string
+param location string
+param tags object = {}
+param serviceName string = 'api'
+param identityId string
+param identityClientId string
+param appSubnetId string
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param storageTableEndpoint string
+@description('Blob endpoint of the account holding the deployment package container.')
+param deploymentBlobEndpoint string
+param deploymentContainerName string
+param applicationInsightsConnectionString string
+
+@description('Settings read by the app itself (shared/settings.py), name to value.')
+param appSettings object
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 10
+
+// Identity-based storage settings (read by the host, and the queue/table/clientId ones by the app
+// too) and Application Insights (read by the platform only).
+var platformSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+var allSettings = union(platformSettings, appSettings)
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: Flex Consumption offers zone redundancy only in some regions, so turning it on would make the template fail elsewhere; a zone outage only delays exports (jobs wait in the queue and the timer catches up).
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17: Client certificates would break the documented callers (curl, scripts with a function key); TLS 1.2 and function keys protect the API.
+  // checkov:skip=CKV_AZURE_222: The HTTP API is how the operator starts and inspects runs from outside Azure; it stays public behind function keys and HTTPS only.
+  // checkov:skip=CKV_AZURE_212: A batch exporter driven by a timer and a queue does not need warm instances; Flex Consumption scales from zero, and always-ready instances would be billed around the clock.
+  // checkov:skip=CKV_AZURE_213: No HTTP health probe: the work runs in timer and queue triggers, instances scale to zero, and failures surface in Application Insights and the runs table.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    virtualNetworkSubnetId: appSubnetId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      cors: {
+        allowedOrigins: []
+      }
+      appSettings: [for item in items(allSettings): {
+        name: item.key
+        value: item.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${deploymentBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// No FTP and no basic-auth (publishing profile) deployments: azd, Core Tools and the Azure CLI
+// deploy with the caller's Entra ID token.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName

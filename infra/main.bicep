@@ -1,0 +1,257 @@
+// Everything the Customer Insights → Snapchat export app needs, in one resource group:
+// a Flex Consumption function app (Python 3.11) running as one user-assigned identity, its
+// runtime storage, an export source, an empty Key Vault for the Snapchat credentials, and
+// Application Insights on Log Analytics. `azd up` (or `az deployment sub create`) deploys it.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (azd): used in the resource group name and to derive unique resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource. It must offer Flex Consumption: az functionapp list-flexconsumption-locations.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group to create or reuse. Default: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of instances the app scales out to (1-1000). Low by default: every instance can call the Snapchat API at once.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 10
+
+@description('Replication of the storage accounts this template creates.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Existing storage account that Customer Insights exports into. Empty: a dedicated export account is created.')
+param exportStorageAccountName string = ''
+
+@description('Resource group of exportStorageAccountName, in this subscription. Empty: the app\'s resource group.')
+param exportStorageResourceGroup string = ''
+
+@description('Export container. Created when no existing account is given. With an existing account the app may read only this container; empty grants read on the whole account.')
+param exportContainerName string = 'customer-insights'
+
+@description('Comma-separated Snapchat connection names (exports.json) whose refresh-token secret the app may rewrite, e.g. "main". Leave empty until the secrets exist in the vault (see DEPLOY.md).')
+param snapchatConnections string = ''
+
+@description('Comma-separated public IPv4 addresses or CIDR ranges allowed through the Key Vault firewall, e.g. the operator\'s address for setting the secrets.')
+param operatorIpAddresses string = ''
+
+@description('NCRONTAB schedule (UTC) of the timer that looks for new Customer Insights snapshots.')
+param exportSchedule string = '0 */15 * * * *'
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+var jobsQueueName = 'export-jobs'
+var runsTableName = 'exportruns'
+var useExistingExportStorage = !empty(exportStorageAccountName)
+var createdExportContainerName = empty(exportContainerName) ? 'customer-insights' : exportContainerName
+var connectionNames = empty(snapchatConnections) ? [] : split(replace(snapchatConnections, ' ', ''), ',')
+var refreshTokenSecretNames = [for connection in connectionNames: 'snapchat-${connection}-refresh-token']
+var operatorIps = empty(operatorIpAddresses) ? [] : split(replace(operatorIpAddresses, ' ', ''), ',')
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module network 'app/network.bicep' = {
+  name: 'network'
+  scope: rg
+  params: {
+    vnetName: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    nsgName: '${abbrs.networkNetworkSecurityGroups}app-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    appSubnetId: network.outputs.appSubnetId
+    jobsQueueName: jobsQueueName
+    runsTableName: runsTableName
+  }
+}
+
+// The deployment package lives in its own account: the publishing service writes it from outside
+// the app's virtual network (see app/container-account.bicep).
+module deploymentStorage 'app/container-account.bicep' = {
+  name: 'deploymentStorage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}pkg${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    containerName: deploymentContainerName
+  }
+}
+
+module exportStorage 'app/container-account.bicep' = if (!useExistingExportStorage) {
+  name: 'exportStorage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}exp${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    containerName: createdExportContainerName
+  }
+}
+
+module exportAccess 'app/export-access.bicep' = if (useExistingExportStorage) {
+  name: 'exportAccess'
+  scope: resourceGroup(empty(exportStorageResourceGroup) ? rg.name : exportStorageResourceGroup)
+  params: {
+    storageAccountName: exportStorageAccountName
+    containerName: exportContainerName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    appSubnetId: network.outputs.appSubnetId
+    operatorIpAddresses: operatorIps
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    deploymentStorageAccountName: deploymentStorage.outputs.name
+    deploymentContainerName: deploymentStorage.outputs.containerName
+    exportStorageAccountName: useExistingExportStorage ? '' : exportStorage.outputs.name
+    exportContainerName: createdExportContainerName
+    refreshTokenSecretNames: refreshTokenSecretNames
+  }
+}
+
+// The rest of the settings the app reads (shared/settings.py); api.bicep adds the
+// AzureWebJobsStorage__* ones, which the host and the app share. AzureWebJobsStorage and
+// EXPORT_STORAGE as connection strings are for local runs only and never set in Azure.
+var appSettings = {
+  EXPORT_STORAGE__blobServiceUri: useExistingExportStorage ? exportAccess.outputs.blobEndpoint : exportStorage.outputs.blobEndpoint
+  EXPORTS_FILE: 'exports.json'
+  JOBS_QUEUE: jobsQueueName
+  RUNS_TABLE: runsTableName
+  EXPORT_SCHEDULE: exportSchedule
+  KEY_VAULT_URL: keyVault.outputs.uri
+  SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'
+  SNAPCHAT_TOKEN_URL: 'https://accounts.snapchat.com/login/oauth2/access_token'
+  UPLOAD_BATCH_SIZE: '100000'
+  HTTP_TIMEOUT_SECONDS: '60'
+  RETRY_ATTEMPTS: '6'
+  RETRY_MAX_SECONDS: '300'
+  SNAPCHAT_REQUESTS_PER_SECOND: '10'
+  RUN_LEASE_SECONDS: '60'
+  SNAPSHOT_SETTLE_SECONDS: '120'
+  TIMER_MAX_ATTEMPTS: '3'
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    appSubnetId: network.outputs.appSubnetId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentBlobEndpoint: deploymentStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentStorage.outputs.containerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: appSettings
+  }
+  // The host needs its storage roles before it starts.
+  dependsOn: [
+    rbac
+  ]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
+output AZURE_APP_SUBNET_ID string = network.outputs.appSubnetId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
+// Named apart from the EXPORT_* inputs in main.parameters.json: azd stores outputs in the same
+// environment, and an output named like an input would feed back into the next deployment.
+output AZURE_EXPORT_BLOB_ENDPOINT string = appSettings.EXPORT_STORAGE__blobServiceUri
+output AZURE_EXPORT_CONTAINER string = useExistingExportStorage ? exportContainerName : createdExportContainerName
+output AZURE_EXPORT_STORAGE_ACCOUNT string = useExistingExportStorage ? exportStorageAccountName : exportStorage.outputs.name
