@@ -91,6 +91,7 @@ def _definitions(path: str) -> dict[str, object]:
                 "connection": "demo",
                 "columns": {"email": "EMail"},
                 "enabled": True,
+                "data_transfer_acknowledged": True,
             }
         ],
     }

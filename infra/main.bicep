@@ -200,6 +200,7 @@ var appSettings = {
   EXPORTS_FILE: 'exports.json'
   JOBS_QUEUE: jobsQueueName
   RUNS_TABLE: runsTableName
+  STATE_CONTAINER: 'exporter-state'
   EXPORT_SCHEDULE: exportSchedule
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'

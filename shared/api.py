@@ -80,9 +80,14 @@ def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
             return _error(400, "bad_request", "the request body must be a JSON object")
         if not isinstance(options, dict):
             return _error(400, "bad_request", "the request body must be a JSON object")
-        if options:
-            return _error(400, "bad_request", f"unknown option(s): {', '.join(sorted(options))}")
-    record = service.request_run(rt, name, "http")
+        unknown = sorted(set(options) - {"dry_run"})
+        if unknown:
+            return _error(400, "bad_request", f"unknown option(s): {', '.join(unknown)}")
+        if not isinstance(options.get("dry_run", False), bool):
+            return _error(400, "bad_request", "dry_run must be true or false")
+    else:
+        options = {}
+    record = service.request_run(rt, name, "http", dry_run=options.get("dry_run", False))
     status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
     return Reply(
         202,
@@ -118,7 +123,7 @@ def list_exports(rt: Runtime) -> Reply:
         200,
         {
             "exports": [
-                {**describe(status.export), "last_run": _run(status.last_run)}
+                {**describe(status.export, status.last_run), "last_run": _run(status.last_run)}
                 for status in service.exports_overview(rt)
             ],
             "invalid": [
@@ -130,14 +135,30 @@ def list_exports(rt: Runtime) -> Reply:
     )
 
 
-def describe(export: Export) -> dict[str, Any]:
+def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any]:
+    audience: dict[str, Any] = {"id": export.audience_id or (last_run and last_run.audience_id)}
+    if export.new_audience is not None:
+        audience.update(
+            ad_account_id=export.new_audience.ad_account_id,
+            name=export.new_audience.name,
+            retention_in_days=export.new_audience.retention_in_days,
+        )
+    if last_run is not None and last_run.approximate_number_users >= 0:
+        audience.update(
+            approximate_number_users=last_run.approximate_number_users,
+            upload_status=last_run.upload_status,
+            targetable_status=last_run.targetable_status,
+            as_of=last_run.finished_at,
+        )
     return {
         "name": export.name,
         "enabled": export.enabled,
+        "mode": export.mode,
         "source": {"container": export.container, "path": export.path},
-        "audience_id": export.audience_id,
+        "audience": audience,
         "connection": export.connection,
-        "columns": {"email": export.email_column},
+        "columns": {kind.column_key: column for kind, column in export.columns},
+        "default_country_code": export.default_country_code,
     }
 
 

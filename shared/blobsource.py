@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 
 from azure.core.exceptions import (
@@ -50,19 +52,52 @@ class BlobSource:
             raise _translate(exc, f"{container}/{name}") from None
 
     def open(self, container: str, name: str) -> io.RawIOBase:
-        """A stream over a blob's content, downloaded chunk by chunk as it is read."""
+        """A stream over a blob's content, downloaded chunk by chunk as it is read.
+
+        A background thread fetches up to ``_AHEAD`` chunks ahead of the reader, so that
+        waiting on the network overlaps parsing (socket reads release the GIL).
+        """
         try:
             downloader = self._service.get_blob_client(container, name).download_blob()
         except AzureError as exc:
             raise _translate(exc, f"{container}/{name}") from None
-        return ChunkReader(_chunks(downloader.chunks(), f"{container}/{name}"))
+        return ChunkReader(_prefetched(downloader.chunks(), f"{container}/{name}"))
 
 
-def _chunks(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+_AHEAD = 2  # chunks of up to 4 MiB held ahead of the reader
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    ready: queue.Queue[object] = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        ready.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(_DONE)
+        except AzureError as exc:
+            ready.put(_translate(exc, where))
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
+            ready.put(exc)
+
+    thread = threading.Thread(target=fetch, name="blob-prefetch", daemon=True)
+    thread.start()
     try:
-        yield from chunks
-    except AzureError as exc:
-        raise _translate(exc, where) from None
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, Exception):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
 
 
 def _translate(exc: AzureError, where: str) -> Exception:

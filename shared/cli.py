@@ -82,13 +82,13 @@ def _exports(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    record = service.run_now(current(), args.name)
+    record = service.run_now(current(), args.name, dry_run=args.dry_run)
     _print(record.as_dict())
     return 0 if record.status == "succeeded" else 1
 
 
 def _enqueue(args: argparse.Namespace) -> int:
-    record = service.request_run(current(), args.name, "cli")
+    record = service.request_run(current(), args.name, "cli", dry_run=args.dry_run)
     _print(record.as_dict())
     return 0
 
@@ -114,9 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = commands.add_parser("run", help="export the newest snapshot now, in this process")
     run.add_argument("name")
+    run.add_argument("--dry-run", action="store_true", help="count what would change, send nothing")
     run.set_defaults(command=_run)
     enqueue = commands.add_parser("enqueue", help="queue a run for the queue worker")
     enqueue.add_argument("name")
+    enqueue.add_argument(
+        "--dry-run", action="store_true", help="count what would change, send nothing"
+    )
     enqueue.set_defaults(command=_enqueue)
     runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
     runs.add_argument("name")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigurationError
+from shared.identifiers import IdentifierType
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -46,14 +47,34 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class NewAudience:
+    """A customer-list audience the app creates on the first run, when no ID is given."""
+
+    ad_account_id: str
+    name: str
+    retention_in_days: int = 9999
+    description: str = ""
+
+
+MODES = ("add", "mirror")
+
+
+@dataclass(frozen=True)
 class Export:
     name: str
     container: str
     path: str  # the segment's folder (or flat file prefix) inside the container
-    audience_id: str
+    audience_id: str  # "" when the app creates the audience (see new_audience)
     connection: str
-    email_column: str
-    enabled: bool
+    columns: tuple[tuple[IdentifierType, str], ...]  # kind and CSV column, in a fixed order
+    enabled: bool = True
+    mode: str = "add"
+    default_country_code: str | None = None
+    new_audience: NewAudience | None = None
+
+    @property
+    def email_column(self) -> str:
+        return dict(self.columns).get(IdentifierType.EMAIL, "")
 
     @property
     def table_name(self) -> str:
@@ -201,21 +222,30 @@ def _parse_export(
         return None
     name = _name(item, where, problems)
     where = f"export {name!r}" if name else where
-    _unknown_keys(
-        item,
-        {"name", "source", "audience_id", "connection", "columns", "enabled", "description"},
-        where,
-        problems,
-    )
+    _unknown_keys(item, _EXPORT_FIELDS, where, problems)
     container, path = _parse_source(item.get("source"), where, problems)
-    audience_id = _text(item, "audience_id", where, problems, _AUDIENCE_ID)
+    audience_id, new_audience = _parse_audience(item, where, problems)
     connection = _text(item, "connection", where, problems)
     if connection and connection not in connections:
         problems.append(f"{where}: connection: {connection!r} is not a declared, valid connection")
-    email_column = _parse_columns(item.get("columns"), where, problems)
+    columns = _parse_columns(item.get("columns"), where, problems)
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(f"{where}: enabled: expected true or false")
+    mode = item.get("mode", "add")
+    if mode not in MODES:
+        problems.append(f"{where}: mode: expected one of {', '.join(MODES)}")
+    country = item.get("default_country_code")
+    if country is not None and not (
+        isinstance(country, str) and country.isdigit() and 1 <= len(country) <= 3
+    ):
+        problems.append(f'{where}: default_country_code: expected 1 to 3 digits, e.g. "44"')
+    if enabled is not False and item.get("data_transfer_acknowledged") is not True:
+        problems.append(
+            f"{where}: data_transfer_acknowledged: must be true. Exporting sends hashed "
+            "personal data out of your compliance boundary to Snapchat; set it once your "
+            "organisation has approved that transfer for this segment"
+        )
     if problems:
         return None
     return Export(
@@ -224,9 +254,53 @@ def _parse_export(
         path=path,
         audience_id=audience_id,
         connection=connection,
-        email_column=email_column,
+        columns=columns,
         enabled=bool(enabled),
+        mode=str(mode),
+        default_country_code=country,
+        new_audience=new_audience,
     )
+
+
+_EXPORT_FIELDS = {
+    "name", "description", "source", "audience_id", "audience", "connection", "columns",
+    "enabled", "mode", "default_country_code", "data_transfer_acknowledged",
+}  # fmt: skip
+
+
+def _parse_audience(
+    item: dict[str, Any], where: str, problems: list[str]
+) -> tuple[str, NewAudience | None]:
+    """Either ``audience_id`` (an existing audience) or ``audience`` (one to create)."""
+    if ("audience_id" in item) == ("audience" in item):
+        problems.append(
+            f"{where}: audience_id: give either audience_id (an existing audience) or "
+            "audience (ad_account_id and name of one the app creates)"
+        )
+        return "", None
+    if "audience_id" in item:
+        return _text(item, "audience_id", where, problems, _AUDIENCE_ID), None
+    raw = item["audience"]
+    where = f"{where}: audience"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object with ad_account_id and name")
+        return "", None
+    _unknown_keys(
+        raw, {"ad_account_id", "name", "retention_in_days", "description"}, where, problems
+    )
+    account = _text(raw, "ad_account_id", where, problems, _AUDIENCE_ID)
+    name = _text(raw, "name", where, problems)
+    if len(name) > 375:
+        problems.append(f"{where}: name: at most 375 characters")
+    retention = raw.get("retention_in_days", 9999)
+    if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 9999:
+        problems.append(f"{where}: retention_in_days: expected 1 to 9999 (9999: lifetime)")
+        retention = 9999
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        problems.append(f"{where}: description: expected a string")
+        description = ""
+    return "", NewAudience(account, name, retention, description)
 
 
 def _parse_source(raw: object, where: str, problems: list[str]) -> tuple[str, str]:
@@ -243,13 +317,20 @@ def _parse_source(raw: object, where: str, problems: list[str]) -> tuple[str, st
     return container, path
 
 
-def _parse_columns(raw: object, where: str, problems: list[str]) -> str:
+def _parse_columns(
+    raw: object, where: str, problems: list[str]
+) -> tuple[tuple[IdentifierType, str], ...]:
     where = f"{where}: columns"
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: expected an object naming at least the email column")
-        return ""
-    _unknown_keys(raw, {"email"}, where, problems)
-    return _text(raw, "email", where, problems)
+    keys = [kind.column_key for kind in IdentifierType]
+    if not isinstance(raw, dict) or not any(key in raw for key in keys):
+        problems.append(f"{where}: expected an object naming at least one of {', '.join(keys)}")
+        return ()
+    _unknown_keys(raw, set(keys), where, problems)
+    return tuple(
+        (kind, _text(raw, kind.column_key, where, problems))
+        for kind in IdentifierType
+        if kind.column_key in raw
+    )
 
 
 def _name(item: dict[str, Any], where: str, problems: list[str]) -> str:

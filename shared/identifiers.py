@@ -5,28 +5,40 @@ counted as empty or invalid and skipped. A value that already is 64 hexadecimal 
 taken as a hash made upstream and passed through as it is (hashing it again would make it
 unmatchable). Digests stay 32 raw bytes until a request body is written, which halves the
 memory of the de-duplication set compared with hex strings.
+
+``digest`` is the rule for one value; ``digest_batches`` applies the same rules to a whole
+column in one pass (the export's hot loop) and is tested against ``digest``.
 """
 
 from __future__ import annotations
 
+import binascii
 import enum
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-# A plausible address: something, one "@", a domain with at least one inner dot, no white space.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _MAX_EMAIL_LENGTH = 254
+_DIGEST_SIZE = 32
 
 
 class IdentifierType(enum.Enum):
+    """The identifier kinds Snapchat matches; the value is the request schema."""
+
     EMAIL = "EMAIL_SHA256"
+    PHONE = "PHONE_SHA256"
+    MOBILE_AD_ID = "MOBILE_AD_ID_SHA256"
 
     @property
     def schema(self) -> str:
         return self.value
+
+    @property
+    def column_key(self) -> str:
+        """The key naming this kind's column in an export definition's ``columns``."""
+        return self.name.lower()
 
 
 class Rejection(enum.Enum):
@@ -45,93 +57,219 @@ class Tally:
     duplicates: int = 0
 
 
-def normalise_email(raw: str) -> str | Rejection:
-    """Snap's rule (trim, lowercase) plus a plausibility check of the address's shape."""
-    value = raw.strip().lower()
-    if not value:
-        return Rejection.EMPTY
-    if len(value) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(value):
-        return Rejection.INVALID
+Normaliser = Callable[[str], "str | None"]
+
+
+def _email(value: str) -> str | None:
+    """Snap's rule for a trimmed email (lowercase) plus a plausibility check of its shape:
+    something before one "@", a domain with an inner dot, no white space or control
+    characters, at most 254 characters. None when it is not plausible."""
+    value = value.lower()
+    local, _, domain = value.partition("@")
+    if (
+        not local
+        or "." not in domain
+        or "@" in domain
+        or len(value) > _MAX_EMAIL_LENGTH
+        or " " in value
+        or not value.isprintable()
+        or domain[0] == "."
+        or domain[-1] == "."
+        or ".." in domain
+    ):
+        return None
     return value
 
 
-def email_digest(raw: str) -> bytes | Rejection:
-    """The digest Snapchat matches for one email cell."""
+_PHONE_SEPARATORS = str.maketrans("", "", " -.()/\t")
+_MIN_PHONE_DIGITS, _MAX_PHONE_DIGITS = 7, 15  # E.164 allows at most 15 digits
+
+
+def phone_normaliser(default_country_code: str | None) -> Callable[[str], str | None]:
+    """Snap's rule for phone numbers: digits only, with the country code.
+
+    ``+`` or ``00`` introduces the country code; a national number (leading ``0``) loses
+    that trunk ``0`` and gains ``default_country_code``; so does a number without either
+    that does not already start with the default code. The trunk ``0`` written as ``(0)``
+    after a country code (``+44 (0)20 …``) is dropped. None when the result is not 7 to 15
+    digits or the cell holds anything but digits and separators.
+    """
+
+    def normalise_phone(value: str) -> str | None:
+        value = value.replace("(0)", "")
+        international = value.startswith("+")
+        digits = value.lstrip("+").translate(_PHONE_SEPARATORS)
+        if not digits.isdigit() or not digits.isascii():
+            return None
+        if not international and digits.startswith("00"):
+            digits, international = digits[2:], True
+        code = default_country_code
+        if not international and code:
+            if digits.startswith("0"):
+                digits = code + digits.lstrip("0")
+            elif not digits.startswith(code):
+                digits = code + digits
+        if code and digits.startswith(code + "0"):  # "+44 020 …": a trunk 0 kept by mistake
+            digits = code + digits[len(code) :].lstrip("0")
+        if not _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS:
+            return None
+        return digits
+
+    return normalise_phone
+
+
+_MOBILE_AD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"  # what devices send when tracking is off
+
+
+def _mobile_ad_id(value: str) -> str | None:
+    """Snap's rule for IDFA and GAID: lowercase, hyphens kept; must be a UUID, not all zero."""
+    value = value.lower()
+    if not _MOBILE_AD_ID.fullmatch(value) or value == _ZERO_AD_ID:
+        return None
+    return value
+
+
+def normaliser(kind: IdentifierType, default_country_code: str | None = None) -> Normaliser:
+    if kind is IdentifierType.EMAIL:
+        return _email
+    if kind is IdentifierType.PHONE:
+        return phone_normaliser(default_country_code)
+    return _mobile_ad_id
+
+
+def normalise(
+    kind: IdentifierType, raw: str, default_country_code: str | None = None
+) -> str | Rejection:
+    """The value Snapchat hashes for one cell: trimmed, then normalised by type."""
+    value = raw.strip()
+    if not value:
+        return Rejection.EMPTY
+    normalised = normaliser(kind, default_country_code)(value)
+    return Rejection.INVALID if normalised is None else normalised
+
+
+def normalise_email(raw: str) -> str | Rejection:
+    return normalise(IdentifierType.EMAIL, raw)
+
+
+def digest(
+    kind: IdentifierType, raw: str, default_country_code: str | None = None
+) -> bytes | Rejection:
+    """The 32-byte digest Snapchat matches for one cell; an upstream hash passes through."""
     stripped = raw.strip()
     if len(stripped) == 64 and _HEX64.fullmatch(stripped):
         return bytes.fromhex(stripped)
-    normalised = normalise_email(stripped)
+    normalised = normalise(kind, stripped, default_country_code)
     if isinstance(normalised, Rejection):
         return normalised
     return hashlib.sha256(normalised.encode()).digest()
 
 
-def email_digests(cells: Iterable[str], tally: Tally) -> Iterator[bytes]:
-    """Stream form of ``email_digest`` for the export loop: counts instead of results per row."""
+def email_digest(raw: str) -> bytes | Rejection:
+    return digest(IdentifierType.EMAIL, raw)
+
+
+def digest_batches(
+    cells: Iterable[str],
+    normalise_value: Normaliser,
+    size: int,
+    tally: Tally,
+) -> Iterator[list[bytes]]:
+    """The export loop: ``digest`` of every cell, first occurrences only, in batches.
+
+    One pass, one generator: per-row results become counters on ``tally`` (brought up to
+    date whenever a batch is handed out). Batches are a pure function of the cells and
+    ``size``, which is what lets an interrupted run rebuild the same ones. Memory: one
+    32-byte bytes object per distinct identifier, about 100 bytes each with the set's own
+    table, is the only state that grows with the segment.
+    """
     sha256 = hashlib.sha256
     is_hex = _HEX64.fullmatch
-    is_email = _EMAIL.fullmatch
-    rows = empty = invalid = prehashed = 0
+    fromhex = bytes.fromhex
+    seen: set[bytes] = set()
+    add = seen.add
+    rows = empty = invalid = prehashed = distinct = 0
+    batch: list[bytes] = []
+    append = batch.append
+
+    def count() -> None:
+        tally.rows, tally.empty, tally.invalid = rows, empty, invalid
+        tally.prehashed, tally.duplicates = prehashed, rows - empty - invalid - distinct
+
     try:
-        for raw in cells:
-            rows += 1
+        for rows, raw in enumerate(cells, 1):  # noqa: B007 - rows is read by count()
             value = raw.strip()
             if not value:
                 empty += 1
-            elif len(value) == 64 and is_hex(value):
+                continue
+            if len(value) == 64 and is_hex(value):
                 prehashed += 1
-                yield bytes.fromhex(value)
+                found = fromhex(value)
             else:
-                value = value.lower()
-                if len(value) > _MAX_EMAIL_LENGTH or not is_email(value):
+                normalised = normalise_value(value)
+                if normalised is None:
                     invalid += 1
-                else:
-                    yield sha256(value.encode()).digest()
-    finally:
-        tally.rows += rows
-        tally.empty += empty
-        tally.invalid += invalid
-        tally.prehashed += prehashed
-
-
-def unique(digests: Iterable[bytes], tally: Tally) -> Iterator[bytes]:
-    """First occurrence of each digest, in input order; repeats are counted, not sent.
-
-    Memory: one 32-byte bytes object per distinct identifier (about 90 bytes with the set's
-    own overhead), the only state that grows with the segment.
-    """
-    seen: set[bytes] = set()
-    add = seen.add
-    duplicates = 0
-    try:
-        for digest in digests:
-            if digest in seen:
-                duplicates += 1
-            else:
-                add(digest)
-                yield digest
-    finally:
-        tally.duplicates += duplicates
-
-
-def batches(digests: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    """Consecutive lists of at most ``size`` digests, in input order (deterministic)."""
-    batch: list[bytes] = []
-    append = batch.append
-    for digest in digests:
-        append(digest)
-        if len(batch) == size:
+                    continue
+                found = sha256(normalised.encode()).digest()
+            add(found)
+            if len(seen) == distinct:
+                continue  # seen before in this run
+            distinct += 1
+            append(found)
+            if len(batch) == size:
+                count()
+                yield batch
+                batch = []
+                append = batch.append
+        if batch:
+            count()
             yield batch
-            batch = []
-            append = batch.append
-    if batch:
-        yield batch
+    finally:
+        count()
 
 
-def users_body(schema: str, batch: list[bytes]) -> bytes:
-    """The JSON body of a users add or remove request, written without per-item objects."""
-    data = b'"],["'.join(digest.hex().encode() for digest in batch)
-    return b'{"users":[{"schema":["' + schema.encode() + b'"],"data":[["' + data + b'"]]}]}'
+class UsersBody:
+    """The JSON body of a users add or remove request, written piece by piece as it is sent.
+
+    ``{"users":[{"schema":[S],"data":[["<hex>"],["<hex>"],...]}]}`` with its exact length
+    known up front, so it goes out with a Content-Length and without ever being held whole:
+    each piece is a few thousand identifiers, hexlified in C. Iterating again (a retry)
+    writes it again from the batch.
+    """
+
+    _SEPARATOR = b'"],["'
+    _PIECE = 4096  # identifiers per piece: about 280 KB
+
+    def __init__(self, schema: str, batch: list[bytes]) -> None:
+        if not batch:
+            raise ValueError("a users request needs at least one identifier")
+        self._head = b'{"users":[{"schema":["' + schema.encode() + b'"],"data":[["'
+        self._tail = b'"]]}]}'
+        self._batch = batch
+        hex_size = 2 * _DIGEST_SIZE
+        self._length = (
+            len(self._head)
+            + len(batch) * hex_size
+            + (len(batch) - 1) * len(self._SEPARATOR)
+            + len(self._tail)
+        )
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        batch, piece, separator = self._batch, self._PIECE, self._SEPARATOR
+        for start in range(0, len(batch), piece):
+            hexed = binascii.hexlify(b"".join(batch[start : start + piece]), b"|", _DIGEST_SIZE)
+            yield hexed.replace(b"|", separator)
+            if start + piece < len(batch):
+                yield separator
+        yield self._tail
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
 
 
 def sha256_hex(normalised: str) -> str:

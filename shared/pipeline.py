@@ -24,6 +24,7 @@ from shared.errors import LeaseLost, SourceError
 from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.runlog import RunRecord
 from shared.snapchat import SnapchatClient
+from shared.statestore import StateStore, diff
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,19 @@ def run(
     record: RunRecord,
     on_progress: Callable[[RunRecord], None],
     still_held: Callable[[], bool] = lambda: True,
+    state: StateStore | None = None,
 ) -> None:
-    """Upload every distinct valid identifier of the plan; counters go to ``record``.
+    """Bring the audience ``record.audience_id`` up to date with the plan's snapshot.
 
-    Batches are a pure function of the snapshot and ``record.batch_size``, so a run that an
-    earlier attempt left after ``record.batches`` accepted batches rebuilds the same batches
-    and skips those (counted as ``resumed``) instead of sending them again.
+    One pass over the snapshot per identifier kind the export maps. In ``add`` mode every
+    distinct valid identifier is sent as it streams by. In ``mirror`` mode the kind's whole
+    set is collected, sorted and merged with the state of the last successful run: only
+    new identifiers are added and only those that left are removed, and the new state is
+    written once every kind's requests were accepted. ``record.dry_run`` sends nothing.
+
+    Requests are a pure function of the snapshot, the state and ``record.batch_size``, so a
+    run that an earlier attempt left after ``record.batches`` accepted requests rebuilds the
+    same ones and skips those (counted as ``resumed``) instead of sending them again.
     """
     export = plan.export
     accepted = record.batches if record.source_version == plan.snapshot.version else 0
@@ -99,71 +107,152 @@ def run(
             record.run_id,
         )
     record.source_version = plan.snapshot.version
+    record.mode = export.mode
     record.batches = record.uploaded = record.resumed = 0
-    tally = identifiers.Tally()
-    cells = column_cells(
-        plan.partitions,
-        lambda name: source.open(export.container, name),
-        column=export.email_column,
-        model=plan.model,
-    )
-    digests = identifiers.unique(identifiers.email_digests(cells, tally), tally)
-    schema = identifiers.IdentifierType.EMAIL.schema
-    pending: deque[tuple[Future[int], int]] = deque()
-    failed = threading.Event()
-
-    def send(body: bytes) -> int:
-        # Runs on the sender thread, one batch after another. Once a batch has failed, the
-        # batches queued behind it must not reach Snapchat: the checkpoint only counts an
-        # unbroken prefix of accepted batches, and a resumed run sends the rest.
-        if failed.is_set():
-            return 0
-        try:
-            return client.add_users(export.audience_id, body)
-        except BaseException:
-            failed.set()
-            raise
-
-    def settle_oldest() -> None:
-        future, size = pending.popleft()
-        future.result()
-        record.uploaded += size
-        record.batches += 1
-        _copy(tally, record)
-        on_progress(record)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as sender:
-        try:
-            for index, batch in enumerate(identifiers.batches(digests, record.batch_size)):
-                if index < accepted:  # delivered by an earlier attempt of this run
-                    record.batches += 1
-                    record.uploaded += len(batch)
-                    record.resumed += len(batch)
-                    continue
-                if not still_held():
-                    raise LeaseLost(f"run {record.run_id}: another worker took over the export")
-                body = identifiers.users_body(schema, batch)
-                pending.append((sender.submit(send, body), len(batch)))
-                while len(pending) >= _IN_FLIGHT:
-                    settle_oldest()
-            while pending:
-                settle_oldest()
-        finally:
-            for future, _ in pending:
-                future.cancel()
-            _copy(tally, record)
-            record.requests += client.counters.requests
-            record.retries += client.counters.retries
+    record.added = record.removed = record.unchanged = 0
+    record.rows_read = record.empty = record.invalid = record.prehashed = record.duplicates = 0
+    record.by_type = {}
+    if export.mode == "mirror" and state is None:
+        raise ValueError("mirror mode needs a state store")
+    new_states: list[tuple[str, list[bytes]]] = []
+    with _Sender(client, record, accepted, on_progress, still_held) as sender:
+        for kind, column in export.columns:
+            tally = identifiers.Tally()
+            counts = record.by_type.setdefault(kind.schema, {})
+            sender.counts = counts
+            cells = column_cells(
+                plan.partitions,
+                lambda name: source.open(export.container, name),
+                column=column,
+                model=plan.model,
+            )
+            normalise = identifiers.normaliser(kind, export.default_country_code)
+            if export.mode == "add":
+                for batch in identifiers.digest_batches(cells, normalise, record.batch_size, tally):
+                    sender.send("POST", kind, batch)
+            else:
+                assert state is not None
+                current = [d for b in identifiers.digest_batches(cells, normalise, 1 << 62, tally)
+                           for d in b]  # fmt: skip
+                current.sort()
+                added, removed, unchanged = diff(current, state.read(export.name, kind.schema))
+                counts["unchanged"] = unchanged
+                record.unchanged += unchanged
+                for start in range(0, len(added), record.batch_size):
+                    sender.send("POST", kind, added[start : start + record.batch_size])
+                for start in range(0, len(removed), record.batch_size):
+                    sender.send("DELETE", kind, removed[start : start + record.batch_size])
+                new_states.append((kind.schema, current))
+            sender.drain()
+            _count(kind, tally, record)
     if record.rows_read == 0:
         raise SourceError(
             f"{export.container}/{export.path}: snapshot {plan.snapshot.id} holds no data rows; "
             "nothing was sent (an empty segment export is treated as a fault)"
         )
+    if state is not None and not record.dry_run:
+        for schema, digests in new_states:
+            state.write(export.name, schema, digests)
 
 
-def _copy(tally: identifiers.Tally, record: RunRecord) -> None:
-    record.rows_read = tally.rows
-    record.empty = tally.empty
-    record.invalid = tally.invalid
-    record.prehashed = tally.prehashed
-    record.duplicates = tally.duplicates
+def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: RunRecord) -> None:
+    counts = record.by_type[kind.schema]
+    counts.update(
+        rows=tally.rows,
+        empty=tally.empty,
+        invalid=tally.invalid,
+        prehashed=tally.prehashed,
+        duplicates=tally.duplicates,
+    )
+    record.rows_read = max(record.rows_read, tally.rows)  # every kind reads the same rows
+    record.empty += tally.empty
+    record.invalid += tally.invalid
+    record.prehashed += tally.prehashed
+    record.duplicates += tally.duplicates
+
+
+class _Sender:
+    """Sends users requests one after another on a background thread, while the caller
+    prepares the next; keeps the run's checkpoint (``record.batches``) an unbroken count of
+    accepted requests; skips the requests an earlier attempt already delivered."""
+
+    def __init__(
+        self,
+        client: SnapchatClient,
+        record: RunRecord,
+        accepted: int,
+        on_progress: Callable[[RunRecord], None],
+        still_held: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self._record = record
+        self._accepted = accepted
+        self._on_progress = on_progress
+        self._still_held = still_held
+        self._index = 0
+        self._pending: deque[tuple[Future[int], str, int, dict[str, int]]] = deque()
+        self._failed = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
+        self.counts: dict[str, int] = {}  # the current kind's entry of record.by_type
+
+    def send(self, method: str, kind: identifiers.IdentifierType, batch: list[bytes]) -> None:
+        index, self._index = self._index, self._index + 1
+        record = self._record
+        if index < self._accepted or record.dry_run:
+            # Delivered by an earlier attempt of this run, or a dry run: count, send nothing.
+            self._account(method, len(batch), self.counts, resumed=index < self._accepted)
+            return
+        if not self._still_held():
+            raise LeaseLost(f"run {record.run_id}: another worker took over the export")
+        body = identifiers.UsersBody(kind.schema, batch)
+        future = self._pool.submit(self._send_one, method, body)
+        self._pending.append((future, method, len(batch), self.counts))
+        while len(self._pending) >= _IN_FLIGHT:
+            self._settle_oldest()
+
+    def _send_one(self, method: str, body: identifiers.UsersBody) -> int:
+        # Runs on the sender thread. Once a request has failed, those queued behind it must
+        # not reach Snapchat: the checkpoint only counts an unbroken prefix of accepted
+        # requests, and a resumed run sends the rest.
+        if self._failed.is_set():
+            return 0
+        try:
+            if method == "POST":
+                return self._client.add_users(self._record.audience_id, body)
+            return self._client.remove_users(self._record.audience_id, body)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def _settle_oldest(self) -> None:
+        future, method, size, counts = self._pending.popleft()
+        future.result()
+        self._account(method, size, counts, resumed=False)
+        self._on_progress(self._record)
+
+    def _account(self, method: str, size: int, counts: dict[str, int], *, resumed: bool) -> None:
+        record = self._record
+        record.batches += 1
+        key = "added" if method == "POST" else "removed"
+        counts[key] = counts.get(key, 0) + size
+        if method == "POST":
+            record.added += size
+            record.uploaded += 0 if record.dry_run else size
+        else:
+            record.removed += size
+        if resumed:
+            record.resumed += size
+
+    def drain(self) -> None:
+        while self._pending:
+            self._settle_oldest()
+
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for future, *_ in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        self._record.requests += self._client.counters.requests
+        self._record.retries += self._client.counters.retries

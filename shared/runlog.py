@@ -8,6 +8,7 @@ error texts are stored, never identifier values.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
 import time
@@ -56,6 +57,16 @@ class RunRecord:
     attempts: int = 0
     requests: int = 0
     retries: int = 0
+    mode: str = "add"
+    dry_run: bool = False
+    added: int = 0  # identifiers sent to be added (mirror: only the new ones)
+    removed: int = 0  # identifiers sent to be removed (mirror mode)
+    unchanged: int = 0  # identifiers already in the audience, not sent (mirror mode)
+    by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    audience_id: str = ""
+    approximate_number_users: int = -1  # -1: not read
+    upload_status: str = ""
+    targetable_status: str = ""
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,11 +107,14 @@ _FIELDS = {f.name: f.type for f in dataclasses.fields(RunRecord)}
 def _to_entity(record: RunRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": record.export, "RowKey": row_key(record.run_id)}
     entity.update(record.as_dict())
+    entity["by_type"] = json.dumps(record.by_type, separators=(",", ":"))
     return entity
 
 
 def _from_entity(entity: dict[str, Any]) -> RunRecord:
     values = {name: entity[name] for name in _FIELDS if name in entity}
+    if isinstance(values.get("by_type"), str):
+        values["by_type"] = json.loads(values["by_type"])
     return RunRecord(**values)
 
 
@@ -288,6 +302,32 @@ class ExportLocks:
             "owner": owner,
             "expires_at": self._clock() + ttl,
         }
+
+
+AUDIENCE_PARTITION = "~audiences"
+
+
+class CreatedAudiences:
+    """Which audience the app created for an export that names none (``audience`` given)."""
+
+    def __init__(self, runs: RunLog) -> None:
+        self._runs = runs
+
+    def get(self, export: str) -> str | None:
+        try:
+            entity = self._runs.table().get_entity(AUDIENCE_PARTITION, export)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _failure(f"read the audience of export {export}", exc) from None
+        return str(entity.get("audience_id", "")) or None
+
+    def remember(self, export: str, audience_id: str) -> None:
+        entity = {"PartitionKey": AUDIENCE_PARTITION, "RowKey": export, "audience_id": audience_id}
+        try:
+            self._runs.table().upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _failure(f"record the audience of export {export}", exc) from None
 
 
 def _holder(entity: dict[str, Any]) -> Holder:

@@ -15,7 +15,7 @@ from azure.core.credentials import TokenCredential
 from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from shared import definitions
@@ -27,6 +27,7 @@ from shared.runlog import RunLog
 from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets, SecretStore, credentials
 from shared.settings import Settings, StorageTarget
 from shared.snapchat import RetryPolicy, SnapchatClient
+from shared.statestore import KEY_SECRET, StateStore, parse_key
 
 
 @dataclass
@@ -37,7 +38,12 @@ class Runtime:
     runs: RunLog
     jobs: JobQueue
     secrets: SecretStore
+    state_container: ContainerClient
     http: requests.Session = field(default_factory=requests.Session)
+
+    def state(self) -> StateStore:
+        """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
+        return StateStore(self.state_container, parse_key(self.secrets.get(KEY_SECRET)))
 
     def snapchat(self, connection: Connection) -> SnapchatClient:
         """A client for one connection, with its credentials read fresh from the store."""
@@ -91,6 +97,7 @@ def build(settings: Settings) -> Runtime:
     secrets: SecretStore = EnvironmentSecrets()
     if settings.key_vault_url:
         secrets = KeyVaultSecrets(SecretClient(settings.key_vault_url, credential()))
+    app_blobs = _blob_service(settings.app_storage, credential)
     return Runtime(
         settings=settings,
         definitions=definitions.load(settings.exports_file),
@@ -98,20 +105,33 @@ def build(settings: Settings) -> Runtime:
         runs=RunLog(table),
         jobs=JobQueue(queue),
         secrets=secrets,
+        state_container=app_blobs.get_container_client(settings.state_container),
     )
+
+
+# Partitions are read as a stream of 4 MiB ranges: the SDK's default first request would
+# fetch up to 32 MiB of a partition at once.
+_RANGE = 4 * 1024 * 1024
 
 
 def _blob_service(
     target: StorageTarget, credential: Callable[[], TokenCredential]
 ) -> BlobServiceClient:
     if target.connection_string:
-        return BlobServiceClient.from_connection_string(target.connection_string)
+        return BlobServiceClient.from_connection_string(
+            target.connection_string, max_single_get_size=_RANGE, max_chunk_get_size=_RANGE
+        )
     if target.blob_url is None:
         raise ConfigurationError(
-            "EXPORT_STORAGE__blobServiceUri: required when the app's storage uses a managed "
-            "identity"
+            "EXPORT_STORAGE__blobServiceUri or AzureWebJobsStorage__blobServiceUri: required "
+            "when storage is reached with a managed identity"
         )
-    return BlobServiceClient(target.blob_url, credential=credential())
+    return BlobServiceClient(
+        target.blob_url,
+        credential=credential(),
+        max_single_get_size=_RANGE,
+        max_chunk_get_size=_RANGE,
+    )
 
 
 def _credential(settings: Settings) -> Callable[[], TokenCredential]:

@@ -33,13 +33,23 @@ from shared.errors import (
     NotFound,
     RunActive,
     RunBusy,
+    SnapchatError,
     SourceError,
     StorageError,
 )
 from shared.jobqueue import Job
 from shared.layout import Snapshot
-from shared.runlog import QUEUED, ExportLocks, Holder, RunRecord, new_run_id, now
+from shared.runlog import (
+    QUEUED,
+    CreatedAudiences,
+    ExportLocks,
+    Holder,
+    RunRecord,
+    new_run_id,
+    now,
+)
 from shared.runtime import Runtime
+from shared.snapchat import SnapchatClient
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +73,7 @@ def export_or_raise(rt: Runtime, name: str) -> Export:
     return export
 
 
-def request_run(rt: Runtime, name: str, trigger: str) -> RunRecord:
+def request_run(rt: Runtime, name: str, trigger: str, *, dry_run: bool = False) -> RunRecord:
     """Queue a run of the export's newest snapshot, exported before or not.
 
     Raises RunActive when another run of the export is queued or running.
@@ -77,10 +87,12 @@ def request_run(rt: Runtime, name: str, trigger: str) -> RunRecord:
             f"{export.container}/{export.path}: no snapshot found (no "
             f"yyyy/MM/dd/HHmm/{export.table_name}_<n>.csv or {export.table_name}_<epoch>.csv files)"
         )
-    return _enqueue(rt, export, found[-1], trigger)
+    return _enqueue(rt, export, found[-1], trigger, dry_run=dry_run)
 
 
-def _enqueue(rt: Runtime, export: Export, snapshot: Snapshot, trigger: str) -> RunRecord:
+def _enqueue(
+    rt: Runtime, export: Export, snapshot: Snapshot, trigger: str, *, dry_run: bool = False
+) -> RunRecord:
     record = RunRecord(
         run_id=new_run_id(),
         export=export.name,
@@ -88,6 +100,8 @@ def _enqueue(rt: Runtime, export: Export, snapshot: Snapshot, trigger: str) -> R
         snapshot=snapshot.id,
         queued_at=now(),
         batch_size=rt.settings.upload_batch_size,
+        mode=export.mode,
+        dry_run=dry_run,
     )
     _claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
     rt.runs.save(record)
@@ -160,7 +174,7 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
     if (at - newest.last_modified).total_seconds() < rt.settings.snapshot_settle_seconds:
         log.info("Export %s: snapshot %s is still settling", export.name, newest.id)
         return None
-    runs = rt.runs.for_snapshot(export.name, newest.id)
+    runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
     if any(r.status in (*ACTIVE, "succeeded") for r in runs):
         return None
     failures = sum(r.status == "failed" for r in runs)
@@ -217,7 +231,7 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     return record
 
 
-def run_now(rt: Runtime, name: str) -> RunRecord:
+def run_now(rt: Runtime, name: str, *, dry_run: bool = False) -> RunRecord:
     """Export the newest snapshot in this process, recorded as a ``cli`` run."""
     export = export_or_raise(rt, name)
     found = pipeline.find_snapshots(rt.source, export)
@@ -228,6 +242,8 @@ def run_now(rt: Runtime, name: str) -> RunRecord:
         snapshot=found[-1].id if found else "",
         queued_at=now(),
         batch_size=rt.settings.upload_batch_size,
+        mode=export.mode,
+        dry_run=dry_run,
     )
     owner = secrets.token_hex(8)
     _claim(rt, record, owner, rt.settings.run_lease_seconds)
@@ -252,6 +268,7 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
                 raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
             plan = pipeline.plan(rt.source, export, record.snapshot)
             client = rt.snapchat(rt.definitions.connection(export.connection))
+            record.audience_id = _audience(rt, export, client, dry_run=record.dry_run)
             pipeline.run(
                 plan,
                 rt.source,
@@ -259,7 +276,9 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
                 record=record,
                 on_progress=rt.runs.save,
                 still_held=held.is_set,
+                state=rt.state() if export.mode == "mirror" else None,
             )
+            _read_audience_status(client, record)
     except LeaseLost as exc:
         log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
         return record  # the worker that took over owns the record now
@@ -295,6 +314,47 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         message = f"internal error ({type(exc).__name__}); see the function log"
         return _end(rt, locks, record, "failed", message, started=started)
     return _end(rt, locks, record, "succeeded", "", started=started)
+
+
+def _audience(rt: Runtime, export: Export, client: SnapchatClient, *, dry_run: bool) -> str:
+    """The export's audience ID; for an export that names none, the one the app created
+    (found again by name if its record was lost), created now if there is none yet."""
+    if export.audience_id or export.new_audience is None:
+        return export.audience_id
+    created = CreatedAudiences(rt.runs)
+    known = created.get(export.name)
+    if known:
+        return known
+    wanted = export.new_audience
+    found = client.find_segment(wanted.ad_account_id, wanted.name)
+    if found is None and dry_run:
+        return ""  # a dry run creates nothing; everything counts as to be added
+    if found is None:
+        found = client.create_segment(
+            wanted.ad_account_id,
+            name=wanted.name,
+            description=wanted.description,
+            retention_in_days=wanted.retention_in_days,
+        )
+        log.info("Export %s: created audience %s in ad account %s", export.name, found,
+                 wanted.ad_account_id)  # fmt: skip
+    created.remember(export.name, found)
+    return found
+
+
+def _read_audience_status(client: SnapchatClient, record: RunRecord) -> None:
+    """Record what Snapchat reports about the audience now (matching happens later)."""
+    if not record.audience_id:
+        return
+    try:
+        segment = client.get_segment(record.audience_id)
+    except SnapchatError as exc:
+        log.warning("Run %s: could not read the audience's status: %s", record.run_id, exc)
+        return
+    size = segment.get("approximate_number_users")
+    record.approximate_number_users = int(size) if isinstance(size, int) else -1
+    record.upload_status = str(segment.get("upload_status") or "")
+    record.targetable_status = str(segment.get("targetable_status") or "")
 
 
 @contextmanager

@@ -34,6 +34,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         in_azure=False,
     ),
     SettingSpec(
+        "AzureWebJobsStorage__blobServiceUri",
+        None,
+        "Blob endpoint of the app's own storage (mirror-sync state) with a managed identity.",
+    ),
+    SettingSpec(
         "AzureWebJobsStorage__queueServiceUri",
         None,
         "Queue endpoint of the app's own storage when it is reached with a managed identity.",
@@ -67,6 +72,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("JOBS_QUEUE", "export-jobs", "Queue that carries one message per export run."),
     SettingSpec("RUNS_TABLE", "exportruns", "Table that holds one record per run."),
+    SettingSpec(
+        "STATE_CONTAINER",
+        "exporter-state",
+        "Container in the app's own storage for mirror-sync state (encrypted digests).",
+    ),
     SettingSpec(
         "EXPORT_SCHEDULE",
         "0 */15 * * * *",
@@ -144,6 +154,7 @@ class Settings:
     exports_file: Path
     jobs_queue: str
     runs_table: str
+    state_container: str
     key_vault_url: str | None
     snapchat_api_url: str
     snapchat_token_url: str
@@ -162,16 +173,17 @@ class Settings:
         reader = _Reader(os.environ if env is None else env)
         app_storage = StorageTarget(
             connection_string=reader.optional("AzureWebJobsStorage"),
+            blob_url=reader.url("AzureWebJobsStorage__blobServiceUri"),
             queue_url=reader.url("AzureWebJobsStorage__queueServiceUri"),
             table_url=reader.url("AzureWebJobsStorage__tableServiceUri"),
             client_id=reader.optional("AzureWebJobsStorage__clientId"),
         )
         if not app_storage.connection_string and not (
-            app_storage.queue_url and app_storage.table_url
+            app_storage.queue_url and app_storage.table_url and app_storage.blob_url
         ):
             reader.problems.append(
-                "AzureWebJobsStorage: set a connection string, or both "
-                "AzureWebJobsStorage__queueServiceUri and AzureWebJobsStorage__tableServiceUri"
+                "AzureWebJobsStorage: set a connection string, or all of "
+                "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
             )
         export_conn = reader.optional("EXPORT_STORAGE")
         export_blob = reader.url("EXPORT_STORAGE__blobServiceUri")
@@ -187,6 +199,7 @@ class Settings:
             exports_file=exports_path(reader.text("EXPORTS_FILE")),
             jobs_queue=reader.name("JOBS_QUEUE"),
             runs_table=reader.name("RUNS_TABLE", table=True),
+            state_container=reader.name("STATE_CONTAINER"),
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
             snapchat_api_url=reader.url("SNAPCHAT_API_URL") or "",
             snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",

@@ -9,6 +9,7 @@ and a per-token request pacer.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import random
 import threading
@@ -27,6 +28,7 @@ from shared.errors import (
     RetryableError,
     SnapchatError,
 )
+from shared.identifiers import UsersBody
 from shared.privacy import SECRETS, scrub
 from shared.secretstore import Credentials
 
@@ -126,14 +128,49 @@ class SnapchatClient:
 
     # -- the calls the exporter makes --------------------------------------------------------
 
-    def add_users(self, segment_id: str, body: bytes) -> int:
+    def add_users(self, segment_id: str, body: UsersBody) -> int:
         """POST a users body; returns how many identifiers Snapchat says it received."""
-        answer = self._api("POST", f"/segments/{segment_id}/users", body)
-        return sum(
-            int((item.get("user") or {}).get("number_uploaded_users", 0))
-            for item in answer.get("users") or ()
-            if isinstance(item, dict)
-        )
+        return _received(self._api("POST", f"/segments/{segment_id}/users", body))
+
+    def remove_users(self, segment_id: str, body: UsersBody) -> int:
+        """DELETE a users body (same shape as an add)."""
+        return _received(self._api("DELETE", f"/segments/{segment_id}/users", body))
+
+    def find_segment(self, ad_account_id: str, name: str) -> str | None:
+        """The ID of the ad account's customer-list audience called ``name``, if there is one."""
+        path: str | None = f"/adaccounts/{ad_account_id}/segments"
+        while path:
+            answer = self._api("GET", path, None)
+            for item in answer.get("segments") or ():
+                segment = item.get("segment") if isinstance(item, dict) else None
+                if isinstance(segment, dict) and segment.get("name") == name:
+                    return str(segment.get("id"))
+            next_link = (answer.get("paging") or {}).get("next_link")
+            path = _relative(next_link, self._api_url) if next_link else None
+        return None
+
+    def create_segment(
+        self, ad_account_id: str, *, name: str, description: str, retention_in_days: int
+    ) -> str:
+        """Create a first-party customer-list audience; returns its ID."""
+        document = {
+            "segments": [
+                {
+                    "name": name,
+                    "description": description,
+                    "source_type": "FIRST_PARTY",
+                    "retention_in_days": retention_in_days,
+                    "ad_account_id": ad_account_id,
+                }
+            ]
+        }
+        body = json.dumps(document).encode()
+        answer = self._api("POST", f"/adaccounts/{ad_account_id}/segments", body)
+        segments = answer.get("segments") or [{}]
+        segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
+        if not isinstance(segment, dict) or not segment.get("id"):
+            raise RequestRejected("Snapchat created no audience (its answer named none)")
+        return str(segment["id"])
 
     def get_segment(self, segment_id: str) -> dict[str, Any]:
         answer = self._api("GET", f"/segments/{segment_id}", None)
@@ -143,7 +180,7 @@ class SnapchatClient:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _api(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
+    def _api(self, method: str, path: str, body: UsersBody | bytes | None) -> dict[str, Any]:
         where = f"{method} {path}"
         refreshed = False
         deadline = time.monotonic() + self._policy.max_seconds
@@ -267,6 +304,19 @@ class SnapchatClient:
                 self._credentials.client_id, self._credentials.client_secret, rotated
             )
         return token
+
+
+def _received(answer: dict[str, Any]) -> int:
+    return sum(
+        int((item.get("user") or {}).get("number_uploaded_users", 0))
+        for item in answer.get("users") or ()
+        if isinstance(item, dict)
+    )
+
+
+def _relative(link: str, api_url: str) -> str | None:
+    """A paging link as a path under the API URL; None if it points elsewhere."""
+    return link[len(api_url) :] if link.startswith(api_url + "/") else None
 
 
 def _json(response: requests.Response) -> dict[str, Any] | None:

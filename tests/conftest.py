@@ -29,6 +29,7 @@ CLIENT_ID = "client-6c1e3f"
 CLIENT_SECRET = "s3cr3t-Client-Value-9d8e7f6a"
 REFRESH_TOKEN = "refresh-Token-Value-1a2b3c4d5e6f"
 AUDIENCE = "aud-high-value-01"
+STATE_KEY = "5e" * 32  # mirror-sync state key (tests only)
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +96,7 @@ def export_definition(name: str, container: str, path: str, **overrides: Any) ->
         "connection": "main",
         "columns": {"email": "EMail"},
         "enabled": True,
+        "data_transfer_acknowledged": True,
     }
     definition.update(overrides)
     return definition
@@ -131,6 +133,7 @@ def app(
         "SECRET_SNAPCHAT_MAIN_CLIENT_ID": CLIENT_ID,
         "SECRET_SNAPCHAT_MAIN_CLIENT_SECRET": CLIENT_SECRET,
         "SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN": REFRESH_TOKEN,
+        "SECRET_EXPORTER_STATE_KEY": STATE_KEY,
     }
     for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE"):
         monkeypatch.delenv(name, raising=False)

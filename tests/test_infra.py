@@ -74,7 +74,6 @@ ROLE_SCOPES = {
 # the Application Insights agent read them. Every name here must be set by the template.
 PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__credential": "host: use a managed identity for its storage",
-    "AzureWebJobsStorage__blobServiceUri": "host: blob endpoint for leases, keys, timer state",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights agent: where to send",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Application Insights agent: Entra ID auth",
 }

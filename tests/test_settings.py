@@ -26,6 +26,7 @@ def test_defaults_apply_when_only_storage_is_set() -> None:
 def test_managed_identity_endpoints_replace_the_connection_string() -> None:
     settings = Settings.from_env(
         {
+            "AzureWebJobsStorage__blobServiceUri": "https://app.blob.core.windows.net",
             "AzureWebJobsStorage__queueServiceUri": "https://app.queue.core.windows.net",
             "AzureWebJobsStorage__tableServiceUri": "https://app.table.core.windows.net",
             "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",

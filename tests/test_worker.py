@@ -79,7 +79,7 @@ def test_a_401_refreshes_the_token_once_and_retries(
     sandbox.inject("401", path_contains="/users")
     record = run_export(app)
     assert record.status == "succeeded", record.error
-    log = sandbox.requests()
+    log = [r for r in sandbox.requests() if r.method == "POST"]
     assert [r.path.endswith("/access_token") for r in log] == [True, False, True, False]
     assert log[1].status == 401
     assert log[3].token != log[1].token

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.export`` (see the README's Performance section)."""

@@ -1,0 +1,176 @@
+"""Benchmark: one Customer Insights export of N profiles, end to end, on loopback.
+
+    python -m benchmarks.export [--profiles 1000000] [--partitions 8] [--json FILE]
+
+Starts Azurite and the Snapchat sandbox (each its own process), writes the export, then in a
+fresh process runs it through the queue-worker path, and in another fresh process measures
+the floor (download + CSV parse + SHA-256 of the email column, nothing else). Prints wall
+time, profiles per second, peak resident memory of the export process, requests sent, the
+sandbox's own busy time, the floor and the ratio export / floor; checks that the audience
+holds exactly the expected hashes and exits non-zero if not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from devtools.azurite import Azurite
+from devtools.ci_export import segment_path, write_export
+from devtools.snapchat_sandbox import fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINER = "customer-insights"
+AUDIENCE = "bench-audience"
+CLIENT = ("bench-client", "bench-client-secret", "bench-refresh-token")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="floor and export runs, alternated; medians are reported")  # fmt: skip
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder, Azurite() as azurite, _sandbox() as sandbox:
+        path = segment_path(segment="BenchSegment")
+        exports = Path(folder) / "exports.json"
+        exports.write_text(json.dumps(_definitions(path)))
+        env = {**os.environ, **_settings(azurite, sandbox, exports)}
+        print(f"writing {args.profiles:,} profiles in {args.partitions} partitions ...", flush=True)
+        started = time.perf_counter()
+        with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:
+            generated = write_export(
+                blobs,
+                container=CONTAINER,
+                path=path,
+                profiles=args.profiles,
+                partitions=args.partitions,
+            )
+        print(f"  written in {time.perf_counter() - started:.1f}s", flush=True)
+        expected = fingerprint(generated.expected_hex)
+        distinct = len(generated.expected)
+        del generated  # the orchestrator's memory is not what is measured, but keep it small
+
+        floors, results = [], []
+        for _ in range(args.repeat):  # alternated, so that both see the same machine
+            floors.append(_measure(env, "floor", azurite.connection_string, CONTAINER, path + "/"))
+            results.append(_measure(env, "export", "bench"))
+            print(f"  floor {floors[-1]['seconds']:.2f}s, export {results[-1]['seconds']:.2f}s",
+                  flush=True)  # fmt: skip
+        floor = _median(floors)
+        result = _median(results)
+        state = requests.get(f"{sandbox['base_url']}/_sandbox/state", timeout=60).json()
+        held = state["audiences"][AUDIENCE]["EMAIL_SHA256"]
+        log = requests.get(f"{sandbox['base_url']}/_sandbox/requests", timeout=60).json()
+        uploads = [r for r in log if r["path"].endswith("/users")]
+        per_run = len(log) // args.repeat
+        run = result["run"]
+        figures = {
+            "profiles": args.profiles,
+            "partitions": args.partitions,
+            "distinct_identifiers": distinct,
+            "export_seconds": round(result["seconds"], 2),
+            "profiles_per_second": round(args.profiles / result["seconds"]),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results), 1),
+            "floor_seconds": round(floor["seconds"], 2),
+            "floor_peak_rss_mb": round(floor["peak_rss_mb"], 1),
+            "ratio_export_to_floor": round(result["seconds"] / floor["seconds"], 2),
+            "export_seconds_all": [round(r["seconds"], 2) for r in results],
+            "floor_seconds_all": [round(f["seconds"], 2) for f in floors],
+            "requests_per_run": per_run,
+            "upload_requests_per_run": len(uploads) // args.repeat,
+            "sandbox_busy_seconds_per_run": round(
+                sum(r.get("seconds", 0.0) for r in uploads) / args.repeat, 2
+            ),
+            "status": run["status"],
+            "uploaded": run["uploaded"],
+            "exact": held["fingerprint"] == expected and held["count"] == distinct,
+        }
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    ok = figures["exact"] and run["status"] == "succeeded" and run["uploaded"] == distinct
+    if not ok:
+        print("BENCHMARK FAILED: the audience does not hold exactly the expected identifiers")
+    return 0 if ok else 1
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda run: float(run["seconds"]))[len(runs) // 2]
+
+
+def _measure(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.measure", *args],
+        cwd=ROOT, env=env, check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"benchmarks.measure {args[0]} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+class _sandbox:  # noqa: N801 - used like a function in a with statement
+    """The Snapchat sandbox in its own process, so that it does not share the export's CPU."""
+
+    def __enter__(self) -> dict[str, str]:
+        client = ":".join(CLIENT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.snapchat_sandbox", "--port", "0",
+             "--client", client, "--audience", AUDIENCE],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        urls: dict[str, str] = json.loads(self.process.stdout.readline())
+        return urls
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def _definitions(path: str) -> dict[str, object]:
+    return {
+        "connections": [{"name": "bench"}],
+        "exports": [
+            {
+                "name": "bench",
+                "source": {"container": CONTAINER, "path": path},
+                "audience_id": AUDIENCE,
+                "connection": "bench",
+                "columns": {"email": "EMail"},
+                "data_transfer_acknowledged": True,
+            }
+        ],
+    }
+
+
+def _settings(azurite: Azurite, sandbox: dict[str, str], exports: Path) -> dict[str, str]:
+    client_id, secret, refresh = CLIENT
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "EXPORTS_FILE": str(exports),
+        "SNAPCHAT_API_URL": sandbox["api_url"],
+        "SNAPCHAT_TOKEN_URL": sandbox["token_url"],
+        "SECRET_SNAPCHAT_BENCH_CLIENT_ID": client_id,
+        "SECRET_SNAPCHAT_BENCH_CLIENT_SECRET": secret,
+        "SECRET_SNAPCHAT_BENCH_REFRESH_TOKEN": refresh,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

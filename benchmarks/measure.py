@@ -1,0 +1,84 @@
+"""The measured process: one export through the queue worker, or the floor, in a fresh process.
+
+Run by ``benchmarks.export`` as a subprocess so that peak resident memory belongs to this work
+alone. Settings come from the environment; prints one JSON line with the measurements.
+
+- ``export``: queue a run of the export and deliver it to the real queue-worker handler;
+- ``floor``: only stream-download the snapshot's partitions, CSV-parse them and SHA-256 the
+  email column, with nothing else: the least any exporter of this data must spend here.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+
+import function_app  # noqa: F401 - loaded before timing, as the host loads it before a message
+from devtools.worker import drain
+from shared import runtime, service
+from shared.csvstream import ChunkReader
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (VmHWM). Unlike getrusage's ru_maxrss, it
+    does not carry over the parent's high-water mark across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def export(name: str) -> dict[str, object]:
+    rt = runtime.current()
+    started = time.perf_counter()
+    queued = service.request_run(rt, name, "cli")
+    drain(rt.settings.app_storage.connection_string or "", rt.settings.jobs_queue)
+    seconds = time.perf_counter() - started
+    record = rt.runs.get(name, queued.run_id)
+    assert record is not None
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "run": record.as_dict()}
+
+
+def floor(connection_string: str, container: str, prefix: str) -> dict[str, object]:
+    started = time.perf_counter()
+    rows = 0
+    sha256 = hashlib.sha256
+    with BlobServiceClient.from_connection_string(connection_string) as service:
+        client = service.get_container_client(container)
+        names = sorted(b.name for b in client.list_blobs(name_starts_with=prefix)
+                       if b.name.endswith(".csv"))  # fmt: skip
+        for name in names:
+            stream = client.download_blob(name)
+            raw = io.BufferedReader(ChunkReader(stream.chunks()), 1 << 20)
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+            header = next(reader)
+            column = header.index("EMail")
+            for row in reader:
+                sha256(row[column].strip().lower().encode()).digest()
+                rows += 1
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rows": rows}
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    mode = sys.argv[1]
+    if mode == "export":
+        result = export(sys.argv[2])
+    else:
+        result = floor(sys.argv[2], sys.argv[3], sys.argv[4])
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
