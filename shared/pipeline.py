@@ -135,7 +135,8 @@ def run(
                 current = [d for b in identifiers.digest_batches(cells, normalise, 1 << 62, tally)
                            for d in b]  # fmt: skip
                 current.sort()
-                added, removed, unchanged = diff(current, state.read(export.name, kind.schema))
+                previous = state.read(export.name, record.audience_id, kind.schema)
+                added, removed, unchanged = diff(current, previous)
                 counts["unchanged"] = unchanged
                 record.unchanged += unchanged
                 for start in range(0, len(added), record.batch_size):
@@ -152,7 +153,7 @@ def run(
         )
     if state is not None and not record.dry_run:
         for schema, digests in new_states:
-            state.write(export.name, schema, digests)
+            state.write(export.name, record.audience_id, schema, digests)
 
 
 def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: RunRecord) -> None:

@@ -1,7 +1,8 @@
 """Adapter for mirror-sync state: the identifier set an export's audience holds, per kind.
 
 After a mirror-mode run succeeds, the sorted digests it left in the audience are written to
-``<STATE_CONTAINER>/<export>/<schema>.state`` in the app's own Blob Storage, encrypted, so
+``<STATE_CONTAINER>/<export>/<audience>/<schema>.state`` in the app's own Blob Storage (a new
+audience starts without state, so everything is added to it), encrypted, so
 that no hash ever sits in a file readable as such. The next run merges its own sorted set
 with this stream to find what to add and what to remove, holding one chunk at a time.
 
@@ -50,12 +51,9 @@ class StateStore:
         self._aead = AESGCM(key)
         self._ready = False
 
-    def _name(self, export: str, schema: str) -> str:
-        return f"{export}/{schema}.state"
-
-    def read(self, export: str, schema: str) -> Iterator[bytes]:
+    def read(self, export: str, audience: str, schema: str) -> Iterator[bytes]:
         """The digests of the last successful mirror run, sorted; nothing if there was none."""
-        name = self._name(export, schema)
+        name = f"{export}/{audience}/{schema}.state"
         try:
             stream = self._container.download_blob(name)
             data = _Frames(stream.chunks())
@@ -93,15 +91,15 @@ class StateStore:
                 return plain, last
             except InvalidTag:
                 continue
-        raise StorageError(
+        raise ConfigurationError(
             f"mirror state {name}: cannot be decrypted with the current {KEY_SECRET!r} or was "
             "altered; delete the blob to start mirroring afresh (the next run adds everything "
             "and removes nothing)"
         )
 
-    def write(self, export: str, schema: str, digests: list[bytes]) -> None:
+    def write(self, export: str, audience: str, schema: str, digests: list[bytes]) -> None:
         """Replace the state with ``digests`` (sorted), as one blob upload."""
-        name = self._name(export, schema)
+        name = f"{export}/{audience}/{schema}.state"
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):

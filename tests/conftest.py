@@ -126,6 +126,7 @@ def app(
         "EXPORTS_FILE": str(exports_file),
         "JOBS_QUEUE": f"jobs-{suffix}",
         "RUNS_TABLE": f"runs{suffix}",
+        "STATE_CONTAINER": f"state-{suffix}",
         "SNAPCHAT_API_URL": sandbox.api_url,
         "SNAPCHAT_TOKEN_URL": sandbox.token_url,
         "SNAPSHOT_SETTLE_SECONDS": "0",
