@@ -5,6 +5,7 @@
     python -m shared [--settings ...] run NAME        # export the newest snapshot now, here
     python -m shared [--settings ...] enqueue NAME    # queue a run for the worker
     python -m shared [--settings ...] runs NAME [--limit N]
+    python -m shared [--settings ...] connect CONNECTION --client-id ID [--port 8765 | --paste]
 
 Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found.
 """
@@ -12,6 +13,7 @@ Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -19,10 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, definitions, service
+from shared import api, connect, definitions, service
+from shared.definitions import default_connection
 from shared.errors import ConfigurationError, ExportError, NotFound
 from shared.privacy import install_log_filter
 from shared.runtime import current
+from shared.secretstore import KeyVaultSecrets
 from shared.settings import exports_path
 
 
@@ -93,6 +97,48 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connect(args: argparse.Namespace) -> int:
+    rt = current()
+    if not isinstance(rt.secrets, KeyVaultSecrets):
+        raise ConfigurationError(
+            "connect stores the credentials in Key Vault: set KEY_VAULT_URL (without a vault, "
+            "put the three values in the SECRET_* variables yourself)"
+        )
+    declared = next((c for c in rt.definitions.connections if c.name == args.name), None)
+    connection = declared or default_connection(args.name)
+    if sys.stdin.isatty():
+        client_secret = getpass.getpass("Snapchat app client secret: ")
+    else:
+        client_secret = sys.stdin.readline().strip()
+    if not client_secret:
+        raise ConfigurationError("no client secret given")
+
+    def show(url: str) -> None:
+        print("Open this address, sign in as an Admin or Data Manager of the ad account and")
+        print(f"allow access:\n\n  {url}\n", flush=True)
+
+    def paste() -> str:
+        return input("Paste the address your browser was sent to: ")
+
+    connect.connect(
+        rt.secrets,
+        connection,
+        client_id=args.client_id,
+        client_secret=client_secret,
+        token_url=rt.settings.snapchat_token_url,
+        session=rt.http,
+        show=show,
+        listener=None if args.paste else connect.CallbackListener(args.port),
+        paste=paste if args.paste else None,
+        redirect_uri=args.redirect_uri or "",
+        authorize_base=args.authorize_url,
+    )
+    stored = [connection.client_id_secret, connection.client_secret_secret,
+              connection.refresh_token_secret]  # fmt: skip
+    _print({"connection": connection.name, "stored_secrets": stored})
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     reply = api.list_runs(current(), args.name, str(args.limit))
     _print(reply.body)
@@ -122,6 +168,20 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="count what would change, send nothing"
     )
     enqueue.set_defaults(command=_enqueue)
+    link = commands.add_parser("connect", help="authorise a Snapchat account for a connection")
+    link.add_argument("name", help="the connection (as in exports.json)")
+    link.add_argument("--client-id", required=True, help="the Snapchat app's OAuth client ID")
+    link.add_argument(
+        "--port", type=int, default=8765, help="redirect URI http://127.0.0.1:PORT/callback"
+    )
+    link.add_argument(
+        "--paste", action="store_true", help="paste the redirected address instead of listening"
+    )
+    link.add_argument(
+        "--redirect-uri", help="with --paste: the redirect URI registered for the app"
+    )
+    link.add_argument("--authorize-url", default=connect.AUTHORIZE_URL)
+    link.set_defaults(command=_connect)
     runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=10)

@@ -21,6 +21,7 @@ problem, each prefixed with the export (or connection) and the field it concerns
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -114,6 +115,17 @@ class Definitions:
         return found
 
 
+def default_connection(name: str) -> Connection:
+    """A connection's secrets under their default names: ``snapchat-<name>-…``."""
+    stem = f"snapchat-{name}"
+    return Connection(
+        name=name,
+        client_id_secret=f"{stem}-client-id",
+        client_secret_secret=f"{stem}-client-secret",
+        refresh_token_secret=f"{stem}-refresh-token",
+    )
+
+
 def load(path: Path) -> Definitions:
     try:
         text = path.read_text(encoding="utf-8")
@@ -178,17 +190,13 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
         if name and any(c.name == name for c in connections):
             problems.append(f"{where}: name: declared twice")
             continue
-        stem = f"snapchat-{name}"
-        secrets = {
-            key: _optional_text(item, key, where, problems, _SECRET_NAME) or f"{stem}-{suffix}"
-            for key, suffix in (
-                ("client_id_secret", "client-id"),
-                ("client_secret_secret", "client-secret"),
-                ("refresh_token_secret", "refresh-token"),
-            )
+        overrides = {
+            key: value
+            for key in ("client_id_secret", "client_secret_secret", "refresh_token_secret")
+            if (value := _optional_text(item, key, where, problems, _SECRET_NAME))
         }
         if name:
-            connections.append(Connection(name=name, **secrets))
+            connections.append(dataclasses.replace(default_connection(name), **overrides))
     return connections
 
 

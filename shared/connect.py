@@ -1,0 +1,175 @@
+"""Connecting a Snapchat account: the OAuth authorization-code flow, done from a terminal.
+
+What the Customer Insights connector's "Authenticate with Snapchat" button does: the operator
+opens the authorize URL, signs in as an ad-account Admin or Data Manager and consents; Snapchat
+redirects to a loopback address where this module waits (or the operator pastes the URL they
+were redirected to); the ``state`` is checked; the code is exchanged for a refresh token; and
+the client ID, client secret and refresh token are stored as the connection's three secrets.
+No secret or token is ever printed or logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import http.server
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+
+from shared.definitions import Connection
+from shared.errors import AuthenticationError, ConfigurationError
+from shared.privacy import SECRETS, scrub
+from shared.secretstore import SecretStore
+
+log = logging.getLogger(__name__)
+
+AUTHORIZE_URL = "https://accounts.snapchat.com/login/oauth2/authorize"
+SCOPE = "snapchat-marketing-api"
+_WAIT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Redirect:
+    code: str
+    state: str
+
+
+def authorize_url(base: str, client_id: str, redirect_uri: str, state: str) -> str:
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": SCOPE,
+            "state": state,
+        }
+    )
+    return f"{base}?{query}"
+
+
+def parse_redirect(url: str) -> Redirect:
+    """The code and state of the URL Snapchat redirected the browser to."""
+    query = parse_qs(urlparse(url.strip()).query)
+    if "error" in query:
+        reason = scrub(query.get("error_description", query["error"])[0])
+        raise AuthenticationError(f"Snapchat refused the authorization: {reason}")
+    code, state = query.get("code", [""])[0], query.get("state", [""])[0]
+    if not code or not state:
+        raise ConfigurationError("the redirect URL carries no code and state")
+    return Redirect(code=code, state=state)
+
+
+class CallbackListener:
+    """A one-shot loopback HTTP server that receives Snapchat's redirect."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.received: Redirect | Exception | None = None
+        self._done = threading.Event()
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if urlparse(self.path).path != "/callback":
+                    self.send_error(404)
+                    return
+                try:
+                    listener.received = parse_redirect(self.path)
+                    page = b"Snapchat account connected. You can close this window."
+                except Exception as exc:  # noqa: BLE001 - reported to the waiting command
+                    listener.received = exc
+                    page = b"The connection failed; see the terminal."
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                listener._done.set()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the query string holds the code: never log it
+
+        self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        self.redirect_uri = f"http://127.0.0.1:{self._server.server_address[1]}/callback"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float = _WAIT_SECONDS) -> Redirect:
+        try:
+            if not self._done.wait(timeout):
+                raise ConfigurationError("no redirect from Snapchat arrived in time")
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+        if isinstance(self.received, Exception):
+            raise self.received
+        assert self.received is not None
+        return self.received
+
+
+def connect(
+    store: SecretStore,
+    connection: Connection,
+    *,
+    client_id: str,
+    client_secret: str,
+    token_url: str,
+    session: requests.Session,
+    show: Callable[[str], None],
+    listener: CallbackListener | None = None,
+    paste: Callable[[], str] | None = None,
+    redirect_uri: str = "",
+    authorize_base: str = AUTHORIZE_URL,
+) -> None:
+    """Run the flow and store the connection's three secrets.
+
+    With a ``listener`` the redirect arrives on loopback; otherwise ``paste()`` returns the
+    URL the browser was sent to (``redirect_uri`` must then be the one registered with the
+    Snapchat app). ``show`` gets the authorize URL to open.
+    """
+    SECRETS.add(client_secret)
+    state = secrets.token_urlsafe(24)
+    if listener is not None:
+        redirect_uri = listener.redirect_uri
+    elif paste is None or not redirect_uri:
+        raise ConfigurationError(
+            "connect needs a loopback listener, or --paste with --redirect-uri"
+        )
+    show(authorize_url(authorize_base, client_id, redirect_uri, state))
+    if listener is not None:
+        got = listener.wait()
+    else:
+        assert paste is not None
+        got = parse_redirect(paste())
+    if not hmac.compare_digest(got.state, state):
+        raise AuthenticationError("the redirect's state does not match this flow's; nothing stored")
+    answer = session.post(
+        token_url,
+        data={
+            "grant_type": "authorization_code",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "code": got.code,
+            "redirect_uri": redirect_uri,
+        },
+        timeout=60,
+    )
+    try:
+        document = answer.json()
+    except ValueError:
+        document = {}
+    if not isinstance(document, dict):
+        document = {}
+    refresh = document.get("refresh_token")
+    if answer.status_code != 200 or not isinstance(refresh, str) or not refresh:
+        error = scrub(str(document.get("error") or f"HTTP {answer.status_code}"))
+        raise AuthenticationError(f"Snapchat did not exchange the code ({error}); nothing stored")
+    SECRETS.add(refresh, str(document.get("access_token") or ""))
+    store.set(connection.client_id_secret, client_id)
+    store.set(connection.client_secret_secret, client_secret)
+    store.set(connection.refresh_token_secret, refresh)
+    log.info("Connection %s: client ID, client secret and refresh token stored", connection.name)
