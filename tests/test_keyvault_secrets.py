@@ -37,6 +37,13 @@ def vault_app(app: App, vault: KeyVaultFake, monkeypatch: pytest.MonkeyPatch) ->
     return app
 
 
+def store_credentials(vault: KeyVaultFake, *, refresh_token: str | None = REFRESH_TOKEN) -> None:
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
+    if refresh_token is not None:
+        vault.set_secret("snapchat-main-refresh-token", refresh_token)
+
+
 def export_once(app: App, blob_service: BlobServiceClient, *, fresh: bool = True) -> RunRecord:
     if fresh:
         blob_service.create_container(app.container)
@@ -53,9 +60,7 @@ def export_once(app: App, blob_service: BlobServiceClient, *, fresh: bool = True
 def test_a_run_reads_its_credentials_from_key_vault(
     vault_app: App, vault: KeyVaultFake, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
 ) -> None:
-    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
-    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
-    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    store_credentials(vault)
     record = export_once(vault_app, blob_service)
     assert record.status == "succeeded", record.error
     assert sandbox.identifiers(AUDIENCE) == {hashlib.sha256(b"kv@example.com").hexdigest()}
@@ -70,10 +75,7 @@ def test_a_run_reads_its_credentials_from_key_vault(
 def test_a_missing_or_empty_secret_fails_the_run_and_names_it(
     vault_app: App, vault: KeyVaultFake, blob_service: BlobServiceClient, value: str | None
 ) -> None:
-    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
-    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
-    if value is not None:
-        vault.set_secret("snapchat-main-refresh-token", value)
+    store_credentials(vault, refresh_token=value)
     record = export_once(vault_app, blob_service)
     assert record.status == "failed"
     assert "secret 'snapchat-main-refresh-token'" in record.error
@@ -97,9 +99,7 @@ def test_a_rotated_refresh_token_is_stored_as_a_new_version_and_used_next_time(
     vault: KeyVaultFake,
     blob_service: BlobServiceClient,
 ) -> None:
-    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
-    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
-    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    store_credentials(vault)
     first = export_once(vault_app, blob_service)
     assert first.status == "succeeded", first.error
     versions = vault.versions("snapchat-main-refresh-token")
@@ -118,9 +118,7 @@ def test_a_failed_write_of_a_rotated_token_is_reported(
     vault: KeyVaultFake,
     blob_service: BlobServiceClient,
 ) -> None:
-    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
-    vault.set_secret("snapchat-main-client-secret", CLIENT_SECRET)
-    vault.set_secret("snapchat-main-refresh-token", REFRESH_TOKEN)
+    store_credentials(vault)
     vault.fail_writes = True
     record = export_once(vault_app, blob_service)
     assert record.status == "failed"
