@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "SECRET_SNAPCHAT_CHURN_CLIENT_SECRET": CLIENT[1],
             "SECRET_SNAPCHAT_CHURN_REFRESH_TOKEN": CLIENT[2],
             "SECRET_EXPORTER_STATE_KEY": os.urandom(32).hex(),
+            "SNAPSHOT_SETTLE_SECONDS": "0",
         })  # fmt: skip
         from shared import runtime, service  # noqa: PLC0415 - after the settings exist
 

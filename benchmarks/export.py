@@ -166,6 +166,7 @@ def _settings(azurite: Azurite, sandbox: dict[str, str], exports: Path) -> dict[
         "EXPORTS_FILE": str(exports),
         "SNAPCHAT_API_URL": sandbox["api_url"],
         "SNAPCHAT_TOKEN_URL": sandbox["token_url"],
+        "SNAPSHOT_SETTLE_SECONDS": "0",
         "SECRET_SNAPCHAT_BENCH_CLIENT_ID": client_id,
         "SECRET_SNAPCHAT_BENCH_CLIENT_SECRET": secret,
         "SECRET_SNAPCHAT_BENCH_REFRESH_TOKEN": refresh,

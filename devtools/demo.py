@@ -108,6 +108,7 @@ def _settings(azurite: Azurite, snap: SnapchatSandbox, exports: Path) -> dict[st
         "SECRET_SNAPCHAT_DEMO_CLIENT_SECRET": secret,
         "SECRET_SNAPCHAT_DEMO_REFRESH_TOKEN": refresh,
         "JOBS_QUEUE": "export-jobs",
+        "SNAPSHOT_SETTLE_SECONDS": "0",  # the export was written a moment ago, on purpose
         "RUNS_TABLE": "exportruns",
     }
 

@@ -52,7 +52,7 @@ param exportStorageResourceGroup string = ''
 @description('Export container. Created when no existing account is given. With an existing account the app may read only this container; empty grants read on the whole account.')
 param exportContainerName string = 'customer-insights'
 
-@description('Comma-separated Snapchat connection names (exports.json) whose refresh-token secret the app may rewrite, e.g. "main". Leave empty until the secrets exist in the vault (see DEPLOY.md).')
+@description('Comma-separated Snapchat connection names (exports.json) whose refresh-token secret the app may rewrite, e.g. "main". Leave empty until the secrets exist in the vault (see the README, "Deploy to Azure").')
 param snapchatConnections string = ''
 
 @description('Comma-separated public IPv4 addresses or CIDR ranges allowed through the Key Vault firewall, e.g. the operator\'s address for setting the secrets.')

@@ -90,12 +90,14 @@ def _locate(
 ) -> tuple[list[str], int, bool]:
     """The partition's column names, the wanted column's index, and whether row 1 is data."""
     if model is not None:
-        names = list(model.columns)
-        if model.csv.header:
-            names = [cell.strip() for cell in first]
+        names = [cell.strip() for cell in first] if model.csv.header else list(model.columns)
         if column not in names:
+            # Only model.json's names are quoted: a "header" row that is really data (the
+            # model says there is a header, the file has none) must not reach the message.
             raise SourceError(
-                f"{name}: no column named {column!r}; the columns are {', '.join(names)}"
+                f"{name}: no column named {column!r}; model.json's columns are "
+                f"{', '.join(model.columns)}"
+                + (" (and the partition's first row does not name it)" if model.csv.header else "")
             )
         return names, names.index(column), not model.csv.header
     folded = [cell.strip().lower() for cell in first]

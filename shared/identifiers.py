@@ -88,11 +88,13 @@ _MIN_PHONE_DIGITS, _MAX_PHONE_DIGITS = 7, 15  # E.164 allows at most 15 digits
 def phone_normaliser(default_country_code: str | None) -> Callable[[str], str | None]:
     """Snap's rule for phone numbers: digits only, with the country code.
 
-    ``+`` or ``00`` introduces the country code; a national number (leading ``0``) loses
-    that trunk ``0`` and gains ``default_country_code``; so does a number without either
-    that does not already start with the default code. The trunk ``0`` written as ``(0)``
-    after a country code (``+44 (0)20 …``) is dropped. None when the result is not 7 to 15
-    digits or the cell holds anything but digits and separators.
+    ``+`` or ``00`` introduces the country code, and such a number is otherwise kept as
+    written (some countries' numbers start with 0 after the code), except that a trunk
+    ``0`` written as ``(0)`` (``+44 (0)20 …``) is dropped. A national number (leading ``0``)
+    loses that ``0`` and gains ``default_country_code``; without one it is invalid, since
+    hashing it without its country could never match. A number with neither that does not
+    start with the default code gets it too. None when the result is not 7 to 15 digits or
+    the cell holds anything but digits and separators.
     """
 
     def normalise_phone(value: str) -> str | None:
@@ -104,13 +106,13 @@ def phone_normaliser(default_country_code: str | None) -> Callable[[str], str | 
         if not international and digits.startswith("00"):
             digits, international = digits[2:], True
         code = default_country_code
-        if not international and code:
+        if not international:
             if digits.startswith("0"):
+                if not code:
+                    return None
                 digits = code + digits.lstrip("0")
-            elif not digits.startswith(code):
+            elif code and not digits.startswith(code):
                 digits = code + digits
-        if code and digits.startswith(code + "0"):  # "+44 020 …": a trunk 0 kept by mistake
-            digits = code + digits[len(code) :].lstrip("0")
         if not _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS:
             return None
         return digits

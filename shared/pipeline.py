@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,11 +24,12 @@ from shared.errors import LeaseLost, SourceError
 from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.runlog import RunRecord
 from shared.snapchat import SnapchatClient
-from shared.statestore import StateStore, diff
+from shared.statestore import TOUCHED, Diff, StateStore, diff
 
 log = logging.getLogger(__name__)
 
 _IN_FLIGHT = 2  # request bodies built ahead of the one being sent
+_SKIPPED = -1  # what the sender thread returns for a request it did not send
 
 
 @dataclass(frozen=True)
@@ -112,48 +113,109 @@ def run(
     record.added = record.removed = record.unchanged = 0
     record.rows_read = record.empty = record.invalid = record.prehashed = record.duplicates = 0
     record.by_type = {}
-    if export.mode == "mirror" and state is None:
-        raise ValueError("mirror mode needs a state store")
-    new_states: list[tuple[str, list[bytes]]] = []
-    with _Sender(client, record, accepted, on_progress, still_held) as sender:
+    sender = _Sender(client, record, accepted, on_progress, still_held)
+    try:
+        if export.mode == "mirror":
+            assert state is not None, "mirror mode needs a state store"
+            _mirror(plan, source, state, record, sender, still_held=still_held)
+        else:
+            _add(plan, source, record, sender)
+    except BaseException:
+        # The checkpoint never goes back: an attempt that failed while it was still
+        # skipping what an earlier one delivered must not forget those requests.
+        record.batches = max(record.batches, accepted)
+        raise
+
+
+def _cells(plan: Plan, source: BlobSource, column: str) -> Iterator[str]:
+    export = plan.export
+    return column_cells(
+        plan.partitions,
+        lambda name: source.open(export.container, name),
+        column=column,
+        model=plan.model,
+    )
+
+
+def _no_rows(plan: Plan) -> SourceError:
+    export = plan.export
+    return SourceError(
+        f"{export.container}/{export.path}: snapshot {plan.snapshot.id} holds no data rows; "
+        "nothing was sent (an empty segment export is treated as a fault)"
+    )
+
+
+def _add(plan: Plan, source: BlobSource, record: RunRecord, sender: _Sender) -> None:
+    """Send every distinct valid identifier as the snapshot streams by."""
+    export = plan.export
+    with sender:
         for kind, column in export.columns:
             tally = identifiers.Tally()
-            counts = record.by_type.setdefault(kind.schema, {})
-            sender.counts = counts
-            cells = column_cells(
-                plan.partitions,
-                lambda name: source.open(export.container, name),
-                column=column,
-                model=plan.model,
-            )
+            sender.counts = record.by_type.setdefault(kind.schema, {})
             normalise = identifiers.normaliser(kind, export.default_country_code)
-            if export.mode == "add":
-                for batch in identifiers.digest_batches(cells, normalise, record.batch_size, tally):
-                    sender.send("POST", kind, batch)
-            else:
-                assert state is not None
-                current = [d for b in identifiers.digest_batches(cells, normalise, 1 << 62, tally)
-                           for d in b]  # fmt: skip
-                current.sort()
-                previous = state.read(export.name, record.audience_id, kind.schema)
-                added, removed, unchanged = diff(current, previous)
-                counts["unchanged"] = unchanged
-                record.unchanged += unchanged
-                for start in range(0, len(added), record.batch_size):
-                    sender.send("POST", kind, added[start : start + record.batch_size])
-                for start in range(0, len(removed), record.batch_size):
-                    sender.send("DELETE", kind, removed[start : start + record.batch_size])
-                new_states.append((kind.schema, current))
+            cells = _cells(plan, source, column)
+            for batch in identifiers.digest_batches(cells, normalise, record.batch_size, tally):
+                sender.send("POST", kind, batch)
             sender.drain()
             _count(kind, tally, record)
     if record.rows_read == 0:
-        raise SourceError(
-            f"{export.container}/{export.path}: snapshot {plan.snapshot.id} holds no data rows; "
-            "nothing was sent (an empty segment export is treated as a fault)"
+        raise _no_rows(plan)
+
+
+def _mirror(
+    plan: Plan,
+    source: BlobSource,
+    state: StateStore,
+    record: RunRecord,
+    sender: _Sender,
+    *,
+    still_held: Callable[[], bool],
+) -> None:
+    """Read everything and work out every kind's changes first, send only then.
+
+    So a snapshot that turns out empty or malformed changes nothing. Before sending, the
+    run adds what it is about to send to the kind's ``touched`` set, so that if it fails
+    half way the next run knows which identifiers' presence is uncertain.
+    """
+    export, audience = plan.export, record.audience_id
+    plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff, list[bytes]]] = []
+    for kind, column in export.columns:
+        tally = identifiers.Tally()
+        record.by_type.setdefault(kind.schema, {})
+        normalise = identifiers.normaliser(kind, export.default_country_code)
+        batches = identifiers.digest_batches(
+            _cells(plan, source, column), normalise, 1 << 62, tally
         )
-    if state is not None and not record.dry_run:
-        for schema, digests in new_states:
-            state.write(export.name, record.audience_id, schema, digests)
+        current = [digest for batch in batches for digest in batch]
+        current.sort()
+        _count(kind, tally, record)
+        touched = list(state.read(export.name, audience, kind.schema, TOUCHED))
+        changes = diff(current, state.read(export.name, audience, kind.schema), touched)
+        plans.append((kind, current, changes, touched))
+    if record.rows_read == 0:
+        raise _no_rows(plan)
+    with sender:
+        for kind, _, changes, touched in plans:
+            counts = record.by_type[kind.schema]
+            sender.counts = counts
+            counts["unchanged"] = changes.unchanged
+            record.unchanged += changes.unchanged
+            if not record.dry_run and (changes.added or changes.removed):
+                sent = sorted({*touched, *changes.added, *changes.removed})
+                state.write(export.name, audience, kind.schema, sent, TOUCHED)
+            size = record.batch_size
+            for start in range(0, len(changes.added), size):
+                sender.send("POST", kind, changes.added[start : start + size])
+            for start in range(0, len(changes.removed), size):
+                sender.send("DELETE", kind, changes.removed[start : start + size])
+            sender.drain()
+    if record.dry_run:
+        return
+    if not still_held():
+        raise LeaseLost(f"run {record.run_id}: another worker took over the export")
+    for kind, current, _, _ in plans:
+        state.write(export.name, audience, kind.schema, current)
+        state.delete(export.name, audience, kind.schema, TOUCHED)
 
 
 def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: RunRecord) -> None:
@@ -216,7 +278,7 @@ class _Sender:
         # not reach Snapchat: the checkpoint only counts an unbroken prefix of accepted
         # requests, and a resumed run sends the rest.
         if self._failed.is_set():
-            return 0
+            return _SKIPPED
         try:
             if method == "POST":
                 return self._client.add_users(self._record.audience_id, body)
@@ -255,5 +317,12 @@ class _Sender:
         for future, *_ in self._pending:
             future.cancel()
         self._pool.shutdown(wait=True)
+        # A request that was in flight when the run failed may still have been accepted:
+        # count the unbroken prefix of those, so the checkpoint includes them.
+        while self._pending and self._pending[0][0].done():
+            future, method, size, counts = self._pending.popleft()
+            if future.cancelled() or future.exception() is not None or future.result() < 0:
+                break
+            self._account(method, size, counts, resumed=False)
         self._record.requests += self._client.counters.requests
         self._record.retries += self._client.counters.retries

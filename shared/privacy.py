@@ -29,18 +29,30 @@ def scrub(text: str) -> str:
 
 
 class SecretRegistry:
-    """The secret values in use by this process, so that they can be redacted anywhere."""
+    """The secret values in use by this process, so that they can be redacted anywhere.
+
+    Bounded: the oldest values (expired access tokens, mostly) make way for new ones.
+    """
+
+    _LIMIT = 256
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._values: dict[str, None] = {}
         self._lock = threading.Lock()
 
     def add(self, *values: str) -> None:
         with self._lock:
-            self._values.update(v for v in values if len(v) >= 6)
+            for value in values:
+                if len(value) >= 6:
+                    self._values.pop(value, None)
+                    self._values[value] = None
+            while len(self._values) > self._LIMIT:
+                del self._values[next(iter(self._values))]
 
     def redact(self, text: str) -> str:
-        for value in self._values:
+        with self._lock:
+            values = list(self._values)
+        for value in values:
             if value in text:
                 text = text.replace(value, "[secret]")
         return text

@@ -23,6 +23,7 @@ from shared.blobsource import BlobSource
 from shared.definitions import Connection, Definitions
 from shared.errors import ConfigurationError, ExportError
 from shared.jobqueue import JobQueue, encode_policy
+from shared.privacy import SECRETS
 from shared.runlog import RunLog
 from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets, SecretStore, credentials
 from shared.settings import Settings, StorageTarget
@@ -43,7 +44,9 @@ class Runtime:
 
     def state(self) -> StateStore:
         """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
-        return StateStore(self.state_container, parse_key(self.secrets.get(KEY_SECRET)))
+        key = self.secrets.get(KEY_SECRET)
+        SECRETS.add(key)
+        return StateStore(self.state_container, parse_key(key))
 
     def snapchat(self, connection: Connection) -> SnapchatClient:
         """A client for one connection, with its credentials read fresh from the store."""
@@ -59,6 +62,7 @@ class Runtime:
                 timeout=self.settings.http_timeout_seconds,
             ),
             on_new_refresh_token=lambda value: self._store_rotated(connection, value),
+            stored_refresh_token=lambda: self.secrets.get(connection.refresh_token_secret),
             requests_per_second=self.settings.requests_per_second,
         )
 

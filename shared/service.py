@@ -12,6 +12,7 @@ holds it, renewed by a heartbeat while a worker is on it, until it ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -81,13 +82,31 @@ def request_run(rt: Runtime, name: str, trigger: str, *, dry_run: bool = False) 
     export = export_or_raise(rt, name)
     if not export.enabled:
         raise ExportDisabled(f"export {name!r} is disabled")
+    return _enqueue(rt, export, _newest_settled(rt, export), trigger, dry_run=dry_run)
+
+
+def _newest_settled(rt: Runtime, export: Export) -> Snapshot:
     found = pipeline.find_snapshots(rt.source, export)
     if not found:
         raise SourceError(
             f"{export.container}/{export.path}: no snapshot found (no "
             f"yyyy/MM/dd/HHmm/{export.table_name}_<n>.csv or {export.table_name}_<epoch>.csv files)"
         )
-    return _enqueue(rt, export, found[-1], trigger, dry_run=dry_run)
+    settled = [s for s in found if _settled(rt, s, datetime.now(UTC))]
+    if not settled:
+        raise SourceError(
+            f"{export.container}/{export.path}: snapshot {found[-1].id} is still being written "
+            f"(files younger than {rt.settings.snapshot_settle_seconds:g} s); try again shortly"
+        )
+    return settled[-1]
+
+
+def _settled(rt: Runtime, snapshot: Snapshot, at: datetime) -> bool:
+    """Customer Insights writes partitions one by one: a snapshot whose newest file is very
+    recent may still be growing, and reading it half written would drop (or, in mirror
+    mode, remove) the profiles of the partitions to come."""
+    age = (at - snapshot.last_modified).total_seconds()
+    return age >= rt.settings.snapshot_settle_seconds
 
 
 def _enqueue(
@@ -104,11 +123,14 @@ def _enqueue(
         dry_run=dry_run,
     )
     _claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
-    rt.runs.save(record)
     try:
+        rt.runs.save(record)
         rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
     except StorageError as exc:
-        _finish(rt, record, "failed", str(exc))
+        # Nothing will run this: free the export at once rather than after the claim expires.
+        ExportLocks(rt.runs).release(export.name, record.run_id)
+        with contextlib.suppress(StorageError):
+            _finish(rt, record, "failed", str(exc))
         raise
     log.info(
         "Queued run %s of export %s (snapshot %s, %s)",
@@ -166,15 +188,28 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     return queued
 
 
+def _end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
+    """Runs still queued or running whose hold on the export has lapsed (a killed command
+    line run, a job the queue lost) end as failed, so that their snapshot can run again."""
+    holder = ExportLocks(rt.runs).holder(export)
+    for record in runs:
+        if record.status not in ACTIVE:
+            continue
+        if holder is None or holder.run_id != record.run_id or holder.expires_at < time.time():
+            _finish(rt, record, "failed",
+                    "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
+
+
 def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None:
     found = pipeline.find_snapshots(rt.source, export)
     if not found:
         return None
     newest = found[-1]
-    if (at - newest.last_modified).total_seconds() < rt.settings.snapshot_settle_seconds:
+    if not _settled(rt, newest, at):
         log.info("Export %s: snapshot %s is still settling", export.name, newest.id)
         return None
     runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
+    _end_orphans(rt, export.name, runs)
     if any(r.status in (*ACTIVE, "succeeded") for r in runs):
         return None
     failures = sum(r.status == "failed" for r in runs)
@@ -223,8 +258,8 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     holder = ExportLocks(rt.runs).holder(record.export)
     worked_on = holder and holder.run_id == record.run_id and holder.owner != QUEUED
     if worked_on and holder and holder.expires_at > time.time():
-        log.warning("Run %s: poison message while a worker still holds it", record.run_id)
-        return record
+        # A worker is still on it: ask for this message again later instead of losing it.
+        raise RunBusy(f"run {record.run_id} is still being exported; poison message kept")
     reason = record.error or "the worker failed without recording an error"
     _finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
     ExportLocks(rt.runs).release(record.export, record.run_id)
@@ -234,12 +269,15 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
 def run_now(rt: Runtime, name: str, *, dry_run: bool = False) -> RunRecord:
     """Export the newest snapshot in this process, recorded as a ``cli`` run."""
     export = export_or_raise(rt, name)
-    found = pipeline.find_snapshots(rt.source, export)
+    try:
+        snapshot, problem = _newest_settled(rt, export).id, ""
+    except SourceError as exc:
+        snapshot, problem = "", str(exc)
     record = RunRecord(
         run_id=new_run_id(),
         export=name,
         trigger="cli",
-        snapshot=found[-1].id if found else "",
+        snapshot=snapshot,
         queued_at=now(),
         batch_size=rt.settings.upload_batch_size,
         mode=export.mode,
@@ -248,9 +286,9 @@ def run_now(rt: Runtime, name: str, *, dry_run: bool = False) -> RunRecord:
     owner = secrets.token_hex(8)
     _claim(rt, record, owner, rt.settings.run_lease_seconds)
     rt.runs.save(record)
-    if not found:
+    if problem:
         ExportLocks(rt.runs).release(name, record.run_id)
-        return _finish(rt, record, "failed", f"{export.container}/{export.path}: no snapshot found")
+        return _finish(rt, record, "failed", problem)
     return _perform(rt, record, owner, redeliverable=False)
 
 
@@ -261,6 +299,12 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     record.batch_size = record.batch_size or rt.settings.upload_batch_size
     rt.runs.save(record)
     locks = ExportLocks(rt.runs)
+
+    def save_progress(progress: RunRecord) -> None:
+        if not held.is_set():  # another worker owns the record now
+            raise LeaseLost(f"run {progress.run_id}: another worker took over the export")
+        rt.runs.save(progress)
+
     try:
         with _heartbeat(locks, record, owner, rt.settings.run_lease_seconds) as held:
             export = export_or_raise(rt, record.export)
@@ -274,11 +318,13 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
                 rt.source,
                 client,
                 record=record,
-                on_progress=rt.runs.save,
+                on_progress=save_progress,
                 still_held=held.is_set,
                 state=rt.state() if export.mode == "mirror" else None,
             )
             _read_audience_status(client, record)
+            if not held.is_set():
+                raise LeaseLost(f"run {record.run_id}: the hold on the export lapsed at the end")
     except LeaseLost as exc:
         log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
         return record  # the worker that took over owns the record now
@@ -313,6 +359,9 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         )
         message = f"internal error ({type(exc).__name__}); see the function log"
         return _end(rt, locks, record, "failed", message, started=started)
+    except KeyboardInterrupt:
+        _end(rt, locks, record, "failed", "interrupted (the process was stopped)", started=started)
+        raise
     return _end(rt, locks, record, "succeeded", "", started=started)
 
 
@@ -371,13 +420,18 @@ def _heartbeat(
     stop = threading.Event()
 
     def renew() -> None:
+        renewed = time.monotonic()
         while not stop.wait(ttl / 3):
             try:
                 if not locks.renew(record.export, record.run_id, owner, ttl):
                     held.clear()
                     return
+                renewed = time.monotonic()
             except StorageError:
                 log.warning("Run %s: could not renew its lock; trying again", record.run_id)
+                if time.monotonic() - renewed > ttl:
+                    held.clear()  # the lease may have lapsed: stop sending, let others take over
+                    return
 
     thread = threading.Thread(target=renew, name=f"lease-{record.run_id}", daemon=True)
     thread.start()

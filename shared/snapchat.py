@@ -108,6 +108,7 @@ class SnapchatClient:
         credentials: Credentials,
         policy: RetryPolicy,
         on_new_refresh_token: Callable[[str], None] | None = None,
+        stored_refresh_token: Callable[[], str] | None = None,
         requests_per_second: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -117,6 +118,7 @@ class SnapchatClient:
         self._credentials = credentials
         self._policy = policy
         self._on_new_refresh_token = on_new_refresh_token
+        self._stored_refresh_token = stored_refresh_token
         # 5% under the limit, so that scheduling jitter never puts an 11th request in a second.
         self._interval = 1.05 / requests_per_second if requests_per_second > 0 else 0.0
         self._sleep = sleep
@@ -257,16 +259,16 @@ class SnapchatClient:
                 self._token = _Token()
 
     def _refresh(self) -> str:
-        form = {
-            "grant_type": "refresh_token",
-            "client_id": self._credentials.client_id,
-            "client_secret": self._credentials.client_secret,
-            "refresh_token": self._credentials.refresh_token,
-        }
         deadline = time.monotonic() + self._policy.max_seconds
         attempt = 0
         while True:
             attempt += 1
+            form = {
+                "grant_type": "refresh_token",
+                "client_id": self._credentials.client_id,
+                "client_secret": self._credentials.client_secret,
+                "refresh_token": self._credentials.refresh_token,
+            }
             self.counters.token_refreshes += 1
             try:
                 response = self._session.post(
@@ -282,11 +284,30 @@ class SnapchatClient:
                 reason = f"HTTP {response.status_code}"
                 self._retry_or_raise("token", attempt, deadline, reason, response)
                 continue
+            if response.status_code in (400, 401) and self._reload_refresh_token():
+                continue  # another run rotated it meanwhile: use the one it stored
             error = scrub(str(answer.get("error") or f"HTTP {response.status_code}"))
             raise AuthenticationError(
                 f"Snapchat token endpoint refused the connection's credentials ({error}); "
                 "reconnect the Snapchat account and update the secrets"
             )
+
+    def _reload_refresh_token(self) -> bool:
+        """Re-read the stored refresh token; True when it differs from the one refused.
+
+        Runs on the same connection share one refresh token; when Snapchat rotates it,
+        the run that refreshed first stores the new one and the others pick it up here.
+        """
+        if self._stored_refresh_token is None:
+            return False
+        stored = self._stored_refresh_token()
+        if stored == self._credentials.refresh_token:
+            return False
+        SECRETS.add(stored)
+        self._credentials = Credentials(
+            self._credentials.client_id, self._credentials.client_secret, stored
+        )
+        return True
 
     def _accept_token(self, answer: dict[str, Any]) -> str:
         token = str(answer["access_token"])

@@ -18,6 +18,7 @@ import contextlib
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.errors import ConfigurationError, StorageError
 
+STATE = "state"
+TOUCHED = "touched"
 KEY_SECRET = "exporter-state-key"  # noqa: S105 - the secret's name, not its value
 MAGIC = b"CI2SNAP-STATE-1\n"
 _DIGEST = 32
@@ -51,9 +54,11 @@ class StateStore:
         self._aead = AESGCM(key)
         self._ready = False
 
-    def read(self, export: str, audience: str, schema: str) -> Iterator[bytes]:
-        """The digests of the last successful mirror run, sorted; nothing if there was none."""
-        name = f"{export}/{audience}/{schema}.state"
+    def read(self, export: str, audience: str, schema: str, part: str = STATE) -> Iterator[bytes]:
+        """A sorted digest set: ``STATE`` (what the last successful mirror run left in the
+        audience) or ``TOUCHED`` (what runs that failed since may have changed); nothing if
+        there is none."""
+        name = f"{export}/{audience}/{schema}.{part}"
         try:
             stream = self._container.download_blob(name)
             data = _Frames(stream.chunks())
@@ -97,9 +102,11 @@ class StateStore:
             "and removes nothing)"
         )
 
-    def write(self, export: str, audience: str, schema: str, digests: list[bytes]) -> None:
-        """Replace the state with ``digests`` (sorted), as one blob upload."""
-        name = f"{export}/{audience}/{schema}.state"
+    def write(
+        self, export: str, audience: str, schema: str, digests: list[bytes], part: str = STATE
+    ) -> None:
+        """Replace a set with ``digests`` (sorted), as one blob upload."""
+        name = f"{export}/{audience}/{schema}.{part}"
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):
@@ -109,6 +116,17 @@ class StateStore:
         except AzureError as exc:
             raise StorageError(
                 f"mirror state {name}: cannot be written ({type(exc).__name__})"
+            ) from None
+
+    def delete(self, export: str, audience: str, schema: str, part: str) -> None:
+        name = f"{export}/{audience}/{schema}.{part}"
+        try:
+            self._container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise StorageError(
+                f"mirror state {name}: cannot be deleted ({type(exc).__name__})"
             ) from None
 
     def _frames(self, export: str, schema: str, digests: list[bytes]) -> Iterable[bytes]:
@@ -146,20 +164,52 @@ class _Frames:
         return taken
 
 
-def diff(current: list[bytes], previous: Iterable[bytes]) -> tuple[list[bytes], list[bytes], int]:
-    """Merge two sorted digest sequences: (to add, to remove, unchanged count)."""
-    added: list[bytes] = []
-    removed: list[bytes] = []
-    unchanged = 0
+@dataclass
+class Diff:
+    added: list[bytes]
+    removed: list[bytes]
+    unchanged: int
+
+
+def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] = ()) -> Diff:
+    """What to send so that the audience holds exactly ``current`` (all inputs sorted).
+
+    ``state`` is what the last successful run left in the audience; ``touched`` what runs
+    that failed since then sent (added or removed) before failing, so whether those are in
+    the audience now is unknown. An identifier in ``current`` is sent unless it certainly is
+    there (in ``state`` and not touched); one not in ``current`` is removed if it is in
+    either, which are only ever identifiers this app sent. Sending an add for something
+    present, or a removal for something absent, changes nothing at Snapchat.
+    """
+    result = Diff([], [], 0)
     position, total = 0, len(current)
-    for old in previous:
+    for old, certain in _merge(state, touched):
         while position < total and current[position] < old:
-            added.append(current[position])
+            result.added.append(current[position])
             position += 1
         if position < total and current[position] == old:
-            unchanged += 1
+            if certain:
+                result.unchanged += 1
+            else:
+                result.added.append(old)
             position += 1
         else:
-            removed.append(old)
-    added.extend(current[position:])
-    return added, removed, unchanged
+            result.removed.append(old)
+    result.added.extend(current[position:])
+    return result
+
+
+def _merge(state: Iterable[bytes], touched: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The sorted union of the two sets, each digest with: is it certainly in the audience?"""
+    states, touches = iter(state), iter(touched)
+    a, b = next(states, None), next(touches, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a < b):
+            yield a, True  # type: ignore[misc]
+            a = next(states, None)
+        elif a is None or b < a:
+            yield b, False
+            b = next(touches, None)
+        else:
+            yield a, False
+            a, b = next(states, None), next(touches, None)

@@ -73,7 +73,14 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
             put(c, f"{FOLDER}/Bad_1.csv", b"CustomerId,Mail,City\n" + ROW),
             put(c, MODEL, model(["CustomerId", "Mail", "City"], [f"{FOLDER}/Bad_1.csv"])),
         ),
-        "Bad_1.csv: no column named 'EMail'; the columns are CustomerId, Mail, City",
+        "Bad_1.csv: no column named 'EMail'; model.json's columns are CustomerId, Mail, City",
+    ),
+    "model.json promises a header the partition lacks": (
+        lambda c: (
+            put(c, f"{FOLDER}/Bad_1.csv", ROW),
+            put(c, MODEL, model(["CustomerId", "EMail", "City"], [f"{FOLDER}/Bad_1.csv"])),
+        ),
+        "model.json's columns are CustomerId, EMail, City (and the partition's first row does not",
     ),
     "model.json is not JSON": (
         lambda c: (put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW), put(c, MODEL, b"{'oops'")),

@@ -140,7 +140,7 @@ PHONE = identifiers.IdentifierType.PHONE
         ("+44 (0)20 7946 0958", None, "442079460958"),
         ("0044 20 7946 0958", None, "442079460958"),
         ("020 7946 0958", "44", "442079460958"),
-        ("+44 020 7946 0958", "44", "442079460958"),
+        ("+39 06 6982 1234", "44", "390669821234"),  # Italian numbers keep their 0
         ("+1 (202) 555-0143", None, "12025550143"),
         ("202.555.0143", "1", "12025550143"),
         ("1-202-555-0143", "1", "12025550143"),
@@ -160,6 +160,11 @@ def test_phone_numbers_follow_snaps_rules(raw: str, country: str | None, expecte
 )
 def test_implausible_phone_numbers_are_invalid(raw: str) -> None:
     assert identifiers.normalise(PHONE, raw, "44") is Rejection.INVALID
+
+
+def test_a_national_number_without_a_default_country_code_is_invalid() -> None:
+    assert identifiers.normalise(PHONE, "020 7946 0958") is Rejection.INVALID
+    assert identifiers.normalise(PHONE, "+44 20 7946 0958") == "442079460958"
 
 
 MAID = identifiers.IdentifierType.MOBILE_AD_ID

@@ -1,5 +1,5 @@
 // The vault for the Snapchat credentials. It is created empty: the operator adds the secrets
-// after deployment (see DEPLOY.md), so no secret value ever passes through a template or its
+// after deployment (see the README, "Deploy to Azure"), so no secret value ever passes through a template or its
 // deployment history. Access is by Azure RBAC only; soft delete and purge protection keep a
 // deleted vault or secret recoverable.
 param name string
