@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,7 +30,9 @@ def test_a_killed_worker_s_run_resumes_after_its_last_accepted_batch(
     blob_service: BlobServiceClient,
     sandbox: SnapchatSandbox,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     emails = [f"crash.{i}@example.com" for i in range(60)]
     blob_service.create_container(app.container)
     blob_service.get_blob_client(
@@ -94,4 +97,6 @@ def test_a_killed_worker_s_run_resumes_after_its_last_accepted_batch(
     forbidden = set(emails) | expected | {CLIENT_SECRET, REFRESH_TOKEN}
     forbidden |= {r.token for r in sandbox.requests() if r.token}
     assert_no_leaks("killed worker's log", worker_log, forbidden)
+    resumed_log = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert_no_leaks("resumed run's log", resumed_log, forbidden)
     assert_no_leaks("run record", json.dumps(record.as_dict()), forbidden)

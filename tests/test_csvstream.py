@@ -94,7 +94,10 @@ def test_other_delimiters_from_the_model() -> None:
 
 
 def test_a_missing_column_names_the_column_and_the_partition() -> None:
-    with pytest.raises(SourceError, match=r"p1.csv: no column named 'EMail'; model.json's columns are CustomerId, Mail$"):
+    with pytest.raises(
+        SourceError,
+        match=r"p1.csv: no column named 'EMail'; model.json's columns are CustomerId, Mail$",
+    ):
         read({"p1.csv": b"1,a@x.com\n"}, model(header=False, columns=("CustomerId", "Mail")))
 
 

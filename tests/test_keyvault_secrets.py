@@ -124,3 +124,17 @@ def test_a_failed_write_of_a_rotated_token_is_reported(
     assert record.status == "failed"
     assert "write secret 'snapchat-main-refresh-token'" in record.error
     assert rotating_sandbox.identifiers(AUDIENCE) == set()
+
+
+def test_a_run_refused_an_old_refresh_token_uses_the_one_another_run_stored(
+    rotating_sandbox: SnapchatSandbox, vault_app: App, vault: KeyVaultFake
+) -> None:
+    store_credentials(vault)
+    connection = vault_app.runtime.definitions.connection("main")
+    first = vault_app.runtime.snapchat(connection)
+    second = vault_app.runtime.snapchat(connection)  # both read the same refresh token
+    assert first.get_segment(AUDIENCE)["id"] == AUDIENCE  # rotates and stores a new one
+    assert second.get_segment(AUDIENCE)["id"] == AUDIENCE  # refused, re-reads, succeeds
+    grants = [r.status for r in rotating_sandbox.requests() if r.path.endswith("/access_token")]
+    assert grants == [200, 400, 200]
+    assert len(vault.versions("snapchat-main-refresh-token")) == 3

@@ -286,3 +286,43 @@ def test_churn_of_one_percent_sends_about_one_percent_in_mirror_mode(
         counts[mode] = len([r for r in sandbox.requests()[before:] if r.path.endswith("/users")])
         blob_service.delete_container(app.container)
     assert counts == {"add": 100, "mirror": 2}  # 10,000 / 100 versus one add and one remove
+
+
+def test_an_empty_snapshot_in_mirror_mode_removes_nothing(
+    mirror_app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    app = mirror_app
+    snapshot(blob_service, app.container, emails(range(30)), day=1)
+    assert run(app).status == "succeeded"
+    folder = f"{PATH}/2026/11/02/0600"
+    blob_service.get_blob_client(app.container, f"{folder}/HighValue_1.csv").upload_blob(
+        b"CustomerId,EMail\n"
+    )
+    record = run(app)
+    assert record.status == "failed"
+    assert "holds no data rows" in record.error
+    assert sent(sandbox, "DELETE") == []
+    assert sandbox.identifiers(AUDIENCE) == hashes(range(30))
+
+
+def test_after_a_half_applied_mirror_run_the_next_run_still_lands_exactly(
+    mirror_app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    app = mirror_app  # batch size 25
+    snapshot(blob_service, app.container, emails(range(50)), day=1)
+    assert run(app).status == "succeeded"
+    # Run 2 adds 50..74, then its removal of 0..24 is refused: it fails half applied.
+    snapshot(blob_service, app.container, emails(range(25, 75)), day=2)
+    sandbox.inject("403", path_contains="/users", method="DELETE")
+    failed = run(app)
+    assert failed.status == "failed"
+    assert sandbox.identifiers(AUDIENCE) == hashes(range(75))
+    # Run 3 must take back 60..74, which only the failed run had added.
+    keep = [*range(10), *range(30, 60)]
+    rows = [{"CustomerId": str(i), "EMail": f"person{i}@example.com"} for i in keep]
+    snapshot(blob_service, app.container, rows, day=3)
+    third = run(app)
+    assert third.status == "succeeded", third.error
+    assert sandbox.identifiers(AUDIENCE) == {sha(f"person{i}@example.com") for i in keep}
+    fourth_state = list(app.runtime.state().read("high-value", AUDIENCE, "EMAIL_SHA256", "touched"))
+    assert fourth_state == []  # cleared by the successful run

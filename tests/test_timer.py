@@ -94,3 +94,21 @@ def test_disabled_exports_and_broken_exports_do_not_stop_the_others(
     assert runs(app, "paused") == []
     assert runs(app, "missing-container") == []
     assert [r[0] for r in runs(app)] == ["timer"]
+
+
+def test_a_run_left_running_without_a_hold_is_ended_and_its_snapshot_runs_again(
+    app: App, blob_service: BlobServiceClient
+) -> None:
+    from shared.runlog import RunRecord, new_run_id  # noqa: PLC0415
+
+    export = write_export(blob_service, container=app.container, path=PATH, profiles=10,
+                          partitions=1)  # fmt: skip
+    stuck = RunRecord(run_id=new_run_id(), export="high-value", trigger="cli",
+                      snapshot=export.snapshot, status="running")  # fmt: skip
+    app.runtime.runs.save(stuck)  # as a command-line run killed with SIGKILL leaves it
+    tick()
+    ended = app.runtime.runs.get("high-value", stuck.run_id)
+    assert ended is not None
+    assert (ended.status, ended.error) == (
+        "failed", "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
+    assert runs(app)[0] == ("timer", export.snapshot, "queued")
