@@ -272,8 +272,3 @@ class UsersBody:
 
     def __bytes__(self) -> bytes:
         return b"".join(self)
-
-
-def sha256_hex(normalised: str) -> str:
-    """Lowercase hex SHA-256 of a value that is already normalised."""
-    return hashlib.sha256(normalised.encode()).hexdigest()
