@@ -168,7 +168,8 @@ def connect(
     if answer.status_code != 200 or not isinstance(refresh, str) or not refresh:
         error = scrub(str(document.get("error") or f"HTTP {answer.status_code}"))
         raise AuthenticationError(f"Snapchat did not exchange the code ({error}); nothing stored")
-    SECRETS.add(refresh, str(document.get("access_token") or ""))
+    SECRETS.add(refresh)
+    SECRETS.add(str(document.get("access_token") or ""), short_lived=True)
     store.set(connection.client_id_secret, client_id)
     store.set(connection.client_secret_secret, client_secret)
     store.set(connection.refresh_token_secret, refresh)

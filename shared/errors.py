@@ -89,5 +89,9 @@ class LeaseLost(ExportError):  # noqa: N818
     """This worker's hold on the export expired and another worker took over."""
 
 
+class LeaseUncertain(StorageError):  # noqa: N818
+    """This worker could not confirm its hold on the export in time: stop, retry later."""
+
+
 # Failures worth another delivery of the same job: the run resumes from its checkpoint.
 RETRY_LATER: tuple[type[ExportError], ...] = (RetryableError, StorageError, RunBusy)

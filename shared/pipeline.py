@@ -9,6 +9,7 @@ batch so that its progress can be followed while it runs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import deque
@@ -20,7 +21,7 @@ from shared import identifiers
 from shared.blobsource import BlobSource
 from shared.csvstream import column_cells
 from shared.definitions import Export
-from shared.errors import LeaseLost, SourceError
+from shared.errors import RetryableError, SourceError
 from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.runlog import RunRecord
 from shared.snapchat import SnapchatClient
@@ -85,7 +86,7 @@ def run(
     *,
     record: RunRecord,
     on_progress: Callable[[RunRecord], None],
-    still_held: Callable[[], bool] = lambda: True,
+    check_lease: Callable[[], None] = lambda: None,
     state: StateStore | None = None,
 ) -> None:
     """Bring the audience ``record.audience_id`` up to date with the plan's snapshot.
@@ -102,6 +103,7 @@ def run(
     """
     export = plan.export
     accepted = record.batches if record.source_version == plan.snapshot.version else 0
+    checkpoint = record.checkpoint
     if accepted != record.batches:
         log.warning(
             "Run %s: the snapshot's files changed since the last attempt; starting over",
@@ -113,17 +115,19 @@ def run(
     record.added = record.removed = record.unchanged = 0
     record.rows_read = record.empty = record.invalid = record.prehashed = record.duplicates = 0
     record.by_type = {}
-    sender = _Sender(client, record, accepted, on_progress, still_held)
+    sender = _Sender(client, record, accepted, on_progress, check_lease)
     try:
         if export.mode == "mirror":
             assert state is not None, "mirror mode needs a state store"
-            _mirror(plan, source, state, record, sender, still_held=still_held)
+            _mirror(plan, source, state, record, sender, check_lease=check_lease)
         else:
             _add(plan, source, record, sender)
     except BaseException:
         # The checkpoint never goes back: an attempt that failed while it was still
-        # skipping what an earlier one delivered must not forget those requests.
-        record.batches = max(record.batches, accepted)
+        # skipping what an earlier one delivered must not forget those requests (unless
+        # it found them to differ, and starts over).
+        if not sender.restart and record.batches < accepted:
+            record.batches, record.checkpoint = accepted, checkpoint
         raise
 
 
@@ -169,7 +173,7 @@ def _mirror(
     record: RunRecord,
     sender: _Sender,
     *,
-    still_held: Callable[[], bool],
+    check_lease: Callable[[], None],
 ) -> None:
     """Read everything and work out every kind's changes first, send only then.
 
@@ -211,8 +215,7 @@ def _mirror(
             sender.drain()
     if record.dry_run:
         return
-    if not still_held():
-        raise LeaseLost(f"run {record.run_id}: another worker took over the export")
+    check_lease()
     for kind, current, _, _ in plans:
         state.write(export.name, audience, kind.schema, current)
         state.delete(export.name, audience, kind.schema, TOUCHED)
@@ -245,31 +248,52 @@ class _Sender:
         record: RunRecord,
         accepted: int,
         on_progress: Callable[[RunRecord], None],
-        still_held: Callable[[], bool],
+        check_lease: Callable[[], None],
     ) -> None:
         self._client = client
         self._record = record
         self._accepted = accepted
         self._on_progress = on_progress
-        self._still_held = still_held
+        self._check_lease = check_lease
         self._index = 0
-        self._pending: deque[tuple[Future[int], str, int, dict[str, int]]] = deque()
+        self._pending: deque[tuple[Future[int], str, int, dict[str, int], str]] = deque()
         self._failed = threading.Event()
+        # A running fingerprint of every request's content: the checkpoint carries it, so a
+        # resumed attempt can tell whether it rebuilt the same requests (same code, same
+        # definition) before it skips any; if not, the run starts over.
+        self._fingerprint = hashlib.sha256()
+        self._expected = record.checkpoint if accepted else ""
+        self.restart = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
         self.counts: dict[str, int] = {}  # the current kind's entry of record.by_type
 
     def send(self, method: str, kind: identifiers.IdentifierType, batch: list[bytes]) -> None:
         index, self._index = self._index, self._index + 1
         record = self._record
-        if index < self._accepted or record.dry_run:
-            # Delivered by an earlier attempt of this run, or a dry run: count, send nothing.
-            self._account(method, len(batch), self.counts, resumed=index < self._accepted)
+        self._fingerprint.update(f"{method} {kind.schema} {len(batch)}\n".encode())
+        self._fingerprint.update(b"".join(batch))
+        mark = self._fingerprint.hexdigest()[:32]
+        if index < self._accepted:
+            # Delivered by an earlier attempt of this run: count, send nothing.
+            if index == self._accepted - 1 and self._expected and mark != self._expected:
+                self.restart = True
+                record.batches = record.uploaded = record.resumed = 0
+                record.added = record.removed = 0
+                record.checkpoint = ""
+                raise RetryableError(
+                    f"run {record.run_id}: the requests rebuilt for resuming differ from those "
+                    "delivered before (the app or the definition changed); starting over"
+                )
+            self._account(method, len(batch), self.counts, resumed=True)
+            record.checkpoint = mark
             return
-        if not self._still_held():
-            raise LeaseLost(f"run {record.run_id}: another worker took over the export")
+        if record.dry_run:
+            self._account(method, len(batch), self.counts, resumed=False)
+            return
+        self._check_lease()
         body = identifiers.UsersBody(kind.schema, batch)
         future = self._pool.submit(self._send_one, method, body)
-        self._pending.append((future, method, len(batch), self.counts))
+        self._pending.append((future, method, len(batch), self.counts, mark))
         while len(self._pending) >= _IN_FLIGHT:
             self._settle_oldest()
 
@@ -288,9 +312,10 @@ class _Sender:
             raise
 
     def _settle_oldest(self) -> None:
-        future, method, size, counts = self._pending.popleft()
+        future, method, size, counts, mark = self._pending.popleft()
         future.result()
         self._account(method, size, counts, resumed=False)
+        self._record.checkpoint = mark
         self._on_progress(self._record)
 
     def _account(self, method: str, size: int, counts: dict[str, int], *, resumed: bool) -> None:
@@ -320,9 +345,10 @@ class _Sender:
         # A request that was in flight when the run failed may still have been accepted:
         # count the unbroken prefix of those, so the checkpoint includes them.
         while self._pending and self._pending[0][0].done():
-            future, method, size, counts = self._pending.popleft()
+            future, method, size, counts, mark = self._pending.popleft()
             if future.cancelled() or future.exception() is not None or future.result() < 0:
                 break
             self._account(method, size, counts, resumed=False)
+            self._record.checkpoint = mark
         self._record.requests += self._client.counters.requests
         self._record.retries += self._client.counters.retries

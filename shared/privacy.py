@@ -31,27 +31,33 @@ def scrub(text: str) -> str:
 class SecretRegistry:
     """The secret values in use by this process, so that they can be redacted anywhere.
 
-    Bounded: the oldest values (expired access tokens, mostly) make way for new ones.
+    Long-lived secrets (client secrets, refresh tokens, keys) are kept; short-lived ones
+    (access tokens) are bounded: the oldest make way for new ones.
     """
 
     _LIMIT = 256
 
     def __init__(self) -> None:
-        self._values: dict[str, None] = {}
+        self._kept: set[str] = set()
+        self._recent: dict[str, None] = {}
         self._lock = threading.Lock()
 
-    def add(self, *values: str) -> None:
+    def add(self, *values: str, short_lived: bool = False) -> None:
         with self._lock:
             for value in values:
-                if len(value) >= 6:
-                    self._values.pop(value, None)
-                    self._values[value] = None
-            while len(self._values) > self._LIMIT:
-                del self._values[next(iter(self._values))]
+                if len(value) < 6:
+                    continue
+                if not short_lived:
+                    self._kept.add(value)
+                    continue
+                self._recent.pop(value, None)
+                self._recent[value] = None
+            while len(self._recent) > self._LIMIT:
+                del self._recent[next(iter(self._recent))]
 
     def redact(self, text: str) -> str:
         with self._lock:
-            values = list(self._values)
+            values = [*self._kept, *self._recent]
         for value in values:
             if value in text:
                 text = text.replace(value, "[secret]")

@@ -52,6 +52,7 @@ class RunRecord:
     uploaded: int = 0
     batches: int = 0
     resumed: int = 0
+    checkpoint: str = ""  # fingerprint of the accepted requests' content (see pipeline)
     batch_size: int = 0
     source_version: str = ""
     attempts: int = 0

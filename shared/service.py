@@ -18,8 +18,6 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +29,7 @@ from shared.errors import (
     ExportError,
     InvalidExport,
     LeaseLost,
+    LeaseUncertain,
     NotFound,
     RunActive,
     RunBusy,
@@ -191,11 +190,20 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
 def _end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
     """Runs still queued or running whose hold on the export has lapsed (a killed command
     line run, a job the queue lost) end as failed, so that their snapshot can run again."""
-    holder = ExportLocks(rt.runs).holder(export)
-    for record in runs:
-        if record.status not in ACTIVE:
+    locks = ExportLocks(rt.runs)
+    for listed in runs:
+        if listed.status not in ACTIVE:
             continue
-        if holder is None or holder.run_id != record.run_id or holder.expires_at < time.time():
+        # Read both again right before deciding: the run may have just ended or started.
+        holder = locks.holder(export)
+        if (
+            holder is not None
+            and holder.run_id == listed.run_id
+            and holder.expires_at >= time.time()
+        ):
+            continue
+        record = rt.runs.get(export, listed.run_id)
+        if record is not None and record.status in ACTIVE:
             _finish(rt, record, "failed",
                     "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
 
@@ -209,7 +217,9 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
         log.info("Export %s: snapshot %s is still settling", export.name, newest.id)
         return None
     runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
-    _end_orphans(rt, export.name, runs)
+    if any(r.status in ACTIVE for r in runs):
+        _end_orphans(rt, export.name, runs)
+        runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
     if any(r.status in (*ACTIVE, "succeeded") for r in runs):
         return None
     failures = sum(r.status == "failed" for r in runs)
@@ -258,8 +268,10 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     holder = ExportLocks(rt.runs).holder(record.export)
     worked_on = holder and holder.run_id == record.run_id and holder.owner != QUEUED
     if worked_on and holder and holder.expires_at > time.time():
-        # A worker is still on it: ask for this message again later instead of losing it.
-        raise RunBusy(f"run {record.run_id} is still being exported; poison message kept")
+        # A worker is still on it. If it finishes, fine; if it dies, its lease lapses and
+        # the timer ends the run as abandoned (see _end_orphans).
+        log.warning("Run %s: the queue gave up on a job a worker still holds", record.run_id)
+        return record
     reason = record.error or "the worker failed without recording an error"
     _finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
     ExportLocks(rt.runs).release(record.export, record.run_id)
@@ -301,12 +313,11 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     locks = ExportLocks(rt.runs)
 
     def save_progress(progress: RunRecord) -> None:
-        if not held.is_set():  # another worker owns the record now
-            raise LeaseLost(f"run {progress.run_id}: another worker took over the export")
+        lease.check()  # only the holder writes the record
         rt.runs.save(progress)
 
     try:
-        with _heartbeat(locks, record, owner, rt.settings.run_lease_seconds) as held:
+        with _Lease(locks, record, owner, rt.settings.run_lease_seconds) as lease:
             export = export_or_raise(rt, record.export)
             if not export.enabled:
                 raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
@@ -319,12 +330,11 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
                 client,
                 record=record,
                 on_progress=save_progress,
-                still_held=held.is_set,
+                check_lease=lease.check,
                 state=rt.state() if export.mode == "mirror" else None,
             )
             _read_audience_status(client, record)
-            if not held.is_set():
-                raise LeaseLost(f"run {record.run_id}: the hold on the export lapsed at the end")
+            lease.check()
     except LeaseLost as exc:
         log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
         return record  # the worker that took over owns the record now
@@ -406,40 +416,51 @@ def _read_audience_status(client: SnapchatClient, record: RunRecord) -> None:
     record.targetable_status = str(segment.get("targetable_status") or "")
 
 
-@contextmanager
-def _heartbeat(
-    locks: ExportLocks, record: RunRecord, owner: str, ttl: float
-) -> Iterator[threading.Event]:
-    """Renew the run's lock every third of its lease while the body runs.
+class _Lease:
+    """This worker's hold on the export, as far as it can be sure of it.
 
-    The yielded event is cleared when the lock is lost; the pipeline checks it between
-    batches so that two workers never upload for the same export at once.
+    Renewed on a thread every third of the lease. ``check`` raises LeaseLost once another
+    worker has taken the export over, and LeaseUncertain (retry later) once no renewal has
+    been confirmed for most of a lease, even while a renewal call is still hanging, so that
+    a worker never goes on uploading on a lease that may have lapsed.
     """
-    held = threading.Event()
-    held.set()
-    stop = threading.Event()
 
-    def renew() -> None:
-        renewed = time.monotonic()
-        while not stop.wait(ttl / 3):
+    def __init__(self, locks: ExportLocks, record: RunRecord, owner: str, ttl: float) -> None:
+        self._locks, self._record, self._owner, self._ttl = locks, record, owner, ttl
+        self._margin = ttl / 6
+        self._valid_until = time.monotonic() + ttl - self._margin
+        self._taken = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{record.run_id}",
+                                        daemon=True)  # fmt: skip
+
+    def check(self) -> None:
+        if self._taken:
+            raise LeaseLost(f"run {self._record.run_id}: another worker took over the export")
+        if time.monotonic() >= self._valid_until:
+            raise LeaseUncertain(
+                f"run {self._record.run_id}: its hold on the export could not be renewed"
+            )
+
+    def _renew(self) -> None:
+        record = self._record
+        while not self._stop.wait(self._ttl / 3):
+            asked = time.monotonic()
             try:
-                if not locks.renew(record.export, record.run_id, owner, ttl):
-                    held.clear()
+                if not self._locks.renew(record.export, record.run_id, self._owner, self._ttl):
+                    self._taken = True
                     return
-                renewed = time.monotonic()
+                self._valid_until = asked + self._ttl - self._margin
             except StorageError:
                 log.warning("Run %s: could not renew its lock; trying again", record.run_id)
-                if time.monotonic() - renewed > ttl:
-                    held.clear()  # the lease may have lapsed: stop sending, let others take over
-                    return
 
-    thread = threading.Thread(target=renew, name=f"lease-{record.run_id}", daemon=True)
-    thread.start()
-    try:
-        yield held
-    finally:
-        stop.set()
-        thread.join()
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _end(

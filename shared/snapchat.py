@@ -38,6 +38,7 @@ _JSON = {"Content-Type": "application/json"}
 _CONNECT_TIMEOUT = 10.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
+_REREAD_WAITS = (0.5, 1.0, 2.0)  # seconds between looks for a refresh token rotated elsewhere
 
 
 class Action(enum.Enum):
@@ -300,8 +301,13 @@ class SnapchatClient:
         """
         if self._stored_refresh_token is None:
             return False
-        stored = self._stored_refresh_token()
-        if stored == self._credentials.refresh_token:
+        # The run that rotated it may not have stored it yet: look a few times, briefly.
+        for wait in (0.0, *_REREAD_WAITS):
+            self._sleep(wait)
+            stored = self._stored_refresh_token()
+            if stored != self._credentials.refresh_token:
+                break
+        else:
             return False
         SECRETS.add(stored)
         self._credentials = Credentials(
@@ -312,7 +318,7 @@ class SnapchatClient:
     def _accept_token(self, answer: dict[str, Any]) -> str:
         token = str(answer["access_token"])
         lifetime = float(answer.get("expires_in") or 1800)
-        SECRETS.add(token)
+        SECRETS.add(token, short_lived=True)
         with self._lock:
             # Renew a little before Snapchat would: a minute, or a tenth of short lifetimes.
             self._token = _Token(token, time.monotonic() + lifetime - min(60.0, lifetime / 10))

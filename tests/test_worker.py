@@ -15,6 +15,7 @@ from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import service
+from shared.jobqueue import Job
 from shared.runlog import RunRecord
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 
@@ -224,3 +225,36 @@ def test_a_message_that_is_not_a_job_is_dropped_with_a_log_line(
 ) -> None:
     function_app.export_worker(func.QueueMessage(id="m1", body=b"hello"))
     assert "Queue message m1 is not an export job" in caplog.text
+
+
+def test_a_resume_that_would_rebuild_other_requests_starts_over(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Between two deliveries the definition changed (another column): skipping by count
+    would skip requests never sent, so the run must notice and start over."""
+    blob_service.create_container(app.container)
+    rows = "".join(f"{i},first{i}@example.com,second{i}@example.com\n" for i in range(40))
+    blob_service.get_blob_client(
+        app.container, f"{PATH}/2026/11/05/1200/HighValue_1.csv"
+    ).upload_blob(("CustomerId,EMail,Mail2\n" + rows).encode())
+    app.rebuild(monkeypatch, RETRY_ATTEMPTS="2", UPLOAD_BATCH_SIZE="10")
+    sandbox.inject("slow:0", path_contains="/users", times=2)
+    sandbox.inject("503", path_contains="/users", times=2)
+    queued = service.request_run(app.runtime, "high-value", "http")
+    with pytest.raises(Exception, match="still failing"):
+        service.process(app.runtime, Job(queued.run_id, "high-value", queued.snapshot))
+    interrupted = app.runtime.runs.get("high-value", queued.run_id)
+    assert interrupted is not None
+    assert (interrupted.status, interrupted.batches) == ("queued", 2)
+
+    write_definitions(app.exports_file, [export_definition(
+        "high-value", app.container, PATH, columns={"email": "Mail2"})])  # fmt: skip
+    app.rebuild(monkeypatch)
+    with pytest.raises(Exception, match="starting over"):
+        service.process(app.runtime, Job(queued.run_id, "high-value", queued.snapshot))
+    record = service.process(app.runtime, Job(queued.run_id, "high-value", queued.snapshot))
+    assert record is not None
+    assert (record.status, record.resumed, record.attempts) == ("succeeded", 0, 3), record.error
+    second = {hashlib.sha256(f"second{i}@example.com".encode()).hexdigest() for i in range(40)}
+    assert second <= sandbox.identifiers(AUDIENCE)
