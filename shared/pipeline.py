@@ -1,10 +1,12 @@
 """One export run: from a snapshot in Blob Storage to identifiers accepted by Snapchat.
 
-Rows stream through: partition bytes -> CSV cells -> digests -> first occurrences -> batches
--> request bodies. One background thread sends a batch while the next one is prepared; at
-most ``_IN_FLIGHT`` bodies exist at once, so memory stays bounded by the batch size and the
-de-duplication set. Counters land on the run record, which is saved after every accepted
-batch so that its progress can be followed while it runs.
+Per identifier kind, rows stream through: partition bytes -> CSV cells -> normalised digests
+-> first occurrences -> batches -> request bodies. In add mode each batch is sent as soon as
+it is ready, one background thread sending while the next is prepared (at most
+``_IN_FLIGHT`` bodies at once); in mirror mode each kind's set is collected first and merged
+with the last successful run's (see ``shared.statestore``). Memory stays bounded by the batch
+size and the de-duplication set. The run record is saved after every accepted request, with
+a checkpoint that lets a later delivery resume the run.
 """
 
 from __future__ import annotations

@@ -29,8 +29,6 @@ from shared.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed")
-TRIGGERS = ("timer", "http", "cli")
 _TIMESTAMP = "%Y%m%dT%H%M%S%f"
 
 
