@@ -110,6 +110,8 @@ def _settings(azurite: Azurite, snap: SnapchatSandbox, exports: Path) -> dict[st
         "JOBS_QUEUE": "export-jobs",
         "SNAPSHOT_SETTLE_SECONDS": "0",  # the export was written a moment ago, on purpose
         "RUNS_TABLE": "exportruns",
+        # the demo's sandbox is new each time: so is the file of secrets the app stores
+        "LOCAL_SECRETS_FILE": str(exports.parent / "secrets.json"),
     }
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_LIST_LIMIT = 100
+RUN_OPTIONS = ("dry_run", "allow_large_removal")  # the body of POST /api/exports/{name}/runs
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,25 @@ def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
             return _error(400, "bad_request", "the request body must be a JSON object")
         if not isinstance(options, dict):
             return _error(400, "bad_request", "the request body must be a JSON object")
-        unknown = sorted(set(options) - {"dry_run"})
+        unknown = sorted(set(options) - set(RUN_OPTIONS))
         if unknown:
-            return _error(400, "bad_request", f"unknown option(s): {', '.join(unknown)}")
-        if not isinstance(options.get("dry_run", False), bool):
-            return _error(400, "bad_request", "dry_run must be true or false")
+            return _error(
+                400,
+                "bad_request",
+                f"unknown option(s): {', '.join(unknown)} (known: {', '.join(RUN_OPTIONS)})",
+            )
+        wrong = [key for key in RUN_OPTIONS if not isinstance(options.get(key, False), bool)]
+        if wrong:
+            return _error(400, "bad_request", f"{', '.join(wrong)}: must be true or false")
     else:
         options = {}
-    record = service.request_run(rt, name, "http", dry_run=options.get("dry_run", False))
+    record = service.request_run(
+        rt,
+        name,
+        "http",
+        dry_run=options.get("dry_run", False),
+        allow_large_removal=options.get("allow_large_removal", False),
+    )
     status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
     return Reply(
         202,
@@ -143,7 +155,7 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
             name=export.new_audience.name,
             retention_in_days=export.new_audience.retention_in_days,
         )
-    if last_run is not None and last_run.approximate_number_users >= 0:
+    if last_run is not None and last_run.approximate_number_users is not None:
         audience.update(
             approximate_number_users=last_run.approximate_number_users,
             upload_status=last_run.upload_status,

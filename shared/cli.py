@@ -26,7 +26,7 @@ from shared.definitions import default_connection
 from shared.errors import ConfigurationError, ExportError, NotFound
 from shared.privacy import install_log_filter
 from shared.runtime import current
-from shared.secretstore import KeyVaultSecrets
+from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.settings import exports_path
 
 
@@ -86,24 +86,33 @@ def _exports(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    record = service.run_now(current(), args.name, dry_run=args.dry_run)
+    record = service.run_now(
+        current(), args.name, dry_run=args.dry_run, allow_large_removal=args.allow_large_removal
+    )
     _print(record.as_dict())
     return 0 if record.status == "succeeded" else 1
 
 
 def _enqueue(args: argparse.Namespace) -> int:
-    record = service.request_run(current(), args.name, "cli", dry_run=args.dry_run)
+    record = service.request_run(
+        current(),
+        args.name,
+        "cli",
+        dry_run=args.dry_run,
+        allow_large_removal=args.allow_large_removal,
+    )
     _print(record.as_dict())
     return 0
 
 
 def _connect(args: argparse.Namespace) -> int:
     rt = current()
-    if not isinstance(rt.secrets, KeyVaultSecrets):
-        raise ConfigurationError(
-            "connect stores the credentials in Key Vault: set KEY_VAULT_URL (without a vault, "
-            "put the three values in the SECRET_* variables yourself)"
-        )
+    if isinstance(rt.secrets, KeyVaultSecrets):
+        where = f"Key Vault {rt.settings.key_vault_url}"
+    elif isinstance(rt.secrets, EnvironmentSecrets) and rt.secrets.file is not None:
+        where = f"the local secret file {rt.secrets.file} (local runs only)"
+    else:
+        raise ConfigurationError("connect needs KEY_VAULT_URL or a local secret file")
     declared = next((c for c in rt.definitions.connections if c.name == args.name), None)
     connection = declared or default_connection(args.name)
     if sys.stdin.isatty():
@@ -135,7 +144,7 @@ def _connect(args: argparse.Namespace) -> int:
     )
     stored = [connection.client_id_secret, connection.client_secret_secret,
               connection.refresh_token_secret]  # fmt: skip
-    _print({"connection": connection.name, "stored_secrets": stored})
+    _print({"connection": connection.name, "stored_secrets": stored, "stored_in": where})
     return 0
 
 
@@ -159,15 +168,18 @@ def _parser() -> argparse.ArgumentParser:
         command=_exports
     )
     run = commands.add_parser("run", help="export the newest snapshot now, in this process")
-    run.add_argument("name")
-    run.add_argument("--dry-run", action="store_true", help="count what would change, send nothing")
-    run.set_defaults(command=_run)
     enqueue = commands.add_parser("enqueue", help="queue a run for the queue worker")
-    enqueue.add_argument("name")
-    enqueue.add_argument(
-        "--dry-run", action="store_true", help="count what would change, send nothing"
-    )
-    enqueue.set_defaults(command=_enqueue)
+    for command, handler in ((run, _run), (enqueue, _enqueue)):
+        command.add_argument("name")
+        command.add_argument(
+            "--dry-run", action="store_true", help="count what would change, send nothing"
+        )
+        command.add_argument(
+            "--allow-large-removal",
+            action="store_true",
+            help="let this one mirror run remove more than the export's removal safeguard allows",
+        )
+        command.set_defaults(command=handler)
     link = commands.add_parser("connect", help="authorise a Snapchat account for a connection")
     link.add_argument("name", help="the connection (as in exports.json)")
     link.add_argument("--client-id", required=True, help="the Snapchat app's OAuth client ID")

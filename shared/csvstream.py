@@ -42,6 +42,60 @@ class ChunkReader(io.RawIOBase):
         return size
 
 
+class _Inspected(io.RawIOBase):
+    """A partition's bytes as they are read, checked for NUL (which Customer Insights never
+    writes: a file holding one is damaged) and counted, so that a problem names its line."""
+
+    def __init__(self, inner: io.RawIOBase, name: str) -> None:
+        self._inner, self._name = inner, name
+        self._offset = 0  # bytes read so far
+        self._lines = 0  # line breaks in them
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        size = self._inner.readinto(buffer) or 0
+        data = memoryview(buffer)[:size].tobytes()
+        nul = data.find(b"\0")
+        if nul >= 0:
+            line = self._lines + data.count(b"\n", 0, nul) + 1
+            raise SourceError(
+                f"{self._name}: line {line} (byte {self._offset + nul}) holds a NUL byte; "
+                "the file is damaged (Customer Insights never writes one); export the segment "
+                "again or remove the file"
+            )
+        self._offset += size
+        self._lines += data.count(b"\n")
+        return size
+
+
+def first_invalid_utf8(stream: io.RawIOBase) -> tuple[int, int] | None:
+    """The line (from 1) and byte offset (from 0) of the first byte sequence in ``stream``
+    that is not UTF-8, or None when there is none. Reads the stream to its end or the fault."""
+    reader = io.BufferedReader(stream, _READ_BUFFER)
+    offset, lines, carry = 0, 0, b""
+    while True:
+        chunk = reader.read(_READ_BUFFER)
+        data = carry + chunk
+        if not data:
+            return None
+        try:
+            data.decode("utf-8")
+            carry = b""
+        except UnicodeDecodeError as exc:
+            # A sequence cut by the end of this chunk may be completed by the next one.
+            if chunk and exc.reason == "unexpected end of data" and len(data) - exc.start < 4:
+                carry = data[exc.start :]
+                data = data[: exc.start]
+            else:
+                return lines + data.count(b"\n", 0, exc.start) + 1, offset + exc.start
+        if not chunk:
+            return None
+        offset += len(data)
+        lines += data.count(b"\n")
+
+
 def column_cells(
     partitions: Iterable[str],
     open_partition: Callable[[str], io.RawIOBase],
@@ -52,7 +106,7 @@ def column_cells(
     """Yield the ``column`` cell of every data row of every partition, in order."""
     header: list[str] | None = None
     for name in partitions:
-        stream = open_partition(name)
+        stream = _Inspected(open_partition(name), name)
         text = io.TextIOWrapper(
             io.BufferedReader(stream, _READ_BUFFER),
             encoding="utf-8-sig",
@@ -77,9 +131,14 @@ def column_cells(
                         _check_width(row, width, name, reader.line_num)
                     yield row[index]
         except UnicodeDecodeError:
-            # Text is decoded ahead of the CSV reader, so the line is a lower bound.
+            # Text is decoded ahead of the CSV reader, whose line count is therefore no guide:
+            # read the partition again to find the exact place.
+            found = first_invalid_utf8(open_partition(name))
+            where = f"line {found[0]} (byte {found[1]})" if found else "somewhere"
             raise SourceError(
-                f"{name}: not valid UTF-8 text (at or after line {reader.line_num + 1})"
+                f"{name}: not valid UTF-8 text: the first invalid byte sequence is on {where}; "
+                "Customer Insights writes UTF-8, so the file is damaged or was written by "
+                "another tool"
             ) from None
         except csv.Error as exc:
             raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None

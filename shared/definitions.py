@@ -30,6 +30,7 @@ from typing import Any
 
 from shared.errors import ConfigurationError
 from shared.identifiers import IdentifierType
+from shared.safeguard import DEFAULT_ALWAYS_ALLOWED_REMOVALS, DEFAULT_MAX_REMOVAL_PERCENT, Limits
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
@@ -72,6 +73,7 @@ class Export:
     mode: str = "add"
     default_country_code: str | None = None
     new_audience: NewAudience | None = None
+    removal_limits: Limits = dataclasses.field(default_factory=Limits)  # mirror safeguard
 
     @property
     def email_column(self) -> str:
@@ -203,15 +205,20 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
 def _parse_exports(
     raw: list[Any], connections: set[str]
 ) -> tuple[list[Export], list[BrokenExport]]:
-    names = [item.get("name") for item in raw if isinstance(item, dict)]
+    names = [item.get("name") if isinstance(item, dict) else None for item in raw]
     exports: list[Export] = []
     broken: list[BrokenExport] = []
     for index, item in enumerate(raw):
         problems: list[str] = []
-        export = _parse_export(item, f"exports[{index}]", connections, problems)
-        if export is not None and names.count(export.name) > 1:
+        name = names[index]
+        shared_by = [i for i, other in enumerate(names) if isinstance(name, str) and other == name]
+        # Entries that share a name are told apart by their place in the list, in every line.
+        where = f"exports[{index}]" if len(shared_by) > 1 else ""
+        export = _parse_export(item, f"exports[{index}]", connections, problems, where)
+        if len(shared_by) > 1:
+            places = ", ".join(f"exports[{i}]" for i in shared_by)
             problems.append(
-                f"export {export.name!r}: name: used by more than one export; names must be unique"
+                f"export {name!r} ({where}): name: used by {places}; names must be unique"
             )
         if export is not None and not problems:
             exports.append(export)
@@ -223,13 +230,14 @@ def _parse_exports(
 
 
 def _parse_export(
-    item: object, where: str, connections: set[str], problems: list[str]
+    item: object, where: str, connections: set[str], problems: list[str], place: str = ""
 ) -> Export | None:
     if not isinstance(item, dict):
         problems.append(f"{where}: expected an object")
         return None
     name = _name(item, where, problems)
-    where = f"export {name!r}" if name else where
+    if name:
+        where = f"export {name!r} ({place})" if place else f"export {name!r}"
     _unknown_keys(item, _EXPORT_FIELDS, where, problems)
     container, path = _parse_source(item.get("source"), where, problems)
     audience_id, new_audience = _parse_audience(item, where, problems)
@@ -248,6 +256,7 @@ def _parse_export(
         isinstance(country, str) and country.isdigit() and 1 <= len(country) <= 3
     ):
         problems.append(f'{where}: default_country_code: expected 1 to 3 digits, e.g. "44"')
+    limits = _parse_limits(item, where, problems)
     if enabled is not False and item.get("data_transfer_acknowledged") is not True:
         problems.append(
             f"{where}: data_transfer_acknowledged: must be true. Exporting sends hashed "
@@ -267,12 +276,30 @@ def _parse_export(
         mode=str(mode),
         default_country_code=country,
         new_audience=new_audience,
+        removal_limits=limits,
     )
+
+
+def _parse_limits(item: dict[str, Any], where: str, problems: list[str]) -> Limits:
+    percent = item.get("max_removal_percent", DEFAULT_MAX_REMOVAL_PERCENT)
+    if not _is_number(percent) or not 0 <= percent <= 100:
+        problems.append(f"{where}: max_removal_percent: expected a number from 0 to 100")
+        percent = DEFAULT_MAX_REMOVAL_PERCENT
+    floor = item.get("always_allowed_removals", DEFAULT_ALWAYS_ALLOWED_REMOVALS)
+    if not _is_number(floor) or isinstance(floor, float) or floor < 0:
+        problems.append(f"{where}: always_allowed_removals: expected a whole number, 0 or more")
+        floor = DEFAULT_ALWAYS_ALLOWED_REMOVALS
+    return Limits(max_removal_percent=float(percent), always_allowed_removals=int(floor))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _EXPORT_FIELDS = {
     "name", "description", "source", "audience_id", "audience", "connection", "columns",
     "enabled", "mode", "default_country_code", "data_transfer_acknowledged",
+    "max_removal_percent", "always_allowed_removals",
 }  # fmt: skip
 
 
@@ -330,10 +357,11 @@ def _parse_columns(
 ) -> tuple[tuple[IdentifierType, str], ...]:
     where = f"{where}: columns"
     keys = [kind.column_key for kind in IdentifierType]
+    if isinstance(raw, dict):
+        _unknown_keys(raw, set(keys), where, problems)
     if not isinstance(raw, dict) or not any(key in raw for key in keys):
         problems.append(f"{where}: expected an object naming at least one of {', '.join(keys)}")
         return ()
-    _unknown_keys(raw, set(keys), where, problems)
     return tuple(
         (kind, _text(raw, kind.column_key, where, problems))
         for kind in IdentifierType
@@ -380,4 +408,6 @@ def _optional_text(
 
 def _unknown_keys(item: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
     for key in sorted(set(item) - known):
-        problems.append(f"{where}: {key}: unknown field")
+        problems.append(
+            f"{where}: {key}: unknown field (expected one of {', '.join(sorted(known))})"
+        )

@@ -13,6 +13,8 @@ token or secret ever goes into an exception text.
 - ``RequestRejected``: Snapchat refused a request for a reason retrying cannot change.
 - ``StorageError``: the app's own storage (run log, queue) failed.
 - ``RunActive``, ``RunBusy``, ``LeaseLost``: another run or worker holds the export.
+- ``RecordChanged``: a run record was written by another writer meanwhile; read it again.
+- ``RemovalBlocked``: the removal safeguard refused a mirror run; the operator must decide.
 
 ``RETRY_LATER`` names the failures after which the queue worker asks for the job again (the
 run resumes from its last accepted batch); every other error fails the run at once.
@@ -69,6 +71,10 @@ class RequestRejected(SnapchatError):  # noqa: N818
     """Snapchat refused a request; sending it again would not help."""
 
 
+class RemovalBlocked(ExportError):  # noqa: N818
+    """A mirror run would remove more of the audience than the export allows."""
+
+
 class StorageError(ExportError):
     """The app's own Table or Queue storage failed."""
 
@@ -87,6 +93,10 @@ class RunBusy(ExportError):  # noqa: N818
 
 class LeaseLost(ExportError):  # noqa: N818
     """This worker's hold on the export expired and another worker took over."""
+
+
+class RecordChanged(ExportError):  # noqa: N818
+    """A run record was written by someone else since it was read: read it again."""
 
 
 class LeaseUncertain(StorageError):  # noqa: N818

@@ -60,23 +60,31 @@ class Tally:
 Normaliser = Callable[[str], "str | None"]
 
 
+# The accepted address grammar (after trimming and lowercasing), the RFC 5321 "Mailbox" with a
+# dot-atom local part, as RFC 6531 extends it to non-ASCII letters and digits:
+#   local  = atom *("." atom), at most 64 characters; atom = 1*(atext)
+#   atext  = ASCII letters, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ -
+#            or a non-ASCII letter or digit
+#   domain = label 1*("." label), the last label not all digits; at most 253 characters
+#   label  = 1 to 63 letters, digits or "-", not starting or ending with "-"
+# and at most 254 characters in all. Quoted local parts, address literals ([192.0.2.1]),
+# comments, display names, "mailto:", markup and spreadsheet formulas around an address are
+# all outside it, so such cells count as invalid rather than being hashed as if they were an
+# address.
+_NON_ASCII_ALNUM = r"[^\W\x00-\x7f_]"  # a letter or digit outside ASCII
+_ATEXT = rf"(?:[a-z0-9!#$%&'*+/=?^_`{{|}}~-]|{_NON_ASCII_ALNUM})"
+_LETTER_DIGIT = rf"(?:[a-z0-9]|{_NON_ASCII_ALNUM})"
+_LABEL = rf"{_LETTER_DIGIT}(?:(?:{_LETTER_DIGIT}|-){{0,61}}{_LETTER_DIGIT})?"
+_EMAIL_GRAMMAR = re.compile(
+    rf"(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*"
+    rf"@(?=.{{1,253}}\Z)(?:{_LABEL}\.)+(?![0-9]+\Z){_LABEL}"
+)
+
+
 def _email(value: str) -> str | None:
-    """Snap's rule for a trimmed email (lowercase) plus a plausibility check of its shape:
-    something before one "@", a domain with an inner dot, no white space or control
-    characters, at most 254 characters. None when it is not plausible."""
+    """Snap's rule for a trimmed email (lowercase), if it fits the grammar above; else None."""
     value = value.lower()
-    local, _, domain = value.partition("@")
-    if (
-        not local
-        or "." not in domain
-        or "@" in domain
-        or len(value) > _MAX_EMAIL_LENGTH
-        or " " in value
-        or not value.isprintable()
-        or domain[0] == "."
-        or domain[-1] == "."
-        or ".." in domain
-    ):
+    if len(value) > _MAX_EMAIL_LENGTH or not _EMAIL_GRAMMAR.fullmatch(value):
         return None
     return value
 
@@ -88,8 +96,9 @@ _MIN_PHONE_DIGITS, _MAX_PHONE_DIGITS = 7, 15  # E.164 allows at most 15 digits
 def phone_normaliser(default_country_code: str | None) -> Callable[[str], str | None]:
     """Snap's rule for phone numbers: digits only, with the country code.
 
-    ``+`` or ``00`` introduces the country code, and such a number is otherwise kept as
-    written (some countries' numbers start with 0 after the code), except that a trunk
+    ``+``, ``00`` or both together (``+0049 …``) introduce the country code, and such a
+    number is otherwise kept as written (some countries' numbers start with 0 after the
+    code), except that a trunk
     ``0`` written as ``(0)`` (``+44 (0)20 …``) is dropped. A national number (leading ``0``)
     loses that ``0`` and gains ``default_country_code``; without one it is invalid, since
     hashing it without its country could never match. A number with neither that does not
@@ -103,7 +112,9 @@ def phone_normaliser(default_country_code: str | None) -> Callable[[str], str | 
         digits = value.lstrip("+").translate(_PHONE_SEPARATORS)
         if not digits.isdigit() or not digits.isascii():
             return None
-        if not international and digits.startswith("00"):
+        if digits.startswith("00"):
+            # "00" is the international prefix; typed after a "+" as well ("+0049 …") it is
+            # the same prefix twice over, and no country code starts with 0.
             digits, international = digits[2:], True
         code = default_country_code
         if not international:

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from shared import identifiers
+from shared import identifiers, safeguard
 from shared.blobsource import BlobSource
 from shared.csvstream import column_cells
 from shared.definitions import Export
-from shared.errors import RetryableError, SourceError
+from shared.errors import RemovalBlocked, RetryableError, SourceError
 from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.runlog import RunRecord
 from shared.snapchat import SnapchatClient
@@ -116,7 +116,7 @@ def run(
     record.batches = record.uploaded = record.resumed = 0
     record.added = record.removed = record.unchanged = 0
     record.rows_read = record.empty = record.invalid = record.prehashed = record.duplicates = 0
-    record.by_type = {}
+    record.by_type, record.safeguard = {}, {}
     sender = _Sender(client, record, accepted, on_progress, check_lease)
     try:
         if export.mode == "mirror":
@@ -200,6 +200,9 @@ def _mirror(
         plans.append((kind, current, changes, touched))
     if record.rows_read == 0:
         raise _no_rows(plan)
+    _check_removals(
+        export, record, [(kind, current, changes) for kind, current, changes, _ in plans]
+    )
     with sender:
         for kind, _, changes, touched in plans:
             counts = record.by_type[kind.schema]
@@ -221,6 +224,38 @@ def _mirror(
     for kind, current, _, _ in plans:
         state.write(export.name, audience, kind.schema, current)
         state.delete(export.name, audience, kind.schema, TOUCHED)
+
+
+def _check_removals(
+    export: Export,
+    record: RunRecord,
+    plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff]],
+) -> None:
+    """The removal safeguard, before anything is sent: record its decision, and refuse the
+    run when it is over the export's limits and the operator did not allow it."""
+    changes = [
+        safeguard.KindChange(kind.schema, diff.managed, len(diff.removed), len(current))
+        for kind, current, diff in plans
+    ]
+    verdict = safeguard.judge(
+        changes,
+        export.removal_limits,
+        audience=record.audience_id or "(not created yet)",
+        allow_large_removal=record.allow_large_removal,
+        dry_run=record.dry_run,
+    )
+    record.safeguard = verdict.as_dict()
+    if verdict.decision is safeguard.Decision.BLOCKED:
+        raise RemovalBlocked(
+            f"removal safeguard: {'; '.join(verdict.problems)}. {safeguard.ADVICE}"
+        )
+    if verdict.over_limit:
+        log.warning(
+            "Run %s: removal safeguard %s: %s",
+            record.run_id,
+            verdict.decision.value,
+            "; ".join(verdict.problems),
+        )
 
 
 def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: RunRecord) -> None:
@@ -323,7 +358,8 @@ class _Sender:
 
     def _account(self, method: str, size: int, counts: dict[str, int], *, resumed: bool) -> None:
         record = self._record
-        record.batches += 1
+        if not record.dry_run:
+            record.batches += 1  # accepted requests: a dry run sends none
         key = "added" if method == "POST" else "removed"
         counts[key] = counts.get(key, 0) + size
         if method == "POST":

@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import StorageError
+from shared.errors import RecordChanged, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,29 @@ class RunRecord:
     unchanged: int = 0  # identifiers already in the audience, not sent (mirror mode)
     by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     audience_id: str = ""
-    approximate_number_users: int = -1  # -1: not read
+    approximate_number_users: int | None = None  # None: not read (or Snapchat did not say)
     upload_status: str = ""
     targetable_status: str = ""
+    allow_large_removal: bool = False  # the operator let this run past the removal safeguard
+    allowed_by: str = ""  # who did: the trigger that asked for the run (http, cli)
+    safeguard: dict[str, Any] = dataclasses.field(default_factory=dict)  # see shared.safeguard
     error: str = ""
+    # The stored entity's ETag when this copy was read or last saved ("" for a new record):
+    # every save is conditional on it. Not part of the record itself.
+    etag: str = dataclasses.field(default="", repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        del values["etag"]
+        return values
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+ACTIVE = ("queued", "running")
+_JSON_FIELDS = ("by_type", "safeguard")
 
 
 def now() -> str:
@@ -100,21 +116,27 @@ def is_run_id(value: str) -> bool:
     return True
 
 
-_FIELDS = {f.name: f.type for f in dataclasses.fields(RunRecord)}
+_FIELDS = {f.name: f.type for f in dataclasses.fields(RunRecord) if f.name != "etag"}
 
 
 def _to_entity(record: RunRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": record.export, "RowKey": row_key(record.run_id)}
     entity.update(record.as_dict())
-    entity["by_type"] = json.dumps(record.by_type, separators=(",", ":"))
+    for name in _JSON_FIELDS:
+        entity[name] = json.dumps(entity[name], separators=(",", ":"))
     return entity
 
 
-def _from_entity(entity: dict[str, Any]) -> RunRecord:
+def _from_entity(entity: Any) -> RunRecord:
     values = {name: entity[name] for name in _FIELDS if name in entity}
-    if isinstance(values.get("by_type"), str):
-        values["by_type"] = json.loads(values["by_type"])
-    return RunRecord(**values)
+    for name in _JSON_FIELDS:
+        if isinstance(values.get(name), str):
+            values[name] = json.loads(values[name])
+    if values.get("approximate_number_users") == -1:  # written by earlier versions
+        values["approximate_number_users"] = None
+    record = RunRecord(**values)
+    record.etag = str(getattr(entity, "metadata", {}).get("etag") or "")
+    return record
 
 
 class RunLog:
@@ -135,11 +157,31 @@ class RunLog:
         return self._table
 
     def save(self, record: RunRecord) -> None:
-        """Write the whole record (insert or replace)."""
+        """Write the whole record, on one condition: nobody else wrote it since this copy was
+        read or last saved (its ETag). A new record (no ETag) must not exist yet.
+
+        Raises RecordChanged when the condition fails: the stored record is left as the
+        other writer left it, and the caller decides again from a fresh read (see
+        ``shared.service``: the first writer wins, and an ended record never changes).
+        """
+        entity = _to_entity(record)
         try:
-            self.table().upsert_entity(_to_entity(record), mode=UpdateMode.REPLACE)
+            if record.etag:
+                written = self.table().update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=record.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            else:
+                written = self.table().create_entity(entity)
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+            raise RecordChanged(
+                f"run {record.run_id}: its record was changed by another writer meanwhile"
+            ) from None
         except AzureError as exc:
             raise _failure(f"save run {record.run_id}", exc) from None
+        record.etag = str(written.get("etag") or "")
 
     def get(self, export: str, run_id: str) -> RunRecord | None:
         if not is_run_id(run_id):
@@ -276,12 +318,13 @@ class ExportLocks:
         except AzureError as exc:
             raise _failure(f"renew the lock of export {export}", exc) from None
 
-    def release(self, export: str, run_id: str) -> None:
-        """Drop the lock if ``run_id`` still holds it."""
+    def release(self, export: str, run_id: str, owner: str | None = None) -> None:
+        """Drop the lock if ``run_id`` (and ``owner``, when given) still holds it."""
         table = self._runs.table()
         try:
             current = table.get_entity(LOCK_PARTITION, export)
-            if _holder(current).run_id == run_id:
+            holder = _holder(current)
+            if holder.run_id == run_id and owner in (None, holder.owner):
                 table.delete_entity(
                     LOCK_PARTITION,
                     export,

@@ -64,6 +64,7 @@ class Runtime:
             on_new_refresh_token=lambda value: self._store_rotated(connection, value),
             stored_refresh_token=lambda: self.secrets.get(connection.refresh_token_secret),
             requests_per_second=self.settings.requests_per_second,
+            connection=connection,
         )
 
     def _store_rotated(self, connection: Connection, value: str) -> None:
@@ -98,7 +99,7 @@ def build(settings: Settings) -> Runtime:
             credential=credential(),
             message_encode_policy=encode_policy(),
         )
-    secrets: SecretStore = EnvironmentSecrets()
+    secrets: SecretStore = EnvironmentSecrets(file=settings.local_secrets_file)
     if settings.key_vault_url:
         secrets = KeyVaultSecrets(SecretClient(settings.key_vault_url, credential()))
     app_blobs = _blob_service(settings.app_storage, credential)

@@ -2,16 +2,22 @@
 
 Both stores answer the same two calls by secret name, so the export code never knows which
 one it has. Locally, secret ``snapchat-main-client-id`` is read from the variable
-``SECRET_SNAPCHAT_MAIN_CLIENT_ID``.
+``SECRET_SNAPCHAT_MAIN_CLIENT_ID``, unless the app stored a newer value in the local secret
+file (see ``EnvironmentSecrets``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import tempfile
+import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from azure.core.exceptions import (
     AzureError,
@@ -57,21 +63,88 @@ def environment_name(secret: str) -> str:
 
 
 class EnvironmentSecrets:
-    """Secrets from ``SECRET_*`` variables: for local runs without an Azure account."""
+    """Secrets from ``SECRET_*`` variables, and what the app itself stored since in a local
+    secret file: for local runs without an Azure account. Never used in Azure.
 
-    def __init__(self, env: MutableMapping[str, str] | None = None) -> None:
+    The file (``LOCAL_SECRETS_FILE``) keeps what ``set`` stores (a refresh token Snapchat
+    rotated, or what ``connect`` obtained) across processes, so that the next run still
+    works. Each entry remembers a fingerprint of the ``SECRET_*`` value it replaced: when the
+    operator changes that variable, the variable wins again. The file and its folder are
+    made readable by the user only, and a file others can read is refused.
+    """
+
+    def __init__(
+        self, env: MutableMapping[str, str] | None = None, file: Path | None = None
+    ) -> None:
         self._env = os.environ if env is None else env
+        self._file = file
+        self._lock = threading.Lock()
+
+    @property
+    def file(self) -> Path | None:
+        return self._file
 
     def get(self, name: str) -> str:
-        value = self._env.get(environment_name(name), "").strip()
-        if not value:
+        seed = self._env.get(environment_name(name), "").strip()
+        stored = self._read().get(name)
+        if isinstance(stored, dict) and stored.get("replaces") in (_fingerprint(seed), None):
+            value = str(stored.get("value") or "").strip()
+            if value:
+                return value
+        if not seed:
             raise ConfigurationError(
                 f"secret {name!r}: not set (environment variable {environment_name(name)})"
             )
-        return value
+        return seed
 
     def set(self, name: str, value: str) -> None:
-        self._env[environment_name(name)] = value
+        if self._file is None:
+            self._env[environment_name(name)] = value
+            return
+        seed = self._env.get(environment_name(name), "").strip()
+        with self._lock:
+            entries = self._read()
+            entries[name] = {"value": value, "replaces": _fingerprint(seed)}
+            self._write(entries)
+
+    def _read(self) -> dict[str, Any]:
+        if self._file is None:
+            return {}
+        try:
+            mode = self._file.stat().st_mode
+            if mode & 0o077:
+                raise ConfigurationError(
+                    f"local secret file {self._file}: readable by others; run "
+                    f"chmod 600 {self._file} (it holds Snapchat credentials)"
+                )
+            document = json.loads(self._file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"local secret file {self._file}: cannot be read ({type(exc).__name__}); "
+                "delete it to fall back to the SECRET_* variables"
+            ) from None
+        return document if isinstance(document, dict) else {}
+
+    def _write(self, entries: dict[str, Any]) -> None:
+        assert self._file is not None
+        folder = self._file.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".secrets-")
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
+                json.dump(entries, out)
+            os.replace(temporary, self._file)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"local secret file {self._file}: cannot be written ({type(exc).__name__})"
+            ) from None
+
+
+def _fingerprint(seed: str) -> str:
+    """Which SECRET_* value an entry of the local file replaced (not the value itself)."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:16] if seed else ""
 
 
 class KeyVaultSecrets:

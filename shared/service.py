@@ -31,6 +31,7 @@ from shared.errors import (
     LeaseLost,
     LeaseUncertain,
     NotFound,
+    RecordChanged,
     RunActive,
     RunBusy,
     SnapchatError,
@@ -40,6 +41,7 @@ from shared.errors import (
 from shared.jobqueue import Job
 from shared.layout import Snapshot
 from shared.runlog import (
+    ACTIVE,
     QUEUED,
     CreatedAudiences,
     ExportLocks,
@@ -53,7 +55,6 @@ from shared.snapchat import SnapchatClient
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running")
 QUEUE_CLAIM_SECONDS = 3600.0  # how long a queued run holds its export before a worker takes it
 
 
@@ -73,15 +74,30 @@ def export_or_raise(rt: Runtime, name: str) -> Export:
     return export
 
 
-def request_run(rt: Runtime, name: str, trigger: str, *, dry_run: bool = False) -> RunRecord:
+def request_run(
+    rt: Runtime,
+    name: str,
+    trigger: str,
+    *,
+    dry_run: bool = False,
+    allow_large_removal: bool = False,
+) -> RunRecord:
     """Queue a run of the export's newest snapshot, exported before or not.
 
+    ``allow_large_removal`` lets this one run past the removal safeguard (mirror mode).
     Raises RunActive when another run of the export is queued or running.
     """
     export = export_or_raise(rt, name)
     if not export.enabled:
         raise ExportDisabled(f"export {name!r} is disabled")
-    return _enqueue(rt, export, _newest_settled(rt, export), trigger, dry_run=dry_run)
+    return _enqueue(
+        rt,
+        export,
+        _newest_settled(rt, export),
+        trigger,
+        dry_run=dry_run,
+        allow_large_removal=allow_large_removal,
+    )
 
 
 def _newest_settled(rt: Runtime, export: Export) -> Snapshot:
@@ -109,17 +125,16 @@ def _settled(rt: Runtime, snapshot: Snapshot, at: datetime) -> bool:
 
 
 def _enqueue(
-    rt: Runtime, export: Export, snapshot: Snapshot, trigger: str, *, dry_run: bool = False
+    rt: Runtime,
+    export: Export,
+    snapshot: Snapshot,
+    trigger: str,
+    *,
+    dry_run: bool = False,
+    allow_large_removal: bool = False,
 ) -> RunRecord:
-    record = RunRecord(
-        run_id=new_run_id(),
-        export=export.name,
-        trigger=trigger,
-        snapshot=snapshot.id,
-        queued_at=now(),
-        batch_size=rt.settings.upload_batch_size,
-        mode=export.mode,
-        dry_run=dry_run,
+    record = _new_record(
+        rt, export, snapshot.id, trigger, dry_run=dry_run, allow_large_removal=allow_large_removal
     )
     _claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
     try:
@@ -131,6 +146,13 @@ def _enqueue(
         with contextlib.suppress(StorageError):
             _finish(rt, record, "failed", str(exc))
         raise
+    if allow_large_removal:
+        log.warning(
+            "Run %s of export %s may remove more than the safeguard allows (asked by %s)",
+            record.run_id,
+            export.name,
+            trigger,
+        )
     log.info(
         "Queued run %s of export %s (snapshot %s, %s)",
         record.run_id,
@@ -139,6 +161,29 @@ def _enqueue(
         trigger,
     )
     return record
+
+
+def _new_record(
+    rt: Runtime,
+    export: Export,
+    snapshot: str,
+    trigger: str,
+    *,
+    dry_run: bool,
+    allow_large_removal: bool,
+) -> RunRecord:
+    return RunRecord(
+        run_id=new_run_id(),
+        export=export.name,
+        trigger=trigger,
+        snapshot=snapshot,
+        queued_at=now(),
+        batch_size=rt.settings.upload_batch_size,
+        mode=export.mode,
+        dry_run=dry_run,
+        allow_large_removal=allow_large_removal,
+        allowed_by=trigger if allow_large_removal else "",
+    )
 
 
 def _claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
@@ -278,22 +323,17 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     return record
 
 
-def run_now(rt: Runtime, name: str, *, dry_run: bool = False) -> RunRecord:
+def run_now(
+    rt: Runtime, name: str, *, dry_run: bool = False, allow_large_removal: bool = False
+) -> RunRecord:
     """Export the newest snapshot in this process, recorded as a ``cli`` run."""
     export = export_or_raise(rt, name)
     try:
         snapshot, problem = _newest_settled(rt, export).id, ""
     except SourceError as exc:
         snapshot, problem = "", str(exc)
-    record = RunRecord(
-        run_id=new_run_id(),
-        export=name,
-        trigger="cli",
-        snapshot=snapshot,
-        queued_at=now(),
-        batch_size=rt.settings.upload_batch_size,
-        mode=export.mode,
-        dry_run=dry_run,
+    record = _new_record(
+        rt, export, snapshot, "cli", dry_run=dry_run, allow_large_removal=allow_large_removal
     )
     owner = secrets.token_hex(8)
     _claim(rt, record, owner, rt.settings.run_lease_seconds)
@@ -306,11 +346,16 @@ def run_now(rt: Runtime, name: str, *, dry_run: bool = False) -> RunRecord:
 
 def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
     started = time.monotonic()
+    locks = ExportLocks(rt.runs)
     record.status, record.started_at, record.error = "running", now(), ""
     record.attempts += 1
     record.batch_size = record.batch_size or rt.settings.upload_batch_size
-    rt.runs.save(record)
-    locks = ExportLocks(rt.runs)
+    try:
+        rt.runs.save(record)
+    except RecordChanged:
+        # Ended (or taken) by another writer since this worker read it: theirs stands.
+        locks.release(record.export, record.run_id, owner)
+        return _reread(rt, record)
 
     def save_progress(progress: RunRecord) -> None:
         lease.check()  # only the holder writes the record
@@ -335,12 +380,15 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
             )
             _read_audience_status(client, record)
             lease.check()
-    except LeaseLost as exc:
+    except (LeaseLost, RecordChanged) as exc:
+        # Another worker took the export over, or another writer ended the run meanwhile:
+        # the record is theirs now, and this worker writes nothing more.
         log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
-        return record  # the worker that took over owns the record now
+        locks.release(record.export, record.run_id, owner)
+        return _reread(rt, record)
     except RETRY_LATER as exc:
         if not redeliverable:
-            return _end(rt, locks, record, "failed", str(exc), started=started)
+            return _end(rt, record, owner, "failed", str(exc), started=started)
         log.warning(
             "Run %s of export %s interrupted (%s); it resumes from batch %d on the next delivery",
             record.run_id,
@@ -349,13 +397,16 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
             record.batches + 1,
         )
         record.status, record.error = "queued", f"attempt {record.attempts} interrupted: {exc}"
-        rt.runs.save(record)
+        try:
+            rt.runs.save(record)
+        except RecordChanged:
+            log.warning("Run %s: its record was changed meanwhile; left as it is", record.run_id)
         # Hand the export back to the queued run, so that its next delivery may take it.
         locks.renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS, new_owner=QUEUED)
         raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
-        return _end(rt, locks, record, "failed", str(exc), started=started)
+        return _end(rt, record, owner, "failed", str(exc), started=started)
     except Exception as exc:  # noqa: BLE001 - any failure must end in a failed record
         # Unexpected: keep the stack for the operator, but not the message, which could
         # quote data from the export.
@@ -368,11 +419,12 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
             frames,
         )
         message = f"internal error ({type(exc).__name__}); see the function log"
-        return _end(rt, locks, record, "failed", message, started=started)
+        return _end(rt, record, owner, "failed", message, started=started)
     except KeyboardInterrupt:
-        _end(rt, locks, record, "failed", "interrupted (the process was stopped)", started=started)
+        stopped = "interrupted (the process was stopped)"
+        _end(rt, record, owner, "failed", stopped, started=started)
         raise
-    return _end(rt, locks, record, "succeeded", "", started=started)
+    return _end(rt, record, owner, "succeeded", "", started=started)
 
 
 def _audience(rt: Runtime, export: Export, client: SnapchatClient, *, dry_run: bool) -> str:
@@ -411,7 +463,7 @@ def _read_audience_status(client: SnapchatClient, record: RunRecord) -> None:
         log.warning("Run %s: could not read the audience's status: %s", record.run_id, exc)
         return
     size = segment.get("approximate_number_users")
-    record.approximate_number_users = int(size) if isinstance(size, int) else -1
+    record.approximate_number_users = size if isinstance(size, int) else None
     record.upload_status = str(segment.get("upload_status") or "")
     record.targetable_status = str(segment.get("targetable_status") or "")
 
@@ -464,18 +516,42 @@ class _Lease:
 
 
 def _end(
-    rt: Runtime, locks: ExportLocks, record: RunRecord, status: str, error: str, *, started: float
+    rt: Runtime, record: RunRecord, owner: str, status: str, error: str, *, started: float
 ) -> RunRecord:
     finished = _finish(rt, record, status, error, started)
-    locks.release(record.export, record.run_id)
+    ExportLocks(rt.runs).release(record.export, record.run_id, owner)
     return finished
+
+
+def _reread(rt: Runtime, record: RunRecord) -> RunRecord:
+    return rt.runs.get(record.export, record.run_id) or record
 
 
 def _finish(
     rt: Runtime, record: RunRecord, status: str, error: str, started: float | None = None
 ) -> RunRecord:
+    """End the run as ``status``, unless another writer changed its record since it was read.
+
+    Every record write is conditional (see ``RunLog.save``), and the first writer wins: the
+    one that loses the race returns the record as the other writer left it, and never
+    overwrites it. So a run that ended stays as it ended, and a run whose worker wrote
+    progress after an orphan check or the poison handler read it is not ended on stale
+    grounds (the next check decides again from fresh data).
+    """
     record.status, record.error, record.finished_at = status, error, now()
-    rt.runs.save(record)
+    try:
+        rt.runs.save(record)
+    except RecordChanged:
+        fresh = _reread(rt, record)
+        log.warning(
+            "Run %s of export %s: not marked %s, since another writer changed its record "
+            "meanwhile (it is %s)",
+            record.run_id,
+            record.export,
+            status,
+            fresh.status,
+        )
+        return fresh
     took = time.monotonic() - started if started is not None else 0.0
     log.info(
         "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "

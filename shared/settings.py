@@ -88,6 +88,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Vault holding the Snapchat secrets. Unset: secrets come from SECRET_* variables.",
     ),
     SettingSpec(
+        "LOCAL_SECRETS_FILE",
+        None,
+        "Without KEY_VAULT_URL: the file (readable by you only) where the app keeps secrets "
+        "it stores itself, such as a rotated refresh token; default "
+        "~/.local/state/ci-snapchat-export/secrets.json.",
+        in_azure=False,
+    ),
+    SettingSpec(
         "SNAPCHAT_API_URL", "https://adsapi.snapchat.com/v1", "Base URL of the Snap Marketing API."
     ),
     SettingSpec(
@@ -156,6 +164,7 @@ class Settings:
     runs_table: str
     state_container: str
     key_vault_url: str | None
+    local_secrets_file: Path
     snapchat_api_url: str
     snapchat_token_url: str
     upload_batch_size: int
@@ -201,6 +210,7 @@ class Settings:
             runs_table=reader.name("RUNS_TABLE", table=True),
             state_container=reader.name("STATE_CONTAINER"),
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
+            local_secrets_file=local_secrets_path(reader.optional("LOCAL_SECRETS_FILE")),
             snapchat_api_url=reader.url("SNAPCHAT_API_URL") or "",
             snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",
             upload_batch_size=reader.integer("UPLOAD_BATCH_SIZE", 1, MAX_BATCH_SIZE),
@@ -215,6 +225,14 @@ class Settings:
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return settings
+
+
+def local_secrets_path(value: str | None) -> Path:
+    """LOCAL_SECRETS_FILE, or the default under the user's state folder (XDG_STATE_HOME)."""
+    if value:
+        return Path(value).expanduser().resolve()
+    state = os.environ.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
+    return Path(state) / "ci-snapchat-export" / "secrets.json"
 
 
 def exports_path(value: str | None = None) -> Path:
@@ -250,7 +268,9 @@ class _Reader:
         parsed = urlparse(value)
         schemes = ("https",) if https else ("http", "https")
         if parsed.scheme not in schemes or not parsed.netloc:
-            self.problems.append(f"{name}: expected an {' or '.join(schemes)} URL")
+            # Scheme and host only: a URL's query could carry a SAS token.
+            shown = f"{parsed.scheme}://{parsed.netloc}" if parsed.netloc else _shown(value)
+            self.problems.append(f"{name}: {shown!r} is not an {' or '.join(schemes)} URL")
             return None
         return value.rstrip("/")
 
@@ -259,7 +279,9 @@ class _Reader:
         ok = value.isalnum() if table else all(c.isalnum() or c == "-" for c in value)
         if not (ok and 3 <= len(value) <= 63 and value[0].isalpha()):
             kind = "letters and digits" if table else "lowercase letters, digits and '-'"
-            self.problems.append(f"{name}: expected 3-63 {kind}, starting with a letter")
+            self.problems.append(
+                f"{name}: {_shown(value)!r} is not 3-63 {kind}, starting with a letter"
+            )
         return value.lower() if not table else value
 
     def number(self, name: str, low: float, high: float) -> float:
@@ -267,7 +289,9 @@ class _Reader:
         try:
             value = float(raw)
         except ValueError:
-            self.problems.append(f"{name}: expected a number between {low} and {high}")
+            self.problems.append(
+                f"{name}: {_shown(raw)!r} is not a number; expected one from {low:g} to {high:g}"
+            )
             return low
         if not low <= value <= high:
             self.problems.append(f"{name}: {value:g} is outside {low:g} to {high:g}")
@@ -278,8 +302,16 @@ class _Reader:
         try:
             value = int(raw)
         except ValueError:
-            self.problems.append(f"{name}: expected a whole number between {low} and {high}")
+            self.problems.append(
+                f"{name}: {_shown(raw)!r} is not a whole number; expected one from {low} to {high}"
+            )
             return low
         if not low <= value <= high:
             self.problems.append(f"{name}: {value} is outside {low} to {high}")
         return value
+
+
+def _shown(value: str) -> str:
+    """A setting's value as an error quotes it: settings hold no personal data or secrets
+    (secrets live in Key Vault, connection strings are never quoted), but keep it short."""
+    return value if len(value) <= 80 else value[:77] + "..."

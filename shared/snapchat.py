@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from shared.definitions import Connection
 from shared.errors import (
     AuthenticationError,
     PermissionDenied,
@@ -112,7 +113,9 @@ class SnapchatClient:
         stored_refresh_token: Callable[[], str] | None = None,
         requests_per_second: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        connection: Connection | None = None,
     ) -> None:
+        self._connection = connection  # named in errors about the credentials
         self._session = session
         self._api_url = api_url.rstrip("/")
         self._token_url = token_url
@@ -288,10 +291,22 @@ class SnapchatClient:
             if response.status_code in (400, 401) and self._reload_refresh_token():
                 continue  # another run rotated it meanwhile: use the one it stored
             error = scrub(str(answer.get("error") or f"HTTP {response.status_code}"))
-            raise AuthenticationError(
+            raise AuthenticationError(self._refused(error))
+
+    def _refused(self, error: str) -> str:
+        connection = self._connection
+        if connection is None:
+            return (
                 f"Snapchat token endpoint refused the connection's credentials ({error}); "
                 "reconnect the Snapchat account and update the secrets"
             )
+        return (
+            f"Snapchat token endpoint refused the credentials of connection "
+            f"{connection.name!r} ({error}): connect the Snapchat account again "
+            f"(python -m shared connect {connection.name} --client-id <id>) to renew secret "
+            f"{connection.refresh_token_secret!r}; if the Snapchat app's client secret changed, "
+            f"update secret {connection.client_secret_secret!r} as well"
+        )
 
     def _reload_refresh_token(self) -> bool:
         """Re-read the stored refresh token; True when it differs from the one refused.

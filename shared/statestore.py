@@ -169,6 +169,7 @@ class Diff:
     added: list[bytes]
     removed: list[bytes]
     unchanged: int
+    managed: int = 0  # identifiers the app manages in the audience: state and touched together
 
 
 def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] = ()) -> Diff:
@@ -184,6 +185,7 @@ def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] 
     result = Diff([], [], 0)
     position, total = 0, len(current)
     for old, certain in _merge(state, touched):
+        result.managed += 1
         while position < total and current[position] < old:
             result.added.append(current[position])
             position += 1

@@ -135,6 +135,7 @@ def app(
         "SECRET_SNAPCHAT_MAIN_CLIENT_SECRET": CLIENT_SECRET,
         "SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN": REFRESH_TOKEN,
         "SECRET_EXPORTER_STATE_KEY": STATE_KEY,
+        "LOCAL_SECRETS_FILE": str(tmp_path / "local-state" / "secrets.json"),
     }
     for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE"):
         monkeypatch.delenv(name, raising=False)
@@ -146,6 +147,18 @@ def app(
     yield state
     state.runtime.http.close()
     runtime.install(None)
+
+
+@pytest.fixture
+def rotating_sandbox(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapchatSandbox]:
+    """A sandbox that hands out a new refresh token with every grant (and retires the old),
+    with the app pointed at it."""
+    with SnapchatSandbox(rotate_refresh_tokens=True) as server:
+        server.add_client(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+        server.add_audience(AUDIENCE)
+        app.rebuild(monkeypatch, SNAPCHAT_API_URL=server.api_url,
+                    SNAPCHAT_TOKEN_URL=server.token_url)  # fmt: skip
+        yield server
 
 
 @pytest.fixture

@@ -113,7 +113,12 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     ),
     "bytes that are not UTF-8": (
         lambda c: put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW + b"2,caf\xe9@example.com,Oslo\n"),
-        "Bad_1.csv: not valid UTF-8 text (at or after line 1)",
+        "Bad_1.csv: not valid UTF-8 text: the first invalid byte sequence is on line 3 "
+        f"(byte {len(HEAD + ROW) + 5})",
+    ),
+    "a NUL byte in a row": (
+        lambda c: put(c, f"{FOLDER}/Bad_1.csv", HEAD + ROW + b"2,nul\x00x@example.com,Oslo\n"),
+        f"Bad_1.csv: line 3 (byte {len(HEAD + ROW) + 5}) holds a NUL byte",
     ),
     "empty snapshot": (
         lambda c: (put(c, f"{FOLDER}/Bad_1.csv", b""), put(c, f"{FOLDER}/Bad_2.csv", b"")),
@@ -201,7 +206,7 @@ def test_a_broken_definition_is_reported_and_the_others_run(
         "export bad, whose definition is invalid: export 'bad': audience_id: give either"
         in caplog.text
     )
-    assert "'twin': name: used by more than one export" in caplog.text
+    assert "'twin' (exports[3]): name: used by exports[2], exports[3]" in caplog.text
 
     request = func.HttpRequest("POST", "https://x.example/api/exports/bad/runs",
                                route_params={"name": "bad"}, body=b"")  # fmt: skip

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.csvstream import ChunkReader, column_cells
+from shared.csvstream import ChunkReader, column_cells, first_invalid_utf8
 from shared.errors import SourceError
 from shared.layout import CsvFormat, Model
 
@@ -107,11 +107,35 @@ def test_ragged_rows_are_an_error_with_the_line_number() -> None:
         read(files)
 
 
-def test_non_utf8_bytes_are_an_error_naming_the_partition() -> None:
-    files = {"p1.csv": b"CustomerId,EMail\n1,caf\xe9@x.com\n"}
-    with pytest.raises(SourceError, match="p1.csv: not valid UTF-8 text") as caught:
+def test_non_utf8_bytes_are_an_error_naming_the_partition_line_and_byte() -> None:
+    head = b"CustomerId,EMail\n1,a@x.com\n"
+    files = {"p1.csv": head + b"2,caf\xe9@x.com\n3,b@x.com\n"}
+    expected = "p1.csv: not valid UTF-8 text: the first invalid byte sequence is on line 3 "
+    with pytest.raises(SourceError, match=expected + rf"\(byte {len(head) + 5}\)") as caught:
         read(files)
     assert "caf" not in str(caught.value)
+
+
+def test_a_fault_on_the_last_of_200002_lines_is_reported_on_that_line() -> None:
+    rows = b"".join(b"%d,person%d@example.com\n" % (i, i) for i in range(200_000))
+    body = b"CustomerId,EMail\n" + rows
+    files = {"big.csv": body + b"x,\xff@example.com\n"}
+    with pytest.raises(SourceError, match=rf"on line 200002 \(byte {len(body) + 2}\)"):
+        list(column_cells(["big.csv"], opener(files, 65_536), column="EMail", model=None))
+
+
+@pytest.mark.parametrize("cut", range(1, 4))
+def test_a_character_split_across_reads_is_not_a_fault(cut: int) -> None:
+    data = b"a" * ((1 << 20) - cut) + "€".encode() + b"\nb\n"
+    assert first_invalid_utf8(ChunkReader([data])) is None
+    assert first_invalid_utf8(ChunkReader([data + b"\xe2\x82"])) == (3, len(data))
+
+
+def test_a_nul_byte_is_a_damaged_file_named_with_its_line() -> None:
+    head = b"CustomerId,EMail\n1,a@x.com\n"
+    files = {"p1.csv": head + b"2,b\x00c@x.com\n"}
+    with pytest.raises(SourceError, match=rf"p1.csv: line 3 \(byte {len(head) + 3}\) holds a NUL"):
+        read(files)
 
 
 def test_an_oversized_field_is_an_error_not_a_memory_problem() -> None:

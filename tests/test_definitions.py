@@ -77,7 +77,11 @@ def mutate(change: Any) -> dict[str, Any]:
     ("change", "expected"),
     [
         (lambda d: d["exports"][1].update(name="high-value"),
-         "export 'high-value': name: used by more than one export"),
+         "export 'high-value' (exports[1]): name: used by exports[0], exports[1]; names must be unique"),
+        (lambda d: d["exports"][0]["columns"].update(emial="Mail"),
+         "export 'high-value': columns: emial: unknown field (expected one of email, mobile_ad_id, phone)"),
+        (lambda d: d["exports"][0].update(columns={"emial": "Mail"}),
+         "export 'high-value': columns: emial: unknown field"),
         (lambda d: d["exports"][0].pop("audience_id"), "export 'high-value': audience_id: give either"),
         (lambda d: d["exports"][0]["columns"].pop("email"),
          "export 'high-value': columns: expected an object naming at least one of email, phone"),
@@ -146,3 +150,23 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
     path = tmp_path / "exports.json"
     path.write_text(json.dumps(VALID))
     assert definitions.load(path) == definitions.parse(VALID)
+
+
+def test_duplicate_names_are_reported_even_when_the_entries_have_other_problems() -> None:
+    def clash(document: dict[str, Any]) -> None:
+        document["exports"][1].update(name="high-value", mode="sync")
+        document["exports"][0].pop("audience_id")
+
+    found = problems(mutate(clash))
+    assert (
+        "export 'high-value' (exports[0]): name: used by exports[0], exports[1]; names must be unique"
+        in found
+    )
+    assert (
+        "export 'high-value' (exports[1]): name: used by exports[0], exports[1]; names must be unique"
+        in found
+    )
+    # every line of a shared name says which entry it is about, so no two lines are the same
+    assert any(p.startswith("export 'high-value' (exports[1]): mode:") for p in found)
+    assert any(p.startswith("export 'high-value' (exports[0]): audience_id:") for p in found)
+    assert len(found) == len(set(found)) == 4

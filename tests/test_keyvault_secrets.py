@@ -82,17 +82,6 @@ def test_a_missing_or_empty_secret_fails_the_run_and_names_it(
     assert ("not found" if value is None else "empty") in record.error
 
 
-@pytest.fixture
-def rotating_sandbox(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapchatSandbox]:
-    """A sandbox that hands out a new refresh token with every grant (and retires the old)."""
-    with SnapchatSandbox(rotate_refresh_tokens=True) as server:
-        server.add_client(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
-        server.add_audience(AUDIENCE)
-        app.rebuild(monkeypatch, SNAPCHAT_API_URL=server.api_url,
-                    SNAPCHAT_TOKEN_URL=server.token_url)  # fmt: skip
-        yield server
-
-
 def test_a_rotated_refresh_token_is_stored_as_a_new_version_and_used_next_time(
     rotating_sandbox: SnapchatSandbox,
     vault_app: App,

@@ -74,9 +74,11 @@ def sent(sandbox: SnapchatSandbox, method: str) -> list[int]:
 
 @pytest.fixture
 def mirror_app(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
-    write_definitions(
-        app.exports_file, [export_definition("high-value", app.container, PATH, mode="mirror")]
-    )
+    # These tests churn up to half of a small audience on purpose; the removal safeguard's
+    # own tests (test_removal_safeguard.py) use its defaults.
+    definition = export_definition("high-value", app.container, PATH, mode="mirror",
+                                   max_removal_percent=60)  # fmt: skip
+    write_definitions(app.exports_file, [definition])
     app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="25")
     return app
 

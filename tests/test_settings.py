@@ -60,6 +60,29 @@ def test_every_problem_is_named_in_one_error() -> None:
     ]
 
 
+def test_each_problem_quotes_the_bad_value_but_never_a_connection_string() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            {
+                "AzureWebJobsStorage": CONNECTION,
+                "UPLOAD_BATCH_SIZE": "abc",
+                "HTTP_TIMEOUT_SECONDS": "soon",
+                "RUNS_TABLE": "bad-table",
+                "KEY_VAULT_URL": "http://kv.example/?sig=c2lnbmF0dXJl",
+            }
+        )
+    problems = caught.value.problems
+    assert (
+        "UPLOAD_BATCH_SIZE: 'abc' is not a whole number; expected one from 1 to 100000" in problems
+    )
+    assert "HTTP_TIMEOUT_SECONDS: 'soon' is not a number; expected one from 0.1 to 600" in problems
+    assert any(p.startswith("RUNS_TABLE: 'bad-table' is not 3-63 letters") for p in problems)
+    assert "KEY_VAULT_URL: 'http://kv.example' is not an https URL" in problems
+    text = str(caught.value)
+    assert "c2VjcmV0a2V5" not in text
+    assert "c2lnbmF0dXJl" not in text
+
+
 def test_repr_never_shows_a_connection_string() -> None:
     settings = Settings.from_env({"AzureWebJobsStorage": CONNECTION})
     assert "c2VjcmV0a2V5" not in repr(settings)

@@ -170,7 +170,8 @@ def test_refused_credentials_fail_the_run_with_advice(
     app.rebuild(monkeypatch, SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN="revoked-refresh-token")
     record = run_export(app)
     assert record.status == "failed"
-    assert "refused the connection's credentials (invalid_grant)" in record.error
+    assert "refused the credentials of connection 'main' (invalid_grant)" in record.error
+    assert "renew secret 'snapchat-main-refresh-token'" in record.error
     assert "revoked-refresh-token" not in record.error
 
 
