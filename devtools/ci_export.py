@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
@@ -201,3 +202,95 @@ def _respell(email: str, rng: random.Random) -> str:
     if roll < 0.35:
         return f"  {email.capitalize()} "
     return email
+
+
+def upload_folder(
+    service: BlobServiceClient, folder: Path, *, container: str, prefix: str = ""
+) -> list[str]:
+    """Copy a Customer Insights export folder (as downloaded from its storage account) into
+    ``container``, keeping the paths below ``folder``; returns the blob names written."""
+    client = service.get_container_client(container)
+    if not client.exists():
+        client.create_container()
+    written = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = "/".join(
+            part for part in (prefix.strip("/"), file.relative_to(folder).as_posix()) if part
+        )
+        with file.open("rb") as data:
+            client.upload_blob(name, data, overwrite=True, max_concurrency=2)
+        written.append(name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.ci_export``: put a Customer Insights export into local storage."""
+    import argparse  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from shared.cli import load_local_settings  # noqa: PLC0415
+    from shared.settings import connection_string  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.ci_export",
+        description="Put a Customer Insights segment export into Blob Storage (Azurite locally): "
+        "a generated one, or a real export folder copied from Customer Insights. The account is "
+        "EXPORT_STORAGE's, else AzureWebJobsStorage's (connection strings).",
+    )
+    parser.add_argument("--settings", help="a local.settings.json whose Values to use")
+    commands = parser.add_subparsers(required=True, dest="command", metavar="COMMAND")
+    generate = commands.add_parser("generate", help="write a generated export (one snapshot)")
+    generate.add_argument("--profiles", type=int, default=10_000)
+    generate.add_argument("--partitions", type=int, default=4)
+    generate.add_argument("--container", default="customer-insights")
+    generate.add_argument("--path", default=segment_path(), help="the segment's folder")
+    generate.add_argument("--email-column", default="EMail")
+    generate.add_argument("--no-model", action="store_true", help="write no model.json")
+    generate.add_argument("--seed", type=int, default=7)
+    upload = commands.add_parser("upload", help="copy an export folder from disk")
+    upload.add_argument("folder", type=Path, help="e.g. a downloaded CustomerInsights_<id> folder")
+    upload.add_argument("--container", default="customer-insights")
+    upload.add_argument("--prefix", default="", help="a folder in the container to put it under")
+    args = parser.parse_args(argv)
+    if args.settings:
+        load_local_settings(Path(args.settings))
+    named = os.environ.get("EXPORT_STORAGE") or os.environ.get("AzureWebJobsStorage")  # noqa: SIM112
+    if not named:
+        parser.error("set EXPORT_STORAGE or AzureWebJobsStorage (or pass --settings)")
+    connection = connection_string(named)
+    with BlobServiceClient.from_connection_string(connection) as service:
+        if args.command == "upload":
+            if not args.folder.is_dir():
+                parser.error(f"{args.folder}: not a folder")
+            names = upload_folder(service, args.folder, container=args.container,
+                                  prefix=args.prefix)  # fmt: skip
+            print(json.dumps({"container": args.container, "uploaded": len(names),
+                              "first": names[:5]}, indent=2))  # fmt: skip
+            return 0
+        made = write_export(
+            service,
+            container=args.container,
+            path=args.path,
+            profiles=args.profiles,
+            partitions=args.partitions,
+            model=not args.no_model,
+            seed=args.seed,
+            email_column=args.email_column,
+        )
+    summary = {
+        "source": {"container": made.container, "path": made.path},
+        "snapshot": made.snapshot,
+        "partitions": len(made.partitions),
+        "rows": made.rows,
+        "empty": made.empty,
+        "invalid": made.invalid,
+        "duplicates": made.duplicates,
+        "prehashed": made.prehashed,
+        "distinct_valid": len(made.expected),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@
     python -m shared [--settings ...] exports
     python -m shared [--settings ...] run NAME        # export the newest snapshot now, here
     python -m shared [--settings ...] enqueue NAME    # queue a run for the worker
+    python -m shared [--settings ...] work [--once]   # process the queue here, as the host would
     python -m shared [--settings ...] runs NAME [--limit N]
     python -m shared [--settings ...] connect CONNECTION --client-id ID [--port 8765 | --paste]
 
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, definitions, service
+from shared import api, connect, definitions, localworker, service
 from shared.definitions import default_connection
 from shared.errors import ConfigurationError, ExportError, NotFound
 from shared.privacy import install_log_filter
@@ -148,6 +149,35 @@ def _connect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _work(args: argparse.Namespace) -> int:
+    """Process the jobs queue here, with the app's real queue handlers, as the host would."""
+    # The handlers live in function_app, the other entry point; imported only for this
+    # command, since importing it builds the Functions app.
+    import function_app  # noqa: PLC0415
+
+    rt = current()
+    connection = rt.settings.app_storage.connection_string
+    if not connection:
+        raise ConfigurationError(
+            "work: AzureWebJobsStorage must be a connection string (the local queue, e.g. "
+            "Azurite); in Azure the Functions host processes the queue"
+        )
+    try:
+        delivered = localworker.work(
+            connection,
+            rt.settings.jobs_queue,
+            handle=function_app.export_worker,
+            give_up=function_app.export_gave_up,
+            once=args.once,
+            poll_seconds=args.poll_seconds,
+            visibility_timeout=args.visibility_timeout,
+        )
+    except KeyboardInterrupt:
+        return 0
+    _print({"queue": rt.settings.jobs_queue, "deliveries": delivered})
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     reply = api.list_runs(current(), args.name, str(args.limit))
     _print(reply.body)
@@ -194,6 +224,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     link.add_argument("--authorize-url", default=connect.AUTHORIZE_URL)
     link.set_defaults(command=_connect)
+    work = commands.add_parser(
+        "work", help="process queued runs here with the real queue handlers (no Functions host)"
+    )
+    work.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    work.add_argument(
+        "--poll-seconds", type=float, default=5.0, help="wait between looks at an empty queue"
+    )
+    work.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=600,
+        help="seconds a job being processed stays hidden from other workers",
+    )
+    work.set_defaults(command=_work)
     runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=10)

@@ -193,7 +193,14 @@ def _claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
         _abandon(rt, record.export, claim.displaced, record.run_id)
     if not claim.acquired:
         holder = claim.holder.run_id if claim.holder else ""
-        raise RunActive(f"export {record.export!r} has an active run {holder}", holder)
+        waiting = claim.holder is not None and claim.holder.owner == QUEUED
+        state = (
+            "queued, waiting for a worker (without the Functions host, "
+            "python -m shared work --once processes the queue)"
+            if waiting
+            else "running"
+        )
+        raise RunActive(f"export {record.export!r} has an active run {holder}: {state}", holder)
 
 
 def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:

@@ -180,8 +180,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise one ConfigurationError naming all the problems found."""
         reader = _Reader(os.environ if env is None else env)
+        app_connection = reader.optional("AzureWebJobsStorage")
         app_storage = StorageTarget(
-            connection_string=reader.optional("AzureWebJobsStorage"),
+            connection_string=connection_string(app_connection) if app_connection else None,
             blob_url=reader.url("AzureWebJobsStorage__blobServiceUri"),
             queue_url=reader.url("AzureWebJobsStorage__queueServiceUri"),
             table_url=reader.url("AzureWebJobsStorage__tableServiceUri"),
@@ -195,6 +196,7 @@ class Settings:
                 "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
             )
         export_conn = reader.optional("EXPORT_STORAGE")
+        export_conn = connection_string(export_conn) if export_conn else None
         export_blob = reader.url("EXPORT_STORAGE__blobServiceUri")
         if export_conn or export_blob:
             export_storage = StorageTarget(
@@ -225,6 +227,24 @@ class Settings:
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return settings
+
+
+# Azurite's well-known development account: public, documented, and not a secret.
+_DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+def connection_string(value: str) -> str:
+    """A storage connection string as the Azure SDKs take it: the Functions host's shorthand
+    ``UseDevelopmentStorage=true`` (Azurite on its default ports) spelled out."""
+    if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        return _DEVELOPMENT_STORAGE
+    return value
 
 
 def local_secrets_path(value: str | None) -> Path:

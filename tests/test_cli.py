@@ -61,3 +61,56 @@ def test_settings_file_values_are_used(
     monkeypatch.delenv("EXPORTS_FILE")
     assert main(["--settings", str(settings), "validate"]) == 0
     assert json.loads(capsys.readouterr().out)["connections"] == ["c"]
+
+
+def test_a_run_queued_without_the_host_is_processed_by_work(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    export = write_export(blob_service, container=app.container, path=PATH, profiles=300)
+    assert main(["enqueue", "high-value"]) == 0
+    queued = json.loads(capsys.readouterr().out)
+    assert queued["status"] == "queued"
+    # While it waits, an inline run is refused, and told how to get the queue processed.
+    assert main(["run", "high-value"]) == 1
+    refused = json.loads(capsys.readouterr().err)["message"]
+    assert f"active run {queued['run_id']}: queued" in refused
+    assert "python -m shared work --once" in refused
+
+    assert main(["work", "--once"]) == 0
+    assert json.loads(capsys.readouterr().out)["deliveries"] == 1
+    record = app.runtime.runs.get("high-value", queued["run_id"])
+    assert record is not None
+    assert record.status == "succeeded", record.error
+    assert sandbox.identifiers(AUDIENCE) == export.expected_hex
+    assert main(["run", "high-value"]) == 0  # the export is free again
+
+
+def test_exports_are_put_into_local_storage_generated_or_copied_from_disk(
+    app: App, sandbox: SnapchatSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from devtools import ci_export  # noqa: PLC0415
+
+    generate = ["generate", "--profiles", "500", "--container", app.container, "--path", PATH]
+    assert ci_export.main(generate) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["source"] == {"container": app.container, "path": PATH}
+    assert main(["run", "high-value"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["uploaded"] == made["distinct_valid"] == len(sandbox.identifiers(AUDIENCE))
+
+    # A folder as downloaded from the Customer Insights storage account.
+    folder = tmp_path / "download"
+    snapshot_folder = folder / PATH / "2099/01/01/0000"
+    snapshot_folder.mkdir(parents=True)
+    (snapshot_folder / "HighValue_1.csv").write_text("CustomerId,EMail\n1,copied@example.com\n")
+    (folder / PATH).parent.joinpath("model.json").write_text(json.dumps({"entities": [{
+        "name": "HighValue", "attributes": [{"name": "CustomerId"}, {"name": "EMail"}],
+        "partitions": [{"location": f"https://ci.blob.core.windows.net/{app.container}/{PATH}"
+                                    "/2099/01/01/0000/HighValue_1.csv",
+                        "fileFormatSettings": {"columnHeaders": True}}]}]}))  # fmt: skip
+    assert ci_export.main(["upload", str(folder), "--container", app.container]) == 0
+    assert json.loads(capsys.readouterr().out)["uploaded"] == 2
+    assert main(["run", "high-value"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (second["snapshot"], second["uploaded"]) == ("2099/01/01/0000", 1)

@@ -48,7 +48,7 @@ def test_a_killed_worker_s_run_resumes_after_its_last_accepted_batch(
     queued = service.request_run(app.runtime, "high-value", "http")
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "devtools.worker", "--visibility-timeout", "2"],
+        [sys.executable, "-m", "shared", "-v", "work", "--once", "--visibility-timeout", "2"],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,

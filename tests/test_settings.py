@@ -83,6 +83,13 @@ def test_each_problem_quotes_the_bad_value_but_never_a_connection_string() -> No
     assert "c2lnbmF0dXJl" not in text
 
 
+def test_the_development_storage_shorthand_means_azurite_on_its_default_ports() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    connection = settings.app_storage.connection_string or ""
+    assert "AccountName=devstoreaccount1" in connection
+    assert "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1" in connection
+
+
 def test_repr_never_shows_a_connection_string() -> None:
     settings = Settings.from_env({"AzureWebJobsStorage": CONNECTION})
     assert "c2VjcmV0a2V5" not in repr(settings)

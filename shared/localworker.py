@@ -1,0 +1,119 @@
+"""Plays the Functions host's part for the queue triggers on a machine without the host.
+
+Receives job messages from the jobs queue and hands each one, as a ``func.QueueMessage``, to
+the queue handlers it is given (the CLI and the tests give it ``function_app``'s real
+decorated ``export_worker`` and ``export_gave_up``): the path a deployed app takes. Like the
+host, a message whose handler raised is delivered again, and after ``maxDequeueCount``
+deliveries (from host.json) it moves to ``<queue>-poison`` and the poison handler gets it.
+Unlike the host, a failed message is delivered again at once rather than after the
+visibility timeout, and one message is handled at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import azure.functions as func
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from shared.errors import StorageError
+from shared.settings import APP_ROOT
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[func.QueueMessage], None]
+
+
+def max_dequeue_count() -> int:
+    """How often the host delivers a message before it moves it to the poison queue."""
+    host = json.loads((APP_ROOT / "host.json").read_text(encoding="utf-8"))
+    return int(host["extensions"]["queues"].get("maxDequeueCount", 5))
+
+
+def drain(
+    connection_string: str,
+    queue_name: str,
+    *,
+    handle: Handler,
+    give_up: Handler,
+    max_deliveries: int = 1000,
+    visibility_timeout: int = 600,
+) -> int:
+    """Deliver queued jobs until the queue is empty; returns the number of deliveries."""
+    limit = max_dequeue_count()
+    queue = QueueClient.from_connection_string(
+        connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
+    )
+    deliveries = 0
+    with queue:
+        while deliveries < max_deliveries:
+            try:
+                messages = list(
+                    queue.receive_messages(max_messages=1, visibility_timeout=visibility_timeout)
+                )
+            except AzureError as exc:
+                raise StorageError(
+                    f"job queue {queue_name}: cannot be read ({type(exc).__name__})"
+                ) from None
+            if not messages:
+                return deliveries
+            message = messages[0]
+            deliveries += 1
+            body = str(message.content)
+            try:
+                handle(func.QueueMessage(id=message.id, body=body.encode()))
+            except Exception as exc:  # noqa: BLE001 - the host logs the failure and delivers again
+                log.warning("Delivery %d of message %s failed: %s", message.dequeue_count,
+                            message.id, type(exc).__name__)  # fmt: skip
+                if (message.dequeue_count or 0) >= limit:
+                    _to_poison(connection_string, queue_name, body)
+                    queue.delete_message(message)
+                    give_up(func.QueueMessage(id=message.id, body=body.encode()))
+                else:
+                    queue.update_message(
+                        message.id, pop_receipt=message.pop_receipt, visibility_timeout=0
+                    )
+                continue
+            queue.delete_message(message)
+    return deliveries
+
+
+def work(
+    connection_string: str,
+    queue_name: str,
+    *,
+    handle: Handler,
+    give_up: Handler,
+    once: bool,
+    poll_seconds: float = 5.0,
+    visibility_timeout: int = 600,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Deliver jobs as they arrive (until interrupted), or, with ``once``, until the queue
+    is empty. Returns the number of deliveries."""
+    total = 0
+    while True:
+        total += drain(
+            connection_string,
+            queue_name,
+            handle=handle,
+            give_up=give_up,
+            visibility_timeout=visibility_timeout,
+        )
+        if once:
+            return total
+        sleep(poll_seconds)
+
+
+def _to_poison(connection_string: str, queue_name: str, body: str) -> None:
+    with QueueClient.from_connection_string(
+        connection_string, f"{queue_name}-poison", message_encode_policy=TextBase64EncodePolicy()
+    ) as poison:
+        with contextlib.suppress(ResourceExistsError):
+            poison.create_queue()
+        poison.send_message(body)
