@@ -14,7 +14,8 @@ if ! cmp -s <(cat requirements.txt requirements-dev.txt) "$stamp" 2>/dev/null; t
   cat requirements.txt requirements-dev.txt > "$stamp"
 fi
 # Checkov pins packages that clash with the test tools, so it lives in a venv of its own.
-if ! cmp -s requirements-checkov.txt .venv/checkov/.installed 2>/dev/null; then
+# Only the test command needs it (the Bicep checks): scripts/test sets WITH_CHECKOV=1.
+if [ "${WITH_CHECKOV:-0}" = 1 ] && ! cmp -s requirements-checkov.txt .venv/checkov/.installed 2>/dev/null; then
   echo "bootstrap: installing checkov" >&2
   "$python" -m venv .venv/checkov
   .venv/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt

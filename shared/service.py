@@ -335,6 +335,8 @@ def run_now(
 ) -> RunRecord:
     """Export the newest snapshot in this process, recorded as a ``cli`` run."""
     export = export_or_raise(rt, name)
+    if not export.enabled:  # a disabled export's data transfer may not be acknowledged
+        raise ExportDisabled(f"export {name!r} is disabled; set enabled to true to run it")
     try:
         snapshot, problem = _newest_settled(rt, export).id, ""
     except SourceError as exc:

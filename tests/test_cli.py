@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,22 @@ def test_exports_are_put_into_local_storage_generated_or_copied_from_disk(
     assert main(["run", "high-value"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert (second["snapshot"], second["uploaded"]) == ("2099/01/01/0000", 1)
+
+
+def test_the_readmes_command_line_examples_name_exports_the_shipped_file_declares() -> None:
+    from shared import definitions  # noqa: PLC0415
+    from shared.settings import APP_ROOT  # noqa: PLC0415
+
+    readme = (APP_ROOT / "README.md").read_text("utf-8")
+    named = set(re.findall(r"-m shared .*?\b(?:run|enqueue|runs) ([a-z0-9-]+)", readme))
+    assert named, "the README shows no command line example"
+    shipped = {e.name for e in definitions.load(APP_ROOT / "exports.json").exports}
+    assert named <= shipped
+
+
+def test_every_documented_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("validate", "exports", "run", "enqueue", "work", "runs", "connect"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        assert "usage: python -m shared" in capsys.readouterr().out

@@ -173,6 +173,7 @@ def test_refused_credentials_fail_the_run_with_advice(
     assert "refused the credentials of connection 'main' (invalid_grant)" in record.error
     assert "renew secret 'snapchat-main-refresh-token'" in record.error
     assert "revoked-refresh-token" not in record.error
+    assert json.loads(json.dumps(record.as_dict()))["approximate_number_users"] is None  # null
 
 
 def test_a_missing_email_column_fails_the_run_and_names_the_column(
