@@ -8,8 +8,8 @@ import logging
 import azure.functions as func
 
 from shared import api, service
-from shared.jobqueue import Job
-from shared.privacy import install_log_filter
+from shared.adapters.jobqueue import Job
+from shared.core.privacy import install_log_filter
 from shared.runtime import current
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -25,7 +25,7 @@ from azure.storage.blob import BlobServiceClient
 import function_app  # noqa: F401 - loaded before timing, as the host loads it before a message
 from devtools.worker import drain
 from shared import runtime, service
-from shared.csvstream import ChunkReader
+from shared.core.csvstream import ChunkReader
 
 
 def peak_rss_mb() -> float:

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     import os  # noqa: PLC0415
 
     from shared.cli import load_local_settings  # noqa: PLC0415
-    from shared.settings import connection_string  # noqa: PLC0415
+    from shared.core.settings import connection_string  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="python -m devtools.ci_export",

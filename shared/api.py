@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import service
-from shared.definitions import Export
-from shared.errors import (
+from shared.core.definitions import Export
+from shared.core.errors import (
     ConfigurationError,
     ExportDisabled,
     ExportError,
@@ -23,7 +23,7 @@ from shared.errors import (
     SourceError,
     StorageError,
 )
-from shared.runlog import RunRecord
+from shared.core.runrecord import RunRecord
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, definitions, localworker, service
-from shared.definitions import default_connection
-from shared.errors import ConfigurationError, ExportError, NotFound
-from shared.privacy import install_log_filter
+from shared import api, connect, localworker, service
+from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
+from shared.core import definitions
+from shared.core.definitions import default_connection
+from shared.core.errors import ConfigurationError, ExportError, NotFound
+from shared.core.privacy import install_log_filter
+from shared.core.settings import exports_path
 from shared.runtime import current
-from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets
-from shared.settings import exports_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,10 +21,10 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import requests
 
-from shared.definitions import Connection
-from shared.errors import AuthenticationError, ConfigurationError
-from shared.privacy import SECRETS, scrub
-from shared.secretstore import SecretStore
+from shared.adapters.secretstore import SecretStore
+from shared.core.definitions import Connection
+from shared.core.errors import AuthenticationError, ConfigurationError
+from shared.core.privacy import SECRETS, scrub
 
 log = logging.getLogger(__name__)
 

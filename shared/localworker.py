@@ -21,8 +21,8 @@ import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from shared.errors import StorageError
-from shared.settings import APP_ROOT
+from shared.core.errors import StorageError
+from shared.core.settings import APP_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ Per identifier kind, rows stream through: partition bytes -> CSV cells -> normal
 -> first occurrences -> batches -> request bodies. In add mode each batch is sent as soon as
 it is ready, one background thread sending while the next is prepared (at most
 ``_IN_FLIGHT`` bodies at once); in mirror mode each kind's set is collected first and merged
-with the last successful run's (see ``shared.statestore``). Memory stays bounded by the batch
-size and the de-duplication set. The run record is saved after every accepted request, with
-a checkpoint that lets a later delivery resume the run.
+with the last successful run's (see ``shared.adapters.statestore``). Memory stays bounded by
+the batch size and the de-duplication set. The caller saves the attempt's ``Progress`` after
+every accepted request, with a checkpoint that lets a later delivery resume the run.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from shared import identifiers, safeguard
-from shared.blobsource import BlobSource
-from shared.csvstream import column_cells
-from shared.definitions import Export
-from shared.errors import RemovalBlocked, RetryableError, SourceError
-from shared.layout import Model, Snapshot, model_blob_name, read_model, snapshots
-from shared.runlog import RunRecord
-from shared.snapchat import SnapchatClient
-from shared.statestore import TOUCHED, Diff, StateStore, diff
+from shared.adapters.blobsource import BlobSource
+from shared.adapters.snapchat import SnapchatClient
+from shared.adapters.statestore import TOUCHED, StateStore
+from shared.core import identifiers, safeguard
+from shared.core.csvstream import column_cells
+from shared.core.definitions import Export
+from shared.core.errors import RemovalBlocked, RetryableError, SourceError
+from shared.core.layout import Model, Snapshot, model_blob_name, read_model, snapshots
+from shared.core.mirror_diff import Diff, diff
+from shared.core.runrecord import Progress
 
 log = logging.getLogger(__name__)
 
@@ -81,55 +82,68 @@ def plan(source: BlobSource, export: Export, snapshot_id: str) -> Plan:
     return Plan(export, snapshot, model, tuple(listed))
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt of a run is asked to do: read from the run's record, never written."""
+
+    run_id: str
+    audience_id: str
+    batch_size: int
+    dry_run: bool = False
+    allow_large_removal: bool = False
+
+
 def run(
     plan: Plan,
     source: BlobSource,
     client: SnapchatClient,
+    attempt: Attempt,
     *,
-    record: RunRecord,
-    on_progress: Callable[[RunRecord], None],
+    resume: Progress,
+    progress: Progress,
+    on_progress: Callable[[Progress], None],
     check_lease: Callable[[], None] = lambda: None,
     state: StateStore | None = None,
 ) -> None:
-    """Bring the audience ``record.audience_id`` up to date with the plan's snapshot.
+    """Bring the audience ``attempt.audience_id`` up to date with the plan's snapshot.
+
+    ``resume`` is what the previous attempt of the run did; ``progress`` (new, the caller's)
+    is filled in with what this one does, also when it fails, and handed to ``on_progress``
+    after each accepted request.
 
     One pass over the snapshot per identifier kind the export maps. In ``add`` mode every
     distinct valid identifier is sent as it streams by. In ``mirror`` mode the kind's whole
     set is collected, sorted and merged with the state of the last successful run: only
     new identifiers are added and only those that left are removed, and the new state is
-    written once every kind's requests were accepted. ``record.dry_run`` sends nothing.
+    written once every kind's requests were accepted. ``attempt.dry_run`` sends nothing.
 
-    Requests are a pure function of the snapshot, the state and ``record.batch_size``, so a
-    run that an earlier attempt left after ``record.batches`` accepted requests rebuilds the
-    same ones and skips those (counted as ``resumed``) instead of sending them again.
+    Requests are a pure function of the snapshot, the state and ``attempt.batch_size``, so
+    an attempt after one that left ``resume.batches`` accepted requests rebuilds the same
+    ones and skips those (counted as ``resumed``) instead of sending them again.
     """
     export = plan.export
-    accepted = record.batches if record.source_version == plan.snapshot.version else 0
-    checkpoint = record.checkpoint
-    if accepted != record.batches:
+    same_files = resume.source_version == plan.snapshot.version
+    accepted = resume.batches if same_files else 0
+    if accepted != resume.batches:
         log.warning(
             "Run %s: the snapshot's files changed since the last attempt; starting over",
-            record.run_id,
+            attempt.run_id,
         )
-    record.source_version = plan.snapshot.version
-    record.mode = export.mode
-    record.batches = record.uploaded = record.resumed = 0
-    record.added = record.removed = record.unchanged = 0
-    record.rows_read = record.empty = record.invalid = record.prehashed = record.duplicates = 0
-    record.by_type, record.safeguard = {}, {}
-    sender = _Sender(client, record, accepted, on_progress, check_lease)
+    progress.source_version = plan.snapshot.version
+    sender = _Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
+                     on_progress=on_progress, check_lease=check_lease)  # fmt: skip
     try:
         if export.mode == "mirror":
             assert state is not None, "mirror mode needs a state store"
-            _mirror(plan, source, state, record, sender, check_lease=check_lease)
+            _mirror(plan, source, state, attempt, progress, sender=sender, check_lease=check_lease)
         else:
-            _add(plan, source, record, sender)
+            _add(plan, source, attempt, progress, sender)
     except BaseException:
         # The checkpoint never goes back: an attempt that failed while it was still
         # skipping what an earlier one delivered must not forget those requests (unless
         # it found them to differ, and starts over).
-        if not sender.restart and record.batches < accepted:
-            record.batches, record.checkpoint = accepted, checkpoint
+        if not sender.restart and progress.batches < accepted:
+            progress.batches, progress.checkpoint = accepted, resume.checkpoint
         raise
 
 
@@ -151,20 +165,22 @@ def _no_rows(plan: Plan) -> SourceError:
     )
 
 
-def _add(plan: Plan, source: BlobSource, record: RunRecord, sender: _Sender) -> None:
+def _add(
+    plan: Plan, source: BlobSource, attempt: Attempt, progress: Progress, sender: _Sender
+) -> None:
     """Send every distinct valid identifier as the snapshot streams by."""
     export = plan.export
     with sender:
         for kind, column in export.columns:
             tally = identifiers.Tally()
-            sender.counts = record.by_type.setdefault(kind.schema, {})
+            sender.counts = progress.by_type.setdefault(kind.schema, {})
             normalise = identifiers.normaliser(kind, export.default_country_code)
             cells = _cells(plan, source, column)
-            for batch in identifiers.digest_batches(cells, normalise, record.batch_size, tally):
+            for batch in identifiers.digest_batches(cells, normalise, attempt.batch_size, tally):
                 sender.send("POST", kind, batch)
             sender.drain()
-            _count(kind, tally, record)
-    if record.rows_read == 0:
+            _count(kind, tally, progress)
+    if progress.rows_read == 0:
         raise _no_rows(plan)
 
 
@@ -172,9 +188,10 @@ def _mirror(
     plan: Plan,
     source: BlobSource,
     state: StateStore,
-    record: RunRecord,
-    sender: _Sender,
+    attempt: Attempt,
+    progress: Progress,
     *,
+    sender: _Sender,
     check_lease: Callable[[], None],
 ) -> None:
     """Read everything and work out every kind's changes first, send only then.
@@ -183,42 +200,42 @@ def _mirror(
     run adds what it is about to send to the kind's ``touched`` set, so that if it fails
     half way the next run knows which identifiers' presence is uncertain.
     """
-    export, audience = plan.export, record.audience_id
+    export, audience = plan.export, attempt.audience_id
     plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff, list[bytes]]] = []
     for kind, column in export.columns:
         tally = identifiers.Tally()
-        record.by_type.setdefault(kind.schema, {})
+        progress.by_type.setdefault(kind.schema, {})
         normalise = identifiers.normaliser(kind, export.default_country_code)
         batches = identifiers.digest_batches(
             _cells(plan, source, column), normalise, 1 << 62, tally
         )
         current = [digest for batch in batches for digest in batch]
         current.sort()
-        _count(kind, tally, record)
+        _count(kind, tally, progress)
         touched = list(state.read(export.name, audience, kind.schema, TOUCHED))
         changes = diff(current, state.read(export.name, audience, kind.schema), touched)
         plans.append((kind, current, changes, touched))
-    if record.rows_read == 0:
+    if progress.rows_read == 0:
         raise _no_rows(plan)
     _check_removals(
-        export, record, [(kind, current, changes) for kind, current, changes, _ in plans]
+        export, attempt, progress, [(kind, current, changes) for kind, current, changes, _ in plans]
     )
     with sender:
         for kind, _, changes, touched in plans:
-            counts = record.by_type[kind.schema]
+            counts = progress.by_type[kind.schema]
             sender.counts = counts
             counts["unchanged"] = changes.unchanged
-            record.unchanged += changes.unchanged
-            if not record.dry_run and (changes.added or changes.removed):
+            progress.unchanged += changes.unchanged
+            if not attempt.dry_run and (changes.added or changes.removed):
                 sent = sorted({*touched, *changes.added, *changes.removed})
                 state.write(export.name, audience, kind.schema, sent, TOUCHED)
-            size = record.batch_size
+            size = attempt.batch_size
             for start in range(0, len(changes.added), size):
                 sender.send("POST", kind, changes.added[start : start + size])
             for start in range(0, len(changes.removed), size):
                 sender.send("DELETE", kind, changes.removed[start : start + size])
             sender.drain()
-    if record.dry_run:
+    if attempt.dry_run:
         return
     check_lease()
     for kind, current, _, _ in plans:
@@ -228,7 +245,8 @@ def _mirror(
 
 def _check_removals(
     export: Export,
-    record: RunRecord,
+    attempt: Attempt,
+    progress: Progress,
     plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff]],
 ) -> None:
     """The removal safeguard, before anything is sent: record its decision, and refuse the
@@ -240,11 +258,11 @@ def _check_removals(
     verdict = safeguard.judge(
         changes,
         export.removal_limits,
-        audience=record.audience_id or "(not created yet)",
-        allow_large_removal=record.allow_large_removal,
-        dry_run=record.dry_run,
+        audience=attempt.audience_id or "(not created yet)",
+        allow_large_removal=attempt.allow_large_removal,
+        dry_run=attempt.dry_run,
     )
-    record.safeguard = verdict.as_dict()
+    progress.safeguard = verdict.as_dict()
     if verdict.decision is safeguard.Decision.BLOCKED:
         raise RemovalBlocked(
             f"removal safeguard: {'; '.join(verdict.problems)}. {safeguard.ADVICE}"
@@ -252,14 +270,14 @@ def _check_removals(
     if verdict.over_limit:
         log.warning(
             "Run %s: removal safeguard %s: %s",
-            record.run_id,
+            attempt.run_id,
             verdict.decision.value,
             "; ".join(verdict.problems),
         )
 
 
-def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: RunRecord) -> None:
-    counts = record.by_type[kind.schema]
+def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, progress: Progress) -> None:
+    counts = progress.by_type[kind.schema]
     counts.update(
         rows=tally.rows,
         empty=tally.empty,
@@ -267,28 +285,32 @@ def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, record: R
         prehashed=tally.prehashed,
         duplicates=tally.duplicates,
     )
-    record.rows_read = max(record.rows_read, tally.rows)  # every kind reads the same rows
-    record.empty += tally.empty
-    record.invalid += tally.invalid
-    record.prehashed += tally.prehashed
-    record.duplicates += tally.duplicates
+    progress.rows_read = max(progress.rows_read, tally.rows)  # every kind reads the same rows
+    progress.empty += tally.empty
+    progress.invalid += tally.invalid
+    progress.prehashed += tally.prehashed
+    progress.duplicates += tally.duplicates
 
 
 class _Sender:
     """Sends users requests one after another on a background thread, while the caller
-    prepares the next; keeps the run's checkpoint (``record.batches``) an unbroken count of
+    prepares the next; keeps the run's checkpoint (``progress.batches``) an unbroken count of
     accepted requests; skips the requests an earlier attempt already delivered."""
 
     def __init__(
         self,
         client: SnapchatClient,
-        record: RunRecord,
+        attempt: Attempt,
+        progress: Progress,
+        *,
         accepted: int,
-        on_progress: Callable[[RunRecord], None],
+        expected: str,
+        on_progress: Callable[[Progress], None],
         check_lease: Callable[[], None],
     ) -> None:
         self._client = client
-        self._record = record
+        self._attempt = attempt
+        self._progress = progress
         self._accepted = accepted
         self._on_progress = on_progress
         self._check_lease = check_lease
@@ -299,14 +321,14 @@ class _Sender:
         # resumed attempt can tell whether it rebuilt the same requests (same code, same
         # definition) before it skips any; if not, the run starts over.
         self._fingerprint = hashlib.sha256()
-        self._expected = record.checkpoint if accepted else ""
+        self._expected = expected if accepted else ""
         self.restart = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
-        self.counts: dict[str, int] = {}  # the current kind's entry of record.by_type
+        self.counts: dict[str, int] = {}  # the current kind's entry of progress.by_type
 
     def send(self, method: str, kind: identifiers.IdentifierType, batch: list[bytes]) -> None:
         index, self._index = self._index, self._index + 1
-        record = self._record
+        attempt, progress = self._attempt, self._progress
         self._fingerprint.update(f"{method} {kind.schema} {len(batch)}\n".encode())
         for start in range(0, len(batch), 4096):  # in pieces: no batch-sized copy
             self._fingerprint.update(b"".join(batch[start : start + 4096]))
@@ -315,17 +337,17 @@ class _Sender:
             # Delivered by an earlier attempt of this run: count, send nothing.
             if index == self._accepted - 1 and self._expected and mark != self._expected:
                 self.restart = True
-                record.batches = record.uploaded = record.resumed = 0
-                record.added = record.removed = 0
-                record.checkpoint = ""
+                progress.batches = progress.uploaded = progress.resumed = 0
+                progress.added = progress.removed = 0
+                progress.checkpoint = ""
                 raise RetryableError(
-                    f"run {record.run_id}: the requests rebuilt for resuming differ from those "
+                    f"run {attempt.run_id}: the requests rebuilt for resuming differ from those "
                     "delivered before (the app or the definition changed); starting over"
                 )
             self._account(method, len(batch), self.counts, resumed=True)
-            record.checkpoint = mark
+            progress.checkpoint = mark
             return
-        if record.dry_run:
+        if attempt.dry_run:
             self._account(method, len(batch), self.counts, resumed=False)
             return
         self._check_lease()
@@ -343,8 +365,8 @@ class _Sender:
             return _SKIPPED
         try:
             if method == "POST":
-                return self._client.add_users(self._record.audience_id, body)
-            return self._client.remove_users(self._record.audience_id, body)
+                return self._client.add_users(self._attempt.audience_id, body)
+            return self._client.remove_users(self._attempt.audience_id, body)
         except BaseException:
             self._failed.set()
             raise
@@ -353,22 +375,22 @@ class _Sender:
         future, method, size, counts, mark = self._pending.popleft()
         future.result()
         self._account(method, size, counts, resumed=False)
-        self._record.checkpoint = mark
-        self._on_progress(self._record)
+        self._progress.checkpoint = mark
+        self._on_progress(self._progress)
 
     def _account(self, method: str, size: int, counts: dict[str, int], *, resumed: bool) -> None:
-        record = self._record
-        if not record.dry_run:
-            record.batches += 1  # accepted requests: a dry run sends none
+        attempt, progress = self._attempt, self._progress
+        if not attempt.dry_run:
+            progress.batches += 1  # accepted requests: a dry run sends none
         key = "added" if method == "POST" else "removed"
         counts[key] = counts.get(key, 0) + size
         if method == "POST":
-            record.added += size
-            record.uploaded += 0 if record.dry_run else size
+            progress.added += size
+            progress.uploaded += 0 if attempt.dry_run else size
         else:
-            record.removed += size
+            progress.removed += size
         if resumed:
-            record.resumed += size
+            progress.resumed += size
 
     def drain(self) -> None:
         while self._pending:
@@ -388,6 +410,4 @@ class _Sender:
             if future.cancelled() or future.exception() is not None or future.result() < 0:
                 break
             self._account(method, size, counts, resumed=False)
-            self._record.checkpoint = mark
-        self._record.requests += self._client.counters.requests
-        self._record.retries += self._client.counters.retries
+            self._progress.checkpoint = mark

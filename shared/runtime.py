@@ -18,17 +18,22 @@ from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from shared import definitions
-from shared.blobsource import BlobSource
-from shared.definitions import Connection, Definitions
-from shared.errors import ConfigurationError, ExportError
-from shared.jobqueue import JobQueue, encode_policy
-from shared.privacy import SECRETS
-from shared.runlog import RunLog
-from shared.secretstore import EnvironmentSecrets, KeyVaultSecrets, SecretStore, credentials
-from shared.settings import Settings, StorageTarget
-from shared.snapchat import RetryPolicy, SnapchatClient
-from shared.statestore import KEY_SECRET, StateStore, parse_key
+from shared.adapters.blobsource import BlobSource
+from shared.adapters.jobqueue import JobQueue, encode_policy
+from shared.adapters.runlog import RunLog
+from shared.adapters.secretstore import (
+    EnvironmentSecrets,
+    KeyVaultSecrets,
+    SecretStore,
+    credentials,
+)
+from shared.adapters.snapchat import RetryPolicy, SnapchatClient
+from shared.adapters.statestore import KEY_SECRET, StateStore, parse_key
+from shared.core import definitions
+from shared.core.definitions import Connection, Definitions
+from shared.core.errors import ConfigurationError, ExportError
+from shared.core.privacy import SECRETS
+from shared.core.settings import Settings, StorageTarget
 
 
 @dataclass

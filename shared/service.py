@@ -15,47 +15,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared import pipeline
-from shared.definitions import Export
-from shared.errors import (
+from shared import audiences, locking, pipeline
+from shared.adapters.export_locks import QUEUED
+from shared.adapters.jobqueue import Job
+from shared.core.definitions import Export
+from shared.core.errors import (
     RETRY_LATER,
     ExportDisabled,
     ExportError,
     InvalidExport,
     LeaseLost,
-    LeaseUncertain,
     NotFound,
     RecordChanged,
     RunActive,
     RunBusy,
-    SnapchatError,
     SourceError,
     StorageError,
 )
-from shared.jobqueue import Job
-from shared.layout import Snapshot
-from shared.runlog import (
-    ACTIVE,
-    QUEUED,
-    CreatedAudiences,
-    ExportLocks,
-    Holder,
-    RunRecord,
-    new_run_id,
-    now,
-)
+from shared.core.layout import Snapshot
+from shared.core.runrecord import ACTIVE, Progress, RunRecord, RunStatus, now
+from shared.run_records import finish, new_record, reread
 from shared.runtime import Runtime
-from shared.snapchat import SnapchatClient
 
 log = logging.getLogger(__name__)
-
-QUEUE_CLAIM_SECONDS = 3600.0  # how long a queued run holds its export before a worker takes it
 
 
 @dataclass(frozen=True)
@@ -133,18 +120,18 @@ def _enqueue(
     dry_run: bool = False,
     allow_large_removal: bool = False,
 ) -> RunRecord:
-    record = _new_record(
+    record = new_record(
         rt, export, snapshot.id, trigger, dry_run=dry_run, allow_large_removal=allow_large_removal
     )
-    _claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
+    locking.claim(rt, record, QUEUED, locking.QUEUE_CLAIM_SECONDS)
     try:
         rt.runs.save(record)
         rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
     except StorageError as exc:
         # Nothing will run this: free the export at once rather than after the claim expires.
-        ExportLocks(rt.runs).release(export.name, record.run_id)
+        locking.release(rt, record)
         with contextlib.suppress(StorageError):
-            _finish(rt, record, "failed", str(exc))
+            finish(rt, record, "failed", str(exc))
         raise
     if allow_large_removal:
         log.warning(
@@ -161,59 +148,6 @@ def _enqueue(
         trigger,
     )
     return record
-
-
-def _new_record(
-    rt: Runtime,
-    export: Export,
-    snapshot: str,
-    trigger: str,
-    *,
-    dry_run: bool,
-    allow_large_removal: bool,
-) -> RunRecord:
-    return RunRecord(
-        run_id=new_run_id(),
-        export=export.name,
-        trigger=trigger,
-        snapshot=snapshot,
-        queued_at=now(),
-        batch_size=rt.settings.upload_batch_size,
-        mode=export.mode,
-        dry_run=dry_run,
-        allow_large_removal=allow_large_removal,
-        allowed_by=trigger if allow_large_removal else "",
-    )
-
-
-def _claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
-    """Take the export's lock for the run, or raise RunActive naming the run that has it."""
-    claim = ExportLocks(rt.runs).acquire(record.export, record.run_id, owner, ttl)
-    if claim.displaced is not None:
-        _abandon(rt, record.export, claim.displaced, record.run_id)
-    if not claim.acquired:
-        holder = claim.holder.run_id if claim.holder else ""
-        waiting = claim.holder is not None and claim.holder.owner == QUEUED
-        state = (
-            "queued, waiting for a worker (without the Functions host, "
-            "python -m shared work --once processes the queue)"
-            if waiting
-            else "running"
-        )
-        raise RunActive(f"export {record.export!r} has an active run {holder}: {state}", holder)
-
-
-def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
-    """A run whose worker stopped renewing its lock: record that it ended, and why."""
-    stale = rt.runs.get(export, holder.run_id)
-    if stale is not None and stale.status in ACTIVE:
-        _finish(
-            rt,
-            stale,
-            "failed",
-            f"abandoned: no worker renewed its hold on the export in time; run {successor} "
-            f"took over ({stale.error or 'no error was recorded'})",
-        )
 
 
 def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
@@ -239,27 +173,6 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     return queued
 
 
-def _end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
-    """Runs still queued or running whose hold on the export has lapsed (a killed command
-    line run, a job the queue lost) end as failed, so that their snapshot can run again."""
-    locks = ExportLocks(rt.runs)
-    for listed in runs:
-        if listed.status not in ACTIVE:
-            continue
-        # Read both again right before deciding: the run may have just ended or started.
-        holder = locks.holder(export)
-        if (
-            holder is not None
-            and holder.run_id == listed.run_id
-            and holder.expires_at >= time.time()
-        ):
-            continue
-        record = rt.runs.get(export, listed.run_id)
-        if record is not None and record.status in ACTIVE:
-            _finish(rt, record, "failed",
-                    "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
-
-
 def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None:
     found = pipeline.find_snapshots(rt.source, export)
     if not found:
@@ -270,7 +183,7 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
         return None
     runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
     if any(r.status in ACTIVE for r in runs):
-        _end_orphans(rt, export.name, runs)
+        locking.end_orphans(rt, export.name, runs)
         runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
     if any(r.status in (*ACTIVE, "succeeded") for r in runs):
         return None
@@ -304,30 +217,28 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
         return record
     owner = secrets.token_hex(8)
     try:
-        _claim(rt, record, owner, rt.settings.run_lease_seconds)
+        locking.claim(rt, record, owner, rt.settings.run_lease_seconds)
     except RunActive as exc:
         if exc.active_run_id == record.run_id:
             raise RunBusy(f"run {record.run_id} is being exported by another worker") from None
-        return _finish(rt, record, "failed", f"superseded by run {exc.active_run_id}")
+        return finish(rt, record, "failed", f"superseded by run {exc.active_run_id}")
     return _perform(rt, record, owner, redeliverable=True)
 
 
 def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     """The queue gave up on a job (poison queue): end its run as failed, saying why."""
     record = rt.runs.get(job.export, job.run_id)
-    if record is None or record.status not in ACTIVE:
+    if record is None or not record.active:
         return record
-    holder = ExportLocks(rt.runs).holder(record.export)
-    worked_on = holder and holder.run_id == record.run_id and holder.owner != QUEUED
-    if worked_on and holder and holder.expires_at > time.time():
+    if locking.worker_holds(rt, record):
         # A worker is still on it. If it finishes, fine; if it dies, its lease lapses and
-        # the timer ends the run as abandoned (see _end_orphans).
+        # the timer ends the run as abandoned (see locking.end_orphans).
         log.warning("Run %s: the queue gave up on a job a worker still holds", record.run_id)
         return record
     reason = record.error or "the worker failed without recording an error"
-    _finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
-    ExportLocks(rt.runs).release(record.export, record.run_id)
-    return record
+    ended = finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
+    locking.release(rt, record)
+    return ended
 
 
 def run_now(
@@ -341,60 +252,38 @@ def run_now(
         snapshot, problem = _newest_settled(rt, export).id, ""
     except SourceError as exc:
         snapshot, problem = "", str(exc)
-    record = _new_record(
+    record = new_record(
         rt, export, snapshot, "cli", dry_run=dry_run, allow_large_removal=allow_large_removal
     )
     owner = secrets.token_hex(8)
-    _claim(rt, record, owner, rt.settings.run_lease_seconds)
+    locking.claim(rt, record, owner, rt.settings.run_lease_seconds)
     rt.runs.save(record)
     if problem:
-        ExportLocks(rt.runs).release(name, record.run_id)
-        return _finish(rt, record, "failed", problem)
+        locking.release(rt, record)
+        return finish(rt, record, "failed", problem)
     return _perform(rt, record, owner, redeliverable=False)
 
 
 def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
     started = time.monotonic()
-    locks = ExportLocks(rt.runs)
-    record.status, record.started_at, record.error = "running", now(), ""
+    record.status, record.started_at, record.error = RunStatus.RUNNING, now(), ""
     record.attempts += 1
     record.batch_size = record.batch_size or rt.settings.upload_batch_size
     try:
         rt.runs.save(record)
     except RecordChanged:
         # Ended (or taken) by another writer since this worker read it: theirs stands.
-        locks.release(record.export, record.run_id, owner)
-        return _reread(rt, record)
-
-    def save_progress(progress: RunRecord) -> None:
-        lease.check()  # only the holder writes the record
-        rt.runs.save(progress)
-
+        locking.release(rt, record, owner)
+        return reread(rt, record)
     try:
-        with _Lease(locks, record, owner, rt.settings.run_lease_seconds) as lease:
-            export = export_or_raise(rt, record.export)
-            if not export.enabled:
-                raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
-            plan = pipeline.plan(rt.source, export, record.snapshot)
-            client = rt.snapchat(rt.definitions.connection(export.connection))
-            record.audience_id = _audience(rt, export, client, dry_run=record.dry_run)
-            pipeline.run(
-                plan,
-                rt.source,
-                client,
-                record=record,
-                on_progress=save_progress,
-                check_lease=lease.check,
-                state=rt.state() if export.mode == "mirror" else None,
-            )
-            _read_audience_status(client, record)
-            lease.check()
+        with locking.Lease(rt, record, owner) as lease:
+            _export(rt, record, lease)
     except (LeaseLost, RecordChanged) as exc:
         # Another worker took the export over, or another writer ended the run meanwhile:
         # the record is theirs now, and this worker writes nothing more.
         log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
-        locks.release(record.export, record.run_id, owner)
-        return _reread(rt, record)
+        locking.release(rt, record, owner)
+        return reread(rt, record)
     except RETRY_LATER as exc:
         if not redeliverable:
             return _end(rt, record, owner, "failed", str(exc), started=started)
@@ -405,13 +294,13 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
             exc,
             record.batches + 1,
         )
-        record.status, record.error = "queued", f"attempt {record.attempts} interrupted: {exc}"
+        record.status = RunStatus.QUEUED
+        record.error = f"attempt {record.attempts} interrupted: {exc}"
         try:
             rt.runs.save(record)
         except RecordChanged:
             log.warning("Run %s: its record was changed meanwhile; left as it is", record.run_id)
-        # Hand the export back to the queued run, so that its next delivery may take it.
-        locks.renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS, new_owner=QUEUED)
+        locking.hand_back(rt, record, owner)
         raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
@@ -436,152 +325,54 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     return _end(rt, record, owner, "succeeded", "", started=started)
 
 
-def _audience(rt: Runtime, export: Export, client: SnapchatClient, *, dry_run: bool) -> str:
-    """The export's audience ID; for an export that names none, the one the app created
-    (found again by name if its record was lost), created now if there is none yet."""
-    if export.audience_id or export.new_audience is None:
-        return export.audience_id
-    created = CreatedAudiences(rt.runs)
-    known = created.get(export.name)
-    if known:
-        return known
-    wanted = export.new_audience
-    found = client.find_segment(wanted.ad_account_id, wanted.name)
-    if found is None and dry_run:
-        return ""  # a dry run creates nothing; everything counts as to be added
-    if found is None:
-        found = client.create_segment(
-            wanted.ad_account_id,
-            name=wanted.name,
-            description=wanted.description,
-            retention_in_days=wanted.retention_in_days,
-        )
-        log.info("Export %s: created audience %s in ad account %s", export.name, found,
-                 wanted.ad_account_id)  # fmt: skip
-    created.remember(export.name, found)
-    return found
+def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
+    """One attempt: plan, resolve the audience, run the pipeline, read the audience's status.
+    The record's progress is this attempt's from the moment the pipeline starts."""
+    export = export_or_raise(rt, record.export)
+    if not export.enabled:
+        raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
+    plan = pipeline.plan(rt.source, export, record.snapshot)
+    client = rt.snapchat(rt.definitions.connection(export.connection))
+    record.audience_id = audiences.resolve(rt, export, client, dry_run=record.dry_run)
+    record.mode = export.mode
+    attempt = pipeline.Attempt(
+        run_id=record.run_id,
+        audience_id=record.audience_id,
+        batch_size=record.batch_size,
+        dry_run=record.dry_run,
+        allow_large_removal=record.allow_large_removal,
+    )
 
+    def save_progress(progress: Progress) -> None:
+        lease.check()  # only the holder writes the record
+        rt.runs.save(record)
 
-def _read_audience_status(client: SnapchatClient, record: RunRecord) -> None:
-    """Record what Snapchat reports about the audience now (matching happens later)."""
-    if not record.audience_id:
-        return
+    resume, record.progress = record.progress, Progress()
     try:
-        segment = client.get_segment(record.audience_id)
-    except SnapchatError as exc:
-        log.warning("Run %s: could not read the audience's status: %s", record.run_id, exc)
-        return
-    size = segment.get("approximate_number_users")
-    record.approximate_number_users = size if isinstance(size, int) else None
-    record.upload_status = str(segment.get("upload_status") or "")
-    record.targetable_status = str(segment.get("targetable_status") or "")
-
-
-class _Lease:
-    """This worker's hold on the export, as far as it can be sure of it.
-
-    Renewed on a thread every third of the lease. ``check`` raises LeaseLost once another
-    worker has taken the export over, and LeaseUncertain (retry later) once no renewal has
-    been confirmed for most of a lease, even while a renewal call is still hanging, so that
-    a worker never goes on uploading on a lease that may have lapsed.
-    """
-
-    def __init__(self, locks: ExportLocks, record: RunRecord, owner: str, ttl: float) -> None:
-        self._locks, self._record, self._owner, self._ttl = locks, record, owner, ttl
-        self._margin = ttl / 6
-        self._valid_until = time.monotonic() + ttl - self._margin
-        self._taken = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{record.run_id}",
-                                        daemon=True)  # fmt: skip
-
-    def check(self) -> None:
-        if self._taken:
-            raise LeaseLost(f"run {self._record.run_id}: another worker took over the export")
-        if time.monotonic() >= self._valid_until:
-            raise LeaseUncertain(
-                f"run {self._record.run_id}: its hold on the export could not be renewed"
-            )
-
-    def _renew(self) -> None:
-        record = self._record
-        while not self._stop.wait(self._ttl / 3):
-            asked = time.monotonic()
-            try:
-                if not self._locks.renew(record.export, record.run_id, self._owner, self._ttl):
-                    self._taken = True
-                    return
-                self._valid_until = asked + self._ttl - self._margin
-            except StorageError:
-                log.warning("Run %s: could not renew its lock; trying again", record.run_id)
-
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        pipeline.run(
+            plan,
+            rt.source,
+            client,
+            attempt,
+            resume=resume,
+            progress=record.progress,
+            on_progress=save_progress,
+            check_lease=lease.check,
+            state=rt.state() if export.mode == "mirror" else None,
+        )
+    finally:
+        record.requests += client.counters.requests
+        record.retries += client.counters.retries
+    audiences.read_status(client, record)
+    lease.check()
 
 
 def _end(
     rt: Runtime, record: RunRecord, owner: str, status: str, error: str, *, started: float
 ) -> RunRecord:
-    finished = _finish(rt, record, status, error, started)
-    ExportLocks(rt.runs).release(record.export, record.run_id, owner)
+    finished = finish(rt, record, status, error, started)
+    locking.release(rt, record, owner)
     return finished
-
-
-def _reread(rt: Runtime, record: RunRecord) -> RunRecord:
-    return rt.runs.get(record.export, record.run_id) or record
-
-
-def _finish(
-    rt: Runtime, record: RunRecord, status: str, error: str, started: float | None = None
-) -> RunRecord:
-    """End the run as ``status``, unless another writer changed its record since it was read.
-
-    Every record write is conditional (see ``RunLog.save``), and the first writer wins: the
-    one that loses the race returns the record as the other writer left it, and never
-    overwrites it. So a run that ended stays as it ended, and a run whose worker wrote
-    progress after an orphan check or the poison handler read it is not ended on stale
-    grounds (the next check decides again from fresh data).
-    """
-    record.status, record.error, record.finished_at = status, error, now()
-    try:
-        rt.runs.save(record)
-    except RecordChanged:
-        fresh = _reread(rt, record)
-        log.warning(
-            "Run %s of export %s: not marked %s, since another writer changed its record "
-            "meanwhile (it is %s)",
-            record.run_id,
-            record.export,
-            status,
-            fresh.status,
-        )
-        return fresh
-    took = time.monotonic() - started if started is not None else 0.0
-    log.info(
-        "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "
-        "duplicates=%d uploaded=%d resumed=%d batches=%d requests=%d retries=%d attempts=%d",
-        record.run_id,
-        record.export,
-        status,
-        took,
-        record.rows_read,
-        record.empty,
-        record.invalid,
-        record.prehashed,
-        record.duplicates,
-        record.uploaded,
-        record.resumed,
-        record.batches,
-        record.requests,
-        record.retries,
-        record.attempts,
-    )
-    return record
 
 
 def exports_overview(rt: Runtime) -> list[ExportStatus]:

@@ -22,8 +22,8 @@ from azure.storage.blob import BlobServiceClient
 from devtools.azurite import Azurite
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import runtime
+from shared.core.settings import Settings
 from shared.runtime import Runtime
-from shared.settings import Settings
 
 CLIENT_ID = "client-6c1e3f"
 CLIENT_SECRET = "s3cr3t-Client-Value-9d8e7f6a"

@@ -118,8 +118,8 @@ def test_exports_are_put_into_local_storage_generated_or_copied_from_disk(
 
 
 def test_the_readmes_command_line_examples_name_exports_the_shipped_file_declares() -> None:
-    from shared import definitions  # noqa: PLC0415
-    from shared.settings import APP_ROOT  # noqa: PLC0415
+    from shared.core import definitions  # noqa: PLC0415
+    from shared.core.settings import APP_ROOT  # noqa: PLC0415
 
     readme = (APP_ROOT / "README.md").read_text("utf-8")
     named = set(re.findall(r"-m shared .*?\b(?:run|enqueue|runs) ([a-z0-9-]+)", readme))

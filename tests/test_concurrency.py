@@ -14,9 +14,9 @@ import function_app
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared.errors import RunBusy
-from shared.jobqueue import Job
-from shared.runlog import ExportLocks
+from shared.adapters.export_locks import ExportLocks
+from shared.adapters.jobqueue import Job
+from shared.core.errors import RunBusy
 from shared.service import process
 from tests.conftest import AUDIENCE, App
 

@@ -12,9 +12,9 @@ import requests
 from devtools.keyvault_fake import KeyVaultFake, secret_client
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import connect
-from shared.definitions import default_connection
-from shared.errors import AuthenticationError
-from shared.secretstore import KeyVaultSecrets
+from shared.adapters.secretstore import KeyVaultSecrets
+from shared.core.definitions import default_connection
+from shared.core.errors import AuthenticationError
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from tests.leaks import assert_no_leaks
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.csvstream import ChunkReader, column_cells, first_invalid_utf8
-from shared.errors import SourceError
-from shared.layout import CsvFormat, Model
+from shared.core.csvstream import ChunkReader, column_cells, first_invalid_utf8
+from shared.core.errors import SourceError
+from shared.core.layout import CsvFormat, Model
 
 
 def opener(files: dict[str, bytes], chunk: int = 7) -> Callable[[str], io.RawIOBase]:

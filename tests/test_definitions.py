@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from shared import definitions
-from shared.errors import ConfigurationError
-from shared.settings import APP_ROOT
+from shared.core import definitions
+from shared.core.errors import ConfigurationError
+from shared.core.settings import APP_ROOT
 
 VALID: dict[str, Any] = {
     "connections": [{"name": "main"}, {"name": "eu", "refresh_token_secret": "eu-refresh"}],

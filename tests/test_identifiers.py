@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared import identifiers
-from shared.identifiers import Rejection, Tally
+from shared.core import identifiers
+from shared.core.identifiers import Rejection, Tally
 
 KNOWN = [
     ("test@abc.com", "d3142c8f9c9129484daf28df80cc5c955791efed5e69afabb603bc8cb9ffd419"),

@@ -3,7 +3,7 @@
 1. Every ``.bicep`` file parses with tree-sitter-bicep without error nodes.
 2. Structural checks on the pycep-parser output: which roles the app's identity gets and at which
    scope, that app settings hold no secrets, that the template sets exactly the settings the app
-   reads (``shared.settings.SETTINGS``), and the security properties the issue asks for.
+   reads (``shared.core.settings.SETTINGS``), and the security properties the issue asks for.
 3. ``checkov -d infra --framework bicep`` reports no failed check, and every suppression carries a
    reason and is listed in the deploy documentation.
 
@@ -30,7 +30,7 @@ import tree_sitter_bicep
 from pycep import BicepParser
 from tree_sitter import Language, Parser
 
-from shared.settings import SETTINGS
+from shared.core.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"

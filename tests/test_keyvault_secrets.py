@@ -12,8 +12,8 @@ from devtools.keyvault_fake import KeyVaultFake, secret_client
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import runtime, service
-from shared.runlog import RunRecord
-from shared.secretstore import KeyVaultSecrets
+from shared.adapters.secretstore import KeyVaultSecrets
+from shared.core.runrecord import RunRecord
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.errors import SourceError
-from shared.layout import BlobEntry, blob_name_from_location, read_model, snapshots
+from shared.core.errors import SourceError
+from shared.core.layout import BlobEntry, blob_name_from_location, read_model, snapshots
 
 PATH = "CustomerInsights_abc/BlobExport/HighValue"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,9 +13,9 @@ from azure.storage.blob import BlobServiceClient
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import connect, service
-from shared.definitions import default_connection
-from shared.runlog import RunRecord
-from shared.secretstore import EnvironmentSecrets
+from shared.adapters.secretstore import EnvironmentSecrets
+from shared.core.definitions import default_connection
+from shared.core.runrecord import RunRecord
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
 from tests.test_connect import browser

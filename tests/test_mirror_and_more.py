@@ -16,7 +16,7 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import service
 from shared.cli import main
-from shared.runlog import RunRecord
+from shared.core.runrecord import RunRecord
 from tests.conftest import (
     AUDIENCE,
     CLIENT_ID,

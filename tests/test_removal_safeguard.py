@@ -14,10 +14,10 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import safeguard
 from shared.cli import main
-from shared.runlog import RunRecord
-from shared.safeguard import Decision, KindChange, Limits
+from shared.core import safeguard
+from shared.core.runrecord import RunRecord
+from shared.core.safeguard import Decision, KindChange, Limits
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 from tests.test_mirror_and_more import PATH, emails, hashes, run, sent, snapshot
 

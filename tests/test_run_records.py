@@ -15,9 +15,11 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import service
-from shared.errors import RecordChanged
-from shared.jobqueue import Job
-from shared.runlog import ExportLocks, RunRecord, new_run_id
+from shared.adapters.export_locks import ExportLocks
+from shared.adapters.jobqueue import Job
+from shared.core.errors import RecordChanged
+from shared.core.runrecord import RunRecord, new_run_id
+from shared.run_records import finish
 from tests.conftest import App
 from tests.test_mirror_and_more import emails, snapshot
 
@@ -55,7 +57,7 @@ def test_an_ender_with_a_stale_copy_leaves_a_run_a_worker_moved_on(app: App) -> 
     worker_copy = runs.recent("high-value")[0]
     worker_copy.batches = 3
     runs.save(worker_copy)  # the worker wrote progress after the other one read the record
-    result = service._finish(app.runtime, seen_by_the_poison_handler, "failed", "gave up")
+    result = finish(app.runtime, seen_by_the_poison_handler, "failed", "gave up")
     assert (result.status, result.batches) == ("running", 3)
     stored = runs.get("high-value", worker_copy.run_id)
     assert stored is not None

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from shared.errors import ConfigurationError
-from shared.settings import APP_ROOT, SETTINGS, Settings
+from shared.core.errors import ConfigurationError
+from shared.core.settings import APP_ROOT, SETTINGS, Settings
 
 CONNECTION = "DefaultEndpointsProtocol=http;AccountName=dev;AccountKey=c2VjcmV0a2V5;"
 

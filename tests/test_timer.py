@@ -99,7 +99,7 @@ def test_disabled_exports_and_broken_exports_do_not_stop_the_others(
 def test_a_run_left_running_without_a_hold_is_ended_and_its_snapshot_runs_again(
     app: App, blob_service: BlobServiceClient
 ) -> None:
-    from shared.runlog import RunRecord, new_run_id  # noqa: PLC0415
+    from shared.core.runrecord import RunRecord, new_run_id  # noqa: PLC0415
 
     export = write_export(blob_service, container=app.container, path=PATH, profiles=10,
                           partitions=1)  # fmt: skip

@@ -15,8 +15,8 @@ from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import service
-from shared.jobqueue import Job
-from shared.runlog import RunRecord
+from shared.adapters.jobqueue import Job
+from shared.core.runrecord import RunRecord
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

@@ -12,8 +12,8 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
 
-from shared.errors import SourceError
-from shared.layout import Model
+from shared.core.errors import SourceError
+from shared.core.layout import Model
 
 _READ_BUFFER = 1 << 20
 # A field longer than csv.field_size_limit() (128 KiB unless changed) ends the run with a

@@ -27,8 +27,8 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from shared.definitions import Connection
-from shared.errors import ConfigurationError, StorageError
+from shared.core.definitions import Connection
+from shared.core.errors import ConfigurationError, StorageError
 
 log = logging.getLogger(__name__)
 

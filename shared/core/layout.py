@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from shared.errors import SourceError
+from shared.core.errors import SourceError
 
 MODEL_FILE = "model.json"
 

@@ -16,9 +16,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient
 
-from shared.csvstream import ChunkReader
-from shared.errors import ConfigurationError, SourceError, StorageError
-from shared.layout import BlobEntry
+from shared.core.csvstream import ChunkReader
+from shared.core.errors import ConfigurationError, SourceError, StorageError
+from shared.core.layout import BlobEntry
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shared.errors import ConfigurationError
+from shared.core.errors import ConfigurationError
 
-APP_ROOT = Path(__file__).resolve().parent.parent
+APP_ROOT = Path(__file__).resolve().parents[2]  # the app folder: host.json, exports.json
 MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from shared.errors import StorageError
+from shared.core.errors import StorageError
 
 log = logging.getLogger(__name__)
 

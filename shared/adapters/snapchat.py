@@ -1,6 +1,6 @@
 """Adapter for the Snap Marketing API and its OAuth token endpoint.
 
-Building a request body is left to ``shared.identifiers``; this module sends requests and
+Building a request body is left to ``shared.core.identifiers``; this module sends requests and
 decides what a response means. ``classify`` is the one table from a response to an action;
 ``SnapchatClient`` applies it with bounded, jittered retries, a single token refresh on 401
 and a per-token request pacer.
@@ -21,17 +21,17 @@ from typing import Any
 
 import requests
 
-from shared.definitions import Connection
-from shared.errors import (
+from shared.adapters.secretstore import Credentials
+from shared.core.definitions import Connection
+from shared.core.errors import (
     AuthenticationError,
     PermissionDenied,
     RequestRejected,
     RetryableError,
     SnapchatError,
 )
-from shared.identifiers import UsersBody
-from shared.privacy import SECRETS, scrub
-from shared.secretstore import Credentials
+from shared.core.identifiers import UsersBody
+from shared.core.privacy import SECRETS, scrub
 
 log = logging.getLogger(__name__)
 

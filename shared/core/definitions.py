@@ -28,9 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigurationError
-from shared.identifiers import IdentifierType
-from shared.safeguard import DEFAULT_ALWAYS_ALLOWED_REMOVALS, DEFAULT_MAX_REMOVAL_PERCENT, Limits
+from shared.core.errors import ConfigurationError
+from shared.core.identifiers import IdentifierType
+from shared.core.safeguard import (
+    DEFAULT_ALWAYS_ALLOWED_REMOVALS,
+    DEFAULT_MAX_REMOVAL_PERCENT,
+    Limits,
+)
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")

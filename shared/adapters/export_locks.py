@@ -1,0 +1,158 @@
+"""Adapter for the export locks: one Table Storage entity per export that has an active run.
+
+The entities live in the run table, partition ``~locks`` (export names cannot start with
+``~``), and are only ever written with conditions (ETags), so two writers cannot both take a
+lock. The rules built on them (who may take a lock over, leases, abandoned runs) are in
+``shared.locking``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+
+from shared.adapters.runlog import RunLog, table_failure
+
+LOCK_PARTITION = "~locks"  # export names cannot start with "~", so no run shares it
+QUEUED = "queued"  # lock owner while a run waits in the queue: any worker may take it over
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    owner: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    acquired: bool
+    holder: Holder | None = None  # who holds the lock, when not acquired
+    displaced: Holder | None = None  # another run whose expired lock was taken over
+
+
+class ExportLocks:
+    """At most one active run per export: a lock entity per export, taken and renewed with
+    conditional writes (ETags), that expires if its holder stops renewing it (a crash).
+
+    The owner is ``QUEUED`` from the moment a run is queued until a worker takes it, then a
+    token unique to that worker's attempt; a second worker on the same run must wait until
+    the first one's lease has expired.
+    """
+
+    def __init__(self, runs: RunLog, clock: Any = time.time) -> None:
+        self._runs = runs
+        self._clock = clock
+
+    def acquire(self, export: str, run_id: str, owner: str, ttl: float) -> Claim:
+        """Take the export's lock for ``run_id``, or learn who holds it."""
+        table = self._runs.table()
+        entity = self._entity(export, run_id, owner, ttl)
+        for _ in range(3):  # a lost race on an expired lock is re-read and decided again
+            try:
+                table.create_entity(entity)
+                return Claim(acquired=True)
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise table_failure(f"lock export {export}", exc) from None
+            try:
+                current = table.get_entity(LOCK_PARTITION, export)
+            except ResourceNotFoundError:
+                continue  # released in between: try to create again
+            except AzureError as exc:
+                raise table_failure(f"read the lock of export {export}", exc) from None
+            holder = _holder(current)
+            takeover = holder.run_id == run_id and holder.owner in (QUEUED, owner)
+            if not takeover and holder.expires_at > self._clock():
+                return Claim(acquired=False, holder=holder)
+            try:
+                table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                displaced = holder if holder.run_id != run_id else None
+                return Claim(acquired=True, displaced=displaced)
+            except ResourceModifiedError:
+                continue
+            except AzureError as exc:
+                raise table_failure(f"lock export {export}", exc) from None
+        return Claim(acquired=False, holder=self.holder(export))
+
+    def holder(self, export: str) -> Holder | None:
+        try:
+            return _holder(self._runs.table().get_entity(LOCK_PARTITION, export))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise table_failure(f"read the lock of export {export}", exc) from None
+
+    def renew(
+        self, export: str, run_id: str, owner: str, ttl: float, *, new_owner: str | None = None
+    ) -> bool:
+        """Extend the lease (handing it to ``new_owner`` if given); False when the lock is no
+        longer this owner's."""
+        table = self._runs.table()
+        try:
+            current = table.get_entity(LOCK_PARTITION, export)
+            holder = _holder(current)
+            if (holder.run_id, holder.owner) != (run_id, owner):
+                return False
+            table.update_entity(
+                self._entity(export, run_id, new_owner or owner, ttl),
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        except AzureError as exc:
+            raise table_failure(f"renew the lock of export {export}", exc) from None
+
+    def release(self, export: str, run_id: str, owner: str | None = None) -> None:
+        """Drop the lock if ``run_id`` (and ``owner``, when given) still holds it."""
+        table = self._runs.table()
+        try:
+            current = table.get_entity(LOCK_PARTITION, export)
+            holder = _holder(current)
+            if holder.run_id == run_id and owner in (None, holder.owner):
+                table.delete_entity(
+                    LOCK_PARTITION,
+                    export,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+        except AzureError as exc:
+            raise table_failure(f"release the lock of export {export}", exc) from None
+
+    def _entity(self, export: str, run_id: str, owner: str, ttl: float) -> dict[str, Any]:
+        return {
+            "PartitionKey": LOCK_PARTITION,
+            "RowKey": export,
+            "run_id": run_id,
+            "owner": owner,
+            "expires_at": self._clock() + ttl,
+        }
+
+
+def _holder(entity: dict[str, Any]) -> Holder:
+    return Holder(
+        run_id=str(entity.get("run_id", "")),
+        owner=str(entity.get("owner", "")),
+        expires_at=float(entity.get("expires_at", 0.0)),
+    )

@@ -1,0 +1,135 @@
+"""Adapter for the run log: one Table Storage entity per export run.
+
+Entities are partitioned by export name; the row key is derived from the run id so that a
+plain query returns an export's runs newest first. Only counts, names and operator-readable
+error texts are stored, never identifier values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.core.errors import RecordChanged, StorageError
+from shared.core.runrecord import RunRecord, is_run_id, row_key
+
+log = logging.getLogger(__name__)
+
+_JSON_FIELDS = ("by_type", "safeguard")
+
+
+def _to_entity(record: RunRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": record.export, "RowKey": row_key(record.run_id)}
+    entity.update(record.as_dict())
+    for name in _JSON_FIELDS:
+        entity[name] = json.dumps(entity[name], separators=(",", ":"))
+    return entity
+
+
+def _from_entity(entity: Any) -> RunRecord:
+    values = dict(entity)
+    for name in _JSON_FIELDS:
+        if isinstance(values.get(name), str):
+            values[name] = json.loads(values[name])
+    if values.get("approximate_number_users") == -1:  # written by earlier versions
+        values["approximate_number_users"] = None
+    record = RunRecord.from_dict(values)
+    record.etag = str(getattr(entity, "metadata", {}).get("etag") or "")
+    return record
+
+
+class RunLog:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._ready = False
+
+    def table(self) -> TableClient:
+        """The table client, creating the table on first use."""
+        if not self._ready:
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise table_failure("create the run table", exc) from None
+            self._ready = True
+        return self._table
+
+    def save(self, record: RunRecord) -> None:
+        """Write the whole record, on one condition: nobody else wrote it since this copy was
+        read or last saved (its ETag). A new record (no ETag) must not exist yet.
+
+        Raises RecordChanged when the condition fails: the stored record is left as the
+        other writer left it, and the caller decides again from a fresh read (see
+        ``shared.service``: the first writer wins, and an ended record never changes).
+        """
+        entity = _to_entity(record)
+        try:
+            if record.etag:
+                written = self.table().update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=record.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            else:
+                written = self.table().create_entity(entity)
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+            raise RecordChanged(
+                f"run {record.run_id}: its record was changed by another writer meanwhile"
+            ) from None
+        except AzureError as exc:
+            raise table_failure(f"save run {record.run_id}", exc) from None
+        record.etag = str(written.get("etag") or "")
+
+    def get(self, export: str, run_id: str) -> RunRecord | None:
+        if not is_run_id(run_id):
+            return None
+        try:
+            return _from_entity(self.table().get_entity(export, row_key(run_id)))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise table_failure(f"read run {run_id}", exc) from None
+
+    def recent(self, export: str, limit: int = 20) -> list[RunRecord]:
+        """The export's runs, newest first."""
+        return self._query("PartitionKey eq @export", {"export": export}, limit)
+
+    def for_snapshot(self, export: str, snapshot: str) -> list[RunRecord]:
+        return self._query(
+            "PartitionKey eq @export and snapshot eq @snapshot",
+            {"export": export, "snapshot": snapshot},
+            1000,
+        )
+
+    def _query(self, where: str, parameters: dict[str, Any], limit: int) -> list[RunRecord]:
+        try:
+            pages = self.table().query_entities(
+                where, parameters=parameters, results_per_page=min(limit, 1000)
+            )
+            records: list[RunRecord] = []
+            for entity in pages:
+                records.append(_from_entity(entity))
+                if len(records) >= limit:
+                    break
+            return records
+        except AzureError as exc:
+            raise table_failure("query runs", exc) from None
+
+
+def table_failure(action: str, exc: AzureError) -> StorageError:
+    """The StorageError for a failed Table Storage call (the SDK's message is not kept: it
+    can quote the request)."""
+    log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
+    return StorageError(f"run log: could not {action} ({type(exc).__name__})")

@@ -1,0 +1,145 @@
+"""One active run per export: the export's lock, a worker's lease on it, and ending the
+runs whose holder vanished.
+
+A run takes its export's lock (``shared.adapters.export_locks``) when it is queued, owned by
+``QUEUED`` until a worker takes it over with a token of its own; the worker renews it (the
+``Lease``) while it exports, and the run releases it when it ends. A lock nobody renewed in
+time may be taken over by another run, which records the one it displaced as abandoned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
+from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
+from shared.core.runrecord import ACTIVE, RunRecord
+from shared.run_records import finish
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+QUEUE_CLAIM_SECONDS = 3600.0  # how long a queued run holds its export before a worker takes it
+
+
+def claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
+    """Take the export's lock for the run, or raise RunActive naming the run that has it."""
+    taken = ExportLocks(rt.runs).acquire(record.export, record.run_id, owner, ttl)
+    if taken.displaced is not None:
+        _abandon(rt, record.export, taken.displaced, record.run_id)
+    if not taken.acquired:
+        holder = taken.holder.run_id if taken.holder else ""
+        waiting = taken.holder is not None and taken.holder.owner == QUEUED
+        state = (
+            "queued, waiting for a worker (without the Functions host, "
+            "python -m shared work --once processes the queue)"
+            if waiting
+            else "running"
+        )
+        raise RunActive(f"export {record.export!r} has an active run {holder}: {state}", holder)
+
+
+def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
+    """A run whose worker stopped renewing its lock: record that it ended, and why."""
+    stale = rt.runs.get(export, holder.run_id)
+    if stale is not None and stale.status in ACTIVE:
+        finish(
+            rt,
+            stale,
+            "failed",
+            f"abandoned: no worker renewed its hold on the export in time; run {successor} "
+            f"took over ({stale.error or 'no error was recorded'})",
+        )
+
+
+def end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
+    """Runs still queued or running whose hold on the export has lapsed (a killed command
+    line run, a job the queue lost) end as failed, so that their snapshot can run again."""
+    locks = ExportLocks(rt.runs)
+    for listed in runs:
+        if listed.status not in ACTIVE:
+            continue
+        # Read both again right before deciding: the run may have just ended or started.
+        holder = locks.holder(export)
+        if (
+            holder is not None
+            and holder.run_id == listed.run_id
+            and holder.expires_at >= time.time()
+        ):
+            continue
+        record = rt.runs.get(export, listed.run_id)
+        if record is not None and record.status in ACTIVE:
+            finish(rt, record, "failed",
+                    "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
+
+
+def worker_holds(rt: Runtime, record: RunRecord) -> bool:
+    """Whether a worker (not the queue) holds the run's export with a lease still valid."""
+    holder = ExportLocks(rt.runs).holder(record.export)
+    return (
+        holder is not None
+        and holder.run_id == record.run_id
+        and holder.owner != QUEUED
+        and holder.expires_at > time.time()
+    )
+
+
+def hand_back(rt: Runtime, record: RunRecord, owner: str) -> None:
+    """Give the export back to the queued run, so that its next delivery may take it."""
+    ExportLocks(rt.runs).renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS,
+                               new_owner=QUEUED)  # fmt: skip
+
+
+def release(rt: Runtime, record: RunRecord, owner: str | None = None) -> None:
+    """Free the export, if this run (and ``owner``, when given) still holds it."""
+    ExportLocks(rt.runs).release(record.export, record.run_id, owner)
+
+
+class Lease:
+    """This worker's hold on the export, as far as it can be sure of it.
+
+    Renewed on a thread every third of the lease. ``check`` raises LeaseLost once another
+    worker has taken the export over, and LeaseUncertain (retry later) once no renewal has
+    been confirmed for most of a lease, even while a renewal call is still hanging, so that
+    a worker never goes on uploading on a lease that may have lapsed.
+    """
+
+    def __init__(self, rt: Runtime, record: RunRecord, owner: str) -> None:
+        self._locks, self._record, self._owner = ExportLocks(rt.runs), record, owner
+        self._ttl = ttl = rt.settings.run_lease_seconds
+        self._margin = ttl / 6
+        self._valid_until = time.monotonic() + ttl - self._margin
+        self._taken = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{record.run_id}",
+                                        daemon=True)  # fmt: skip
+
+    def check(self) -> None:
+        if self._taken:
+            raise LeaseLost(f"run {self._record.run_id}: another worker took over the export")
+        if time.monotonic() >= self._valid_until:
+            raise LeaseUncertain(
+                f"run {self._record.run_id}: its hold on the export could not be renewed"
+            )
+
+    def _renew(self) -> None:
+        record = self._record
+        while not self._stop.wait(self._ttl / 3):
+            asked = time.monotonic()
+            try:
+                if not self._locks.renew(record.export, record.run_id, self._owner, self._ttl):
+                    self._taken = True
+                    return
+                self._valid_until = asked + self._ttl - self._margin
+            except StorageError:
+                log.warning("Run %s: could not renew its lock; trying again", record.run_id)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,95 @@
+"""Writing a run's record: creating it, ending it, reading it again.
+
+Every write is conditional (``RunLog.save``): the first writer wins, and the one that loses
+re-reads the record and never writes over it. So a run that ended stays as it ended, and a
+run whose worker wrote progress after an orphan check or the poison handler read it is not
+ended on stale grounds (the next check decides again from fresh data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shared.core.definitions import Export
+from shared.core.errors import RecordChanged
+from shared.core.runrecord import RunRecord, new_run_id, now
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def new_record(
+    rt: Runtime,
+    export: Export,
+    snapshot: str,
+    trigger: str,
+    *,
+    dry_run: bool,
+    allow_large_removal: bool,
+) -> RunRecord:
+    return RunRecord(
+        run_id=new_run_id(),
+        export=export.name,
+        trigger=trigger,
+        snapshot=snapshot,
+        queued_at=now(),
+        batch_size=rt.settings.upload_batch_size,
+        mode=export.mode,
+        dry_run=dry_run,
+        allow_large_removal=allow_large_removal,
+        allowed_by=trigger if allow_large_removal else "",
+    )
+
+
+def reread(rt: Runtime, record: RunRecord) -> RunRecord:
+    """The record as stored now (or this copy, if it has gone)."""
+    return rt.runs.get(record.export, record.run_id) or record
+
+
+def finish(
+    rt: Runtime, record: RunRecord, status: str, error: str, started: float | None = None
+) -> RunRecord:
+    """End the run as ``status``, unless another writer changed its record since it was read.
+
+    Every record write is conditional (see ``RunLog.save``), and the first writer wins: the
+    one that loses the race returns the record as the other writer left it, and never
+    overwrites it. So a run that ended stays as it ended, and a run whose worker wrote
+    progress after an orphan check or the poison handler read it is not ended on stale
+    grounds (the next check decides again from fresh data).
+    """
+    record.status, record.error, record.finished_at = status, error, now()
+    try:
+        rt.runs.save(record)
+    except RecordChanged:
+        fresh = reread(rt, record)
+        log.warning(
+            "Run %s of export %s: not marked %s, since another writer changed its record "
+            "meanwhile (it is %s)",
+            record.run_id,
+            record.export,
+            status,
+            fresh.status,
+        )
+        return fresh
+    took = time.monotonic() - started if started is not None else 0.0
+    log.info(
+        "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "
+        "duplicates=%d uploaded=%d resumed=%d batches=%d requests=%d retries=%d attempts=%d",
+        record.run_id,
+        record.export,
+        status,
+        took,
+        record.rows_read,
+        record.empty,
+        record.invalid,
+        record.prehashed,
+        record.duplicates,
+        record.uploaded,
+        record.resumed,
+        record.batches,
+        record.requests,
+        record.retries,
+        record.attempts,
+    )
+    return record
