@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_LIST_LIMIT = 100
-RUN_OPTIONS = ("dry_run", "allow_large_removal")  # the body of POST /api/exports/{name}/runs
+RUN_FLAGS = ("dry_run", "allow_large_removal")  # the body of POST /api/exports/{name}/runs
+RUN_OPTIONS = (*RUN_FLAGS, "snapshot")
 
 
 @dataclass(frozen=True)
@@ -72,33 +73,16 @@ def handle_errors(call: Any) -> Reply:  # noqa: PLR0911 - one answer per kind of
 
 
 def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
-    if body.strip():
-        try:
-            options = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return _error(400, "bad_request", "the request body must be a JSON object")
-        if not isinstance(options, dict):
-            return _error(400, "bad_request", "the request body must be a JSON object")
-        unknown = sorted(set(options) - set(RUN_OPTIONS))
-        if unknown:
-            return _error(
-                400,
-                "bad_request",
-                f"unknown option(s): {', '.join(unknown)} (known: {', '.join(RUN_OPTIONS)})",
-            )
-        wrong = [key for key in RUN_OPTIONS if not isinstance(options.get(key, False), bool)]
-        if wrong:
-            return _error(400, "bad_request", f"{', '.join(wrong)}: must be true or false")
-    else:
-        options = {}
+    options = _run_options(body)
+    if isinstance(options, Reply):
+        return options
     record = service.request_run(
         rt,
         name,
         "http",
         dry_run=options.get("dry_run", False),
         allow_large_removal=options.get("allow_large_removal", False),
+        snapshot=options.get("snapshot") or None,
     )
     status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
     return Reply(
@@ -106,6 +90,36 @@ def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
         {"run_id": record.run_id, "status_url": status_url, "run": record.as_dict()},
         {"Location": status_url},
     )
+
+
+def _run_options(body: bytes) -> dict[str, Any] | Reply:
+    """The options of ``POST …/runs``, or the 4xx answer naming what is wrong with them."""
+    problems: list[str] = []
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        return {}
+    try:
+        options = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        options = None
+    if not isinstance(options, dict):
+        return _error(400, "bad_request", "the request body must be a JSON object")
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        problems.append(
+            f"unknown option(s): {', '.join(unknown)} (known: {', '.join(RUN_OPTIONS)})"
+        )
+    problems += [
+        f"{key}: must be true or false"
+        for key in RUN_FLAGS
+        if not isinstance(options.get(key, False), bool)
+    ]
+    if not isinstance(options.get("snapshot", ""), str):
+        problems.append("snapshot: must be a snapshot id, e.g. 2026/11/05/1200")
+    if problems:
+        return _error(400, "bad_request", "; ".join(problems), problems=problems)
+    return options
 
 
 def get_run(rt: Runtime, name: str, run_id: str) -> Reply:

@@ -89,7 +89,11 @@ def _exports(_: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     record = service.run_now(
-        current(), args.name, dry_run=args.dry_run, allow_large_removal=args.allow_large_removal
+        current(),
+        args.name,
+        dry_run=args.dry_run,
+        allow_large_removal=args.allow_large_removal,
+        snapshot=args.snapshot,
     )
     _print(record.as_dict())
     return 0 if record.status == "succeeded" else 1
@@ -102,6 +106,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         "cli",
         dry_run=args.dry_run,
         allow_large_removal=args.allow_large_removal,
+        snapshot=args.snapshot,
     )
     _print(record.as_dict())
     return 0
@@ -209,6 +214,10 @@ def _parser() -> argparse.ArgumentParser:
             "--allow-large-removal",
             action="store_true",
             help="let this one mirror run remove more than the export's removal safeguard allows",
+        )
+        command.add_argument(
+            "--snapshot",
+            help="run this snapshot (e.g. the one a dry run showed) instead of the newest",
         )
         command.set_defaults(command=handler)
     link = commands.add_parser("connect", help="authorise a Snapchat account for a connection")

@@ -86,10 +86,11 @@ def worker_holds(rt: Runtime, record: RunRecord) -> bool:
     )
 
 
-def hand_back(rt: Runtime, record: RunRecord, owner: str) -> None:
-    """Give the export back to the queued run, so that its next delivery may take it."""
-    ExportLocks(rt.runs).renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS,
-                               new_owner=QUEUED)  # fmt: skip
+def hand_back(rt: Runtime, record: RunRecord, owner: str) -> bool:
+    """Give the export back to the queued run, so that its next delivery may take it;
+    False when ``owner`` no longer holds it (another worker took it over)."""
+    return ExportLocks(rt.runs).renew(record.export, record.run_id, owner, QUEUE_CLAIM_SECONDS,
+                                      new_owner=QUEUED)  # fmt: skip
 
 
 def release(rt: Runtime, record: RunRecord, owner: str | None = None) -> None:

@@ -252,7 +252,9 @@ def _check_removals(
     """The removal safeguard, before anything is sent: record its decision, and refuse the
     run when it is over the export's limits and the operator did not allow it."""
     changes = [
-        safeguard.KindChange(kind.schema, diff.managed, len(diff.removed), len(current))
+        safeguard.KindChange(
+            kind.schema, diff.managed, len(diff.removed), len(current), confirmed=diff.confirmed
+        )
         for kind, current, diff in plans
     ]
     verdict = safeguard.judge(

@@ -57,6 +57,8 @@ def finish(
     overwrites it. So a run that ended stays as it ended, and a run whose worker wrote
     progress after an orphan check or the poison handler read it is not ended on stale
     grounds (the next check decides again from fresh data).
+
+    Returns ``record`` itself when its write landed, else the record as stored now.
     """
     record.status, record.error, record.finished_at = status, error, now()
     try:

@@ -68,10 +68,13 @@ def request_run(
     *,
     dry_run: bool = False,
     allow_large_removal: bool = False,
+    snapshot: str | None = None,
 ) -> RunRecord:
-    """Queue a run of the export's newest snapshot, exported before or not.
+    """Queue a run of the export's newest snapshot (or of ``snapshot``), exported before or
+    not.
 
-    ``allow_large_removal`` lets this one run past the removal safeguard (mirror mode).
+    ``allow_large_removal`` lets this one run past the removal safeguard (mirror mode); with
+    ``snapshot`` the operator makes sure it is the snapshot a dry run showed them.
     Raises RunActive when another run of the export is queued or running.
     """
     export = export_or_raise(rt, name)
@@ -80,20 +83,25 @@ def request_run(
     return _enqueue(
         rt,
         export,
-        _newest_settled(rt, export),
+        _settled_snapshot(rt, export, snapshot),
         trigger,
         dry_run=dry_run,
         allow_large_removal=allow_large_removal,
     )
 
 
-def _newest_settled(rt: Runtime, export: Export) -> Snapshot:
+def _settled_snapshot(rt: Runtime, export: Export, wanted: str | None = None) -> Snapshot:
+    """The newest complete snapshot, or the one named ``wanted`` if it is complete."""
     found = pipeline.find_snapshots(rt.source, export)
     if not found:
         raise SourceError(
             f"{export.container}/{export.path}: no snapshot found (no "
             f"yyyy/MM/dd/HHmm/{export.table_name}_<n>.csv or {export.table_name}_<epoch>.csv files)"
         )
+    if wanted is not None:
+        found = [s for s in found if s.id == wanted]
+        if not found:
+            raise SourceError(f"{export.container}/{export.path}: no snapshot {wanted!r}")
     settled = [s for s in found if _settled(rt, s, datetime.now(UTC))]
     if not settled:
         raise SourceError(
@@ -214,6 +222,7 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
         return None
     if record.status not in ACTIVE:
         log.info("Run %s is already %s; duplicate delivery ignored", record.run_id, record.status)
+        locking.release(rt, record)  # in case a worker ended it without freeing the export
         return record
     owner = secrets.token_hex(8)
     try:
@@ -237,23 +246,29 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
         return record
     reason = record.error or "the worker failed without recording an error"
     ended = finish(rt, record, "failed", f"gave up after {record.attempts} attempt(s): {reason}")
-    locking.release(rt, record)
+    if ended is record:  # our end landed; otherwise whoever wrote meanwhile owns the run
+        locking.release(rt, record)
     return ended
 
 
 def run_now(
-    rt: Runtime, name: str, *, dry_run: bool = False, allow_large_removal: bool = False
+    rt: Runtime,
+    name: str,
+    *,
+    dry_run: bool = False,
+    allow_large_removal: bool = False,
+    snapshot: str | None = None,
 ) -> RunRecord:
     """Export the newest snapshot in this process, recorded as a ``cli`` run."""
     export = export_or_raise(rt, name)
     if not export.enabled:  # a disabled export's data transfer may not be acknowledged
         raise ExportDisabled(f"export {name!r} is disabled; set enabled to true to run it")
     try:
-        snapshot, problem = _newest_settled(rt, export).id, ""
+        chosen, problem = _settled_snapshot(rt, export, snapshot).id, ""
     except SourceError as exc:
-        snapshot, problem = "", str(exc)
+        chosen, problem = "", str(exc)
     record = new_record(
-        rt, export, snapshot, "cli", dry_run=dry_run, allow_large_removal=allow_large_removal
+        rt, export, chosen, "cli", dry_run=dry_run, allow_large_removal=allow_large_removal
     )
     owner = secrets.token_hex(8)
     locking.claim(rt, record, owner, rt.settings.run_lease_seconds)
@@ -265,16 +280,16 @@ def run_now(
 
 
 def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
-    started = time.monotonic()
-    record.status, record.started_at, record.error = RunStatus.RUNNING, now(), ""
-    record.attempts += 1
-    record.batch_size = record.batch_size or rt.settings.upload_batch_size
-    try:
-        rt.runs.save(record)
-    except RecordChanged:
-        # Ended (or taken) by another writer since this worker read it: theirs stands.
+    started = _start(rt, record)
+    if started is None:  # ended by another writer since this worker read it
         locking.release(rt, record, owner)
         return reread(rt, record)
+    return _attempt(rt, started, owner, redeliverable=redeliverable)
+
+
+def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
+    """One attempt at the run, which this worker holds: every way it can end."""
+    started = time.monotonic()
     try:
         with locking.Lease(rt, record, owner) as lease:
             _export(rt, record, lease)
@@ -287,20 +302,8 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     except RETRY_LATER as exc:
         if not redeliverable:
             return _end(rt, record, owner, "failed", str(exc), started=started)
-        log.warning(
-            "Run %s of export %s interrupted (%s); it resumes from batch %d on the next delivery",
-            record.run_id,
-            record.export,
-            exc,
-            record.batches + 1,
-        )
-        record.status = RunStatus.QUEUED
-        record.error = f"attempt {record.attempts} interrupted: {exc}"
-        try:
-            rt.runs.save(record)
-        except RecordChanged:
-            log.warning("Run %s: its record was changed meanwhile; left as it is", record.run_id)
-        locking.hand_back(rt, record, owner)
+        if (taken := _interrupted(rt, record, owner, exc)) is not None:
+            return taken
         raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
@@ -323,6 +326,52 @@ def _perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         _end(rt, record, owner, "failed", stopped, started=started)
         raise
     return _end(rt, record, owner, "succeeded", "", started=started)
+
+
+def _interrupted(rt: Runtime, record: RunRecord, owner: str, exc: ExportError) -> RunRecord | None:
+    """A transient failure: queue the run again, to resume on the next delivery (None: the
+    caller raises, so that the queue delivers it). If another writer has it now, leave it to
+    them and return their record."""
+    log.warning(
+        "Run %s of export %s interrupted (%s); it resumes from batch %d on the next delivery",
+        record.run_id,
+        record.export,
+        exc,
+        record.batches + 1,
+    )
+    # Hand the export back to the queued run first: that only works while this worker
+    # still holds it, so a worker whose lease lapsed never writes over its successor.
+    if not locking.hand_back(rt, record, owner):
+        log.warning("Run %s: another worker holds the export now; left to it", record.run_id)
+        return reread(rt, record)
+    record.status = RunStatus.QUEUED
+    record.error = f"attempt {record.attempts} interrupted: {exc}"
+    try:
+        rt.runs.save(record)
+    except RecordChanged:
+        log.warning("Run %s: ended by another writer meanwhile; left as it is", record.run_id)
+        locking.release(rt, record, QUEUED)
+        return reread(rt, record)
+    return None
+
+
+def _start(rt: Runtime, record: RunRecord) -> RunRecord | None:
+    """Mark the run as running; None when another writer has ended it meanwhile. A conflict
+    with a write that left it active (progress of a worker whose lease lapsed: this worker
+    holds the export now) is decided again on a fresh copy."""
+    for _ in range(3):
+        record.status, record.started_at, record.error = RunStatus.RUNNING, now(), ""
+        record.attempts += 1
+        record.batch_size = record.batch_size or rt.settings.upload_batch_size
+        try:
+            rt.runs.save(record)
+            return record
+        except RecordChanged:
+            fresh = rt.runs.get(record.export, record.run_id)
+            if fresh is None or not fresh.active:
+                return None
+            record = fresh
+    raise RecordChanged(f"run {record.run_id}: its record keeps changing; try again later")
 
 
 def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:

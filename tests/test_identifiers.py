@@ -30,6 +30,11 @@ KNOWN_ANSWERS: list[tuple[identifiers.IdentifierType, str, str | None, str | Rej
     (EMAIL, "O'Neil_x@Example.com", None, "o'neil_x@example.com"),
     (EMAIL, "ÜSER@exämple.de", None, "üser@exämple.de"),
     (EMAIL, "a@xn--mnchen-3ya.de", None, "a@xn--mnchen-3ya.de"),
+    (EMAIL, "user@भारत.भारत", None, "user@भारत.भारत"),  # vowel signs are marks
+    (EMAIL, "jose\u0301@example.com", None, "jose\u0301@example.com"),  # a combining accent
+    (EMAIL, "x\u2009y@example.com", None, INVALID),  # a thin space
+    (EMAIL, "a\u00d7b@example.com", None, INVALID),  # a multiplication sign (a symbol)
+    (EMAIL, "a\u200bb@example.com", None, INVALID),  # a zero-width space (format character)
     (EMAIL, "x" * 64 + "@example.com", None, "x" * 64 + "@example.com"),
     (EMAIL, "", None, EMPTY),
     (EMAIL, "   ", None, EMPTY),

@@ -45,7 +45,8 @@ def test_a_rotated_refresh_token_is_kept_for_the_next_process(
     rotated = rotating_sandbox.current_refresh_token(CLIENT_ID)
     assert rotated != REFRESH_TOKEN  # the variable's token is retired now
 
-    app.rebuild(monkeypatch)  # a new process: SECRET_* still holds the retired token
+    # A new process: its SECRET_* variable holds the token it was configured with, retired now.
+    app.rebuild(monkeypatch, SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN=REFRESH_TOKEN)
     snapshot(blob_service, app.container, emails(range(25)), day=2)
     second = export(app)
     assert second.status == "succeeded", second.error

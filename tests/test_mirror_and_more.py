@@ -77,7 +77,7 @@ def mirror_app(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
     # These tests churn up to half of a small audience on purpose; the removal safeguard's
     # own tests (test_removal_safeguard.py) use its defaults.
     definition = export_definition("high-value", app.container, PATH, mode="mirror",
-                                   max_removal_percent=60)  # fmt: skip
+                                   max_removal_percent=80)  # fmt: skip
     write_definitions(app.exports_file, [definition])
     app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="25")
     return app

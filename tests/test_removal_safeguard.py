@@ -74,7 +74,7 @@ def test_a_snapshot_whose_email_cells_are_all_blank_removes_nobody(
     assert state_blob(mirror, blob_service) == state  # nothing moved
     assert record.safeguard["decision"] == "blocked"
     assert record.safeguard["kinds"] == {
-        "EMAIL_SHA256": {"managed": 300, "removing": 300, "valid": 0}
+        "EMAIL_SHA256": {"managed": 300, "confirmed": 300, "removing": 300, "valid": 0}
     }
     assert (record.empty, record.removed, record.uploaded) == (300, 0, 0)
 
@@ -115,6 +115,24 @@ def test_removing_more_than_the_share_allowed_fails_before_sending_anything(
     # not even the additions went out: the run changes nothing until the operator decides
     assert [r for r in sandbox.requests()[before:] if r.path.endswith("/users")] == []
     assert sandbox.identifiers(AUDIENCE) == hashes(range(100))
+
+
+def test_additions_a_failed_run_planned_do_not_dilute_the_share_removed(
+    mirror: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    snapshot(blob_service, mirror.container, emails(range(100)), day=1)
+    assert run(mirror).status == "succeeded"  # 100 confirmed members
+    snapshot(blob_service, mirror.container, emails(range(600)), day=2)  # 500 to add
+    sandbox.inject("403", path_contains="/users")
+    assert run(mirror).status == "failed"  # ... but its first request was refused
+    # Only the 500 the failed run meant to add: every confirmed member would go.
+    snapshot(blob_service, mirror.container, emails(range(100, 600)), day=3)
+    record = run(mirror)
+    assert record.status == "failed"
+    assert "would remove 100 of 100 (100%)" in record.error
+    assert record.safeguard["kinds"]["EMAIL_SHA256"]["managed"] == 600
+    assert sent(sandbox, "DELETE") == []
+    assert hashes(range(100)) <= sandbox.identifiers(AUDIENCE)
 
 
 @pytest.mark.parametrize(
@@ -198,6 +216,15 @@ def test_a_dry_run_reports_what_the_safeguard_would_decide(
         (KindChange("EMAIL_SHA256", managed=30, removing=11, valid=19), False),
         (KindChange("PHONE_SHA256", managed=5, removing=5, valid=0), False),  # nothing valid
         (KindChange("PHONE_SHA256", managed=5, removing=0, valid=5), True),
+        # 1,000 confirmed, 5,000 more a failed run may have added: 1,000 is all of them
+        (
+            KindChange("EMAIL_SHA256", managed=6000, removing=1000, valid=5000, confirmed=1000),
+            False,
+        ),
+        (
+            KindChange("EMAIL_SHA256", managed=6000, removing=100, valid=5900, confirmed=1000),
+            True,
+        ),
     ],
 )
 def test_the_safeguard_rules(change: KindChange, allowed: bool) -> None:
@@ -208,3 +235,29 @@ def test_the_safeguard_rules(change: KindChange, allowed: bool) -> None:
         assert overridden.decision is Decision.ALLOWED
         dry = safeguard.judge([change], Limits(), audience="a1", dry_run=True)
         assert dry.decision is Decision.WOULD_BLOCK
+
+
+def test_a_permitted_removal_can_be_pinned_to_the_snapshot_a_dry_run_showed(
+    mirror: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    snapshot(blob_service, mirror.container, emails(range(100)), day=1)
+    assert run(mirror).status == "succeeded"
+    snapshot(blob_service, mirror.container, emails(range(50, 100)), day=2)
+    reviewed = run(mirror, dry_run=True)
+    assert (reviewed.snapshot, reviewed.removed) == ("2026/11/02/0600", 50)
+    # Meanwhile a broken snapshot arrives: the permission must not apply to it.
+    snapshot(blob_service, mirror.container, blank(emails(range(100))), day=3)
+    body = json.dumps({"allow_large_removal": True, "snapshot": reviewed.snapshot}).encode()
+    answer = post_run(body)
+    drain(mirror.env["AzureWebJobsStorage"], mirror.env["JOBS_QUEUE"])
+    record = mirror.runtime.runs.get("high-value", str(answer["run_id"]))
+    assert record is not None
+    assert (record.status, record.snapshot, record.removed) == ("succeeded", reviewed.snapshot, 50)
+    assert sandbox.identifiers(AUDIENCE) == hashes(range(50, 100))
+
+    request = func.HttpRequest("POST", "https://x.example/api/exports/high-value/runs",
+                               route_params={"name": "high-value"},
+                               body=b'{"snapshot": "2020/01/01/0000"}')  # fmt: skip
+    missing = function_app.start_run(request)
+    assert missing.status_code == 409
+    assert "no snapshot '2020/01/01/0000'" in json.loads(missing.get_body())["message"]

@@ -100,3 +100,50 @@ def test_a_worker_whose_run_was_ended_by_another_writer_stops_and_overwrites_not
     assert outcome[0] is not None
     assert outcome[0].error == record.error
     assert ExportLocks(app.runtime.runs).holder("high-value") is None  # not left locked
+
+
+def test_an_interrupted_worker_whose_run_was_ended_meanwhile_frees_the_export(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    app.rebuild(monkeypatch, RETRY_ATTEMPTS="2")
+    snapshot(blob_service, app.container, emails(range(30)), day=1)
+    queued = service.request_run(app.runtime, "high-value", "http")
+    sandbox.inject("429:retry-after=2", path_contains="/users", times=2)  # then it gives up
+    job = Job(run_id=queued.run_id, export="high-value", snapshot=queued.snapshot)
+    outcome: list[object] = []
+
+    def deliver() -> None:
+        try:
+            outcome.append(service.process(app.runtime, job))
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=deliver)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not any(r.status == 429 for r in sandbox.requests()):
+        assert time.monotonic() < deadline, "the worker sent nothing"
+        time.sleep(0.02)
+    record = app.runtime.runs.get("high-value", queued.run_id)  # the worker waits 2 s now
+    assert record is not None
+    record.status, record.error = "failed", "ended by an operator"
+    app.runtime.runs.save(record)
+    worker.join(timeout=30)
+
+    final = app.runtime.runs.get("high-value", queued.run_id)
+    assert final is not None
+    assert (final.status, final.error) == ("failed", "ended by an operator")
+    assert not isinstance(outcome[0], Exception)  # nothing to deliver again
+    assert ExportLocks(app.runtime.runs).holder("high-value") is None  # the export is free
+    assert service.request_run(app.runtime, "high-value", "http").status == "queued"
+
+
+def test_a_delivery_of_an_ended_run_frees_an_export_it_still_holds(app: App) -> None:
+    record = RunRecord(run_id=new_run_id(), export="high-value", trigger="http", snapshot="s",
+                       status="failed")  # fmt: skip
+    app.runtime.runs.save(record)
+    ExportLocks(app.runtime.runs).acquire("high-value", record.run_id, "a-worker", 3600)
+    job = Job(run_id=record.run_id, export="high-value", snapshot="s")
+    assert service.process(app.runtime, job) is not None
+    assert ExportLocks(app.runtime.runs).holder("high-value") is None

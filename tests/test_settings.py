@@ -69,6 +69,8 @@ def test_each_problem_quotes_the_bad_value_but_never_a_connection_string() -> No
                 "HTTP_TIMEOUT_SECONDS": "soon",
                 "RUNS_TABLE": "bad-table",
                 "KEY_VAULT_URL": "http://kv.example/?sig=c2lnbmF0dXJl",
+                "SNAPCHAT_API_URL": "acct.example/v1?sv=1&sig=c2lnbmF0dXJl",
+                "SNAPCHAT_TOKEN_URL": "ftp://user:cGFzc3dvcmQ@host.example/token#c2lnbmF0dXJl",
             }
         )
     problems = caught.value.problems
@@ -77,10 +79,13 @@ def test_each_problem_quotes_the_bad_value_but_never_a_connection_string() -> No
     )
     assert "HTTP_TIMEOUT_SECONDS: 'soon' is not a number; expected one from 0.1 to 600" in problems
     assert any(p.startswith("RUNS_TABLE: 'bad-table' is not 3-63 letters") for p in problems)
-    assert "KEY_VAULT_URL: 'http://kv.example' is not an https URL" in problems
+    assert "KEY_VAULT_URL: 'http://kv.example/' is not an https URL" in problems
+    assert "SNAPCHAT_API_URL: 'acct.example/v1' is not an http or https URL" in problems
+    assert "SNAPCHAT_TOKEN_URL: 'ftp://host.example/token' is not an http or https URL" in problems
     text = str(caught.value)
     assert "c2VjcmV0a2V5" not in text
     assert "c2lnbmF0dXJl" not in text
+    assert "cGFzc3dvcmQ" not in text
 
 
 def test_the_development_storage_shorthand_means_azurite_on_its_default_ports() -> None:

@@ -8,13 +8,14 @@ file (see ``EnvironmentSecrets``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,10 +103,29 @@ class EnvironmentSecrets:
             self._env[environment_name(name)] = value
             return
         seed = self._env.get(environment_name(name), "").strip()
-        with self._lock:
+        with self._lock, self._locked_file():  # two processes may rotate tokens at once
             entries = self._read()
             entries[name] = {"value": value, "replaces": _fingerprint(seed)}
             self._write(entries)
+
+    @contextlib.contextmanager
+    def _locked_file(self) -> Iterator[None]:
+        """An exclusive lock on a file beside the secret file, across processes (where the
+        platform has ``fcntl``; elsewhere only this process's lock applies)."""
+        assert self._file is not None
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only
+        except ImportError:
+            yield
+            return
+        self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(self._file.with_name(self._file.name + ".lock"),
+                             os.O_CREAT | os.O_RDWR, 0o600)  # fmt: skip
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
     def _read(self) -> dict[str, Any]:
         if self._file is None:

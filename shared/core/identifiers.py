@@ -16,6 +16,7 @@ import binascii
 import enum
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -64,14 +65,15 @@ Normaliser = Callable[[str], "str | None"]
 # dot-atom local part, as RFC 6531 extends it to non-ASCII letters and digits:
 #   local  = atom *("." atom), at most 64 characters; atom = 1*(atext)
 #   atext  = ASCII letters, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ -
-#            or a non-ASCII letter or digit
+#            or a non-ASCII letter, mark or digit (Unicode categories L, M, N)
 #   domain = label 1*("." label), the last label not all digits; at most 253 characters
-#   label  = 1 to 63 letters, digits or "-", not starting or ending with "-"
+#   label  = 1 to 63 letters (and their marks), digits or "-", not starting or ending
+#            with "-"
 # and at most 254 characters in all. Quoted local parts, address literals ([192.0.2.1]),
 # comments, display names, "mailto:", markup and spreadsheet formulas around an address are
 # all outside it, so such cells count as invalid rather than being hashed as if they were an
 # address.
-_NON_ASCII_ALNUM = r"[^\W\x00-\x7f_]"  # a letter or digit outside ASCII
+_NON_ASCII_ALNUM = r"[^\x00-\x7f]"  # outside ASCII: only letters, marks and digits, see _email
 _ATEXT = rf"(?:[a-z0-9!#$%&'*+/=?^_`{{|}}~-]|{_NON_ASCII_ALNUM})"
 _LETTER_DIGIT = rf"(?:[a-z0-9]|{_NON_ASCII_ALNUM})"
 _LABEL = rf"{_LETTER_DIGIT}(?:(?:{_LETTER_DIGIT}|-){{0,61}}{_LETTER_DIGIT})?"
@@ -86,6 +88,10 @@ def _email(value: str) -> str | None:
     value = value.lower()
     if len(value) > _MAX_EMAIL_LENGTH or not _EMAIL_GRAMMAR.fullmatch(value):
         return None
+    if not value.isascii() and not all(
+        unicodedata.category(c)[0] in "LMN" for c in value if not c.isascii()
+    ):
+        return None  # a non-ASCII space, symbol, punctuation or control character
     return value
 
 

@@ -15,7 +15,8 @@ class Diff:
     added: list[bytes]
     removed: list[bytes]
     unchanged: int
-    managed: int = 0  # identifiers the app manages in the audience: state and touched together
+    managed: int = 0  # identifiers the app may have in the audience: state and touched together
+    confirmed: int = 0  # of those, the ones the last successful run left there (state)
 
 
 def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] = ()) -> Diff:
@@ -30,8 +31,9 @@ def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] 
     """
     result = Diff([], [], 0)
     position, total = 0, len(current)
-    for old, certain in _merge(state, touched):
+    for old, certain, in_state in _merge(state, touched):
         result.managed += 1
+        result.confirmed += in_state
         while position < total and current[position] < old:
             result.added.append(current[position])
             position += 1
@@ -47,17 +49,18 @@ def diff(current: list[bytes], state: Iterable[bytes], touched: Iterable[bytes] 
     return result
 
 
-def _merge(state: Iterable[bytes], touched: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """The sorted union of the two sets, each digest with: is it certainly in the audience?"""
+def _merge(state: Iterable[bytes], touched: Iterable[bytes]) -> Iterator[tuple[bytes, bool, bool]]:
+    """The sorted union of the two sets, each digest with: is it certainly in the audience,
+    and was it in ``state``?"""
     states, touches = iter(state), iter(touched)
     a, b = next(states, None), next(touches, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a < b):
-            yield a, True  # type: ignore[misc]
+            yield a, True, True  # type: ignore[misc]
             a = next(states, None)
         elif a is None or b < a:
-            yield b, False
+            yield b, False, False
             b = next(touches, None)
         else:
-            yield a, False
+            yield a, False, True
             a, b = next(states, None), next(touches, None)

@@ -3,7 +3,9 @@
 Pure rules, no I/O. Before a mirror run sends anything, it works out per identifier kind how
 many identifiers the app manages in the audience (what its last successful run left there,
 plus what failed runs since may have sent), how many of those it is about to remove, and how
-many valid identifiers the snapshot holds. The run is refused when, for any kind,
+many valid identifiers the snapshot holds. The share of removals is taken of the confirmed
+members (the last successful run's), so that additions a failed run may have made cannot
+dilute it. The run is refused when, for any kind,
 
 - the snapshot holds no valid identifier of a kind the app manages members of (a blank or
   all-invalid column, or a mapping that points at the wrong column), or
@@ -41,9 +43,17 @@ class KindChange:
     """What a mirror run is about to do to one identifier kind of the audience."""
 
     schema: str
-    managed: int  # identifiers of this kind the app manages in the audience
+    managed: int  # identifiers of this kind the app may have put in the audience
     removing: int  # of those, how many the run would remove
     valid: int  # distinct valid identifiers of this kind in the snapshot
+    confirmed: int = -1  # of ``managed``, those its last successful run left there (-1: all)
+
+    @property
+    def base(self) -> int:
+        """What the share of removals is taken of: the confirmed members, so that additions
+        a failed run may or may not have made cannot dilute it; all managed ones when no
+        run has succeeded yet."""
+        return self.confirmed if self.confirmed > 0 else self.managed
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,12 @@ class Verdict:
             "max_removal_percent": self.limits.max_removal_percent,
             "always_allowed_removals": self.limits.always_allowed_removals,
             "kinds": {
-                c.schema: {"managed": c.managed, "removing": c.removing, "valid": c.valid}
+                c.schema: {
+                    "managed": c.managed,
+                    "confirmed": c.base,
+                    "removing": c.removing,
+                    "valid": c.valid,
+                }
                 for c in self.changes
             },
             "problems": list(self.problems),
@@ -94,9 +109,9 @@ def judge(
 def _problem(change: KindChange, limits: Limits, audience: str) -> str:
     if change.managed == 0 or change.removing == 0:
         return ""
-    share = 100.0 * change.removing / change.managed
+    share = 100.0 * change.removing / change.base
     numbers = (
-        f"would remove {change.removing} of {change.managed} ({share:.0f}%) {change.schema} "
+        f"would remove {change.removing} of {change.base} ({share:.0f}%) {change.schema} "
         f"identifiers the app manages in audience {audience}"
     )
     if change.valid == 0:

@@ -288,9 +288,9 @@ class _Reader:
         parsed = urlparse(value)
         schemes = ("https",) if https else ("http", "https")
         if parsed.scheme not in schemes or not parsed.netloc:
-            # Scheme and host only: a URL's query could carry a SAS token.
-            shown = f"{parsed.scheme}://{parsed.netloc}" if parsed.netloc else _shown(value)
-            self.problems.append(f"{name}: {shown!r} is not an {' or '.join(schemes)} URL")
+            self.problems.append(
+                f"{name}: {_shown_url(value)!r} is not an {' or '.join(schemes)} URL"
+            )
             return None
         return value.rstrip("/")
 
@@ -329,6 +329,16 @@ class _Reader:
         if not low <= value <= high:
             self.problems.append(f"{name}: {value} is outside {low} to {high}")
         return value
+
+
+def _shown_url(value: str) -> str:
+    """A URL as an error quotes it: scheme, host and path only. A query or fragment could
+    carry a SAS token, and ``user:password@`` a password."""
+    kept = value.split("?", 1)[0].split("#", 1)[0]
+    scheme, separator, rest = kept.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return _shown(f"{scheme}{separator}{host}{slash}{path}")
 
 
 def _shown(value: str) -> str:
