@@ -14,16 +14,9 @@ from typing import Any
 from shared import service
 from shared.core.definitions import Export
 from shared.core.errors import (
-    ConfigurationError,
-    ExportDisabled,
     ExportError,
-    InvalidExport,
-    NotFound,
-    RunActive,
-    SourceError,
-    StorageError,
 )
-from shared.core.runrecord import RunRecord
+from shared.core.runrecord import RunRecord, Trigger
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,27 +41,15 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> Reply:
     return Reply(status, {"error": kind, "message": message, **extra})
 
 
-def handle_errors(call: Any) -> Reply:  # noqa: PLR0911 - one answer per kind of error
-    """Map the app's exceptions to HTTP answers (used around every route)."""
+def handle_errors(call: Any) -> Reply:
+    """Turn the app's exceptions into HTTP answers (used around every route): each error
+    class says its own status and kind (see ``shared.core.errors``)."""
     try:
         reply: Reply = call()
-    except NotFound as exc:
-        return _error(404, "not_found", str(exc))
-    except ExportDisabled as exc:
-        return _error(400, "disabled", str(exc))
-    except RunActive as exc:
-        return _error(409, "active_run", str(exc), active_run_id=exc.active_run_id)
-    except SourceError as exc:
-        return _error(409, "no_snapshot", str(exc))
-    except InvalidExport as exc:
-        return _error(400, "invalid_definition", str(exc), problems=exc.problems)
-    except ConfigurationError as exc:
-        log.error("Configuration problem: %s", exc)
-        return _error(500, "configuration", str(exc), problems=exc.problems)
-    except StorageError as exc:
-        return _error(503, "storage", str(exc))
     except ExportError as exc:
-        return _error(500, "error", str(exc))
+        if exc.http_status >= 500:
+            log.error("Request failed: %s", exc)
+        return _error(exc.http_status, exc.kind, str(exc), **exc.details())
     return reply
 
 
@@ -79,7 +60,7 @@ def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
     record = service.request_run(
         rt,
         name,
-        "http",
+        Trigger.HTTP,
         dry_run=options.get("dry_run", False),
         allow_large_removal=options.get("allow_large_removal", False),
         snapshot=options.get("snapshot") or None,
@@ -123,7 +104,7 @@ def _run_options(body: bytes) -> dict[str, Any] | Reply:
 
 
 def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
-    service.export_or_raise(rt, name)
+    rt.definitions.require(name)
     record = rt.runs.get(name, run_id)
     if record is None:
         return _error(404, "not_found", f"export {name!r} has no run {run_id!r}")
@@ -131,7 +112,7 @@ def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
 
 
 def list_runs(rt: Runtime, name: str, limit: str | None) -> Reply:
-    service.export_or_raise(rt, name)
+    rt.definitions.require(name)
     try:
         count = int(limit) if limit else 20
     except ValueError:

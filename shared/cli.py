@@ -8,7 +8,8 @@
     python -m shared [--settings ...] runs NAME [--limit N]
     python -m shared [--settings ...] connect CONNECTION --client-id ID [--port 8765 | --paste]
 
-Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found.
+Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found (each error
+class in ``shared.core.errors`` carries its own).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from shared import api, connect, localworker, service
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.core import definitions
 from shared.core.definitions import default_connection
-from shared.core.errors import ConfigurationError, ExportError, NotFound
+from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import install_log_filter
+from shared.core.runrecord import RunStatus, Trigger
 from shared.core.settings import exports_path
 from shared.runtime import current
 
@@ -45,15 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.settings:
             load_local_settings(Path(args.settings))
         return int(args.command(args))
-    except ConfigurationError as exc:
-        _print({"error": "configuration", "problems": exc.problems}, sys.stderr)
-        return 2
-    except NotFound as exc:
-        _print({"error": "not_found", "message": str(exc)}, sys.stderr)
-        return 3
-    except ExportError as exc:
-        _print({"error": type(exc).__name__, "message": str(exc)}, sys.stderr)
-        return 1
+    except ExportError as exc:  # each error class says its own exit code and kind
+        _print({"error": exc.kind, "message": str(exc), **exc.details()}, sys.stderr)
+        return exc.exit_code
 
 
 def load_local_settings(path: Path) -> None:
@@ -96,14 +92,14 @@ def _run(args: argparse.Namespace) -> int:
         snapshot=args.snapshot,
     )
     _print(record.as_dict())
-    return 0 if record.status == "succeeded" else 1
+    return 0 if record.status == RunStatus.SUCCEEDED else 1
 
 
 def _enqueue(args: argparse.Namespace) -> int:
     record = service.request_run(
         current(),
         args.name,
-        "cli",
+        Trigger.CLI,
         dry_run=args.dry_run,
         allow_large_removal=args.allow_large_removal,
         snapshot=args.snapshot,

@@ -15,7 +15,7 @@ import time
 
 from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
 from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
-from shared.core.runrecord import ACTIVE, RunRecord
+from shared.core.runrecord import ACTIVE, RunRecord, RunStatus
 from shared.run_records import finish
 from shared.runtime import Runtime
 
@@ -36,7 +36,7 @@ def claim(rt: Runtime, record: RunRecord, owner: str, ttl: float) -> None:
             "queued, waiting for a worker (without the Functions host, "
             "python -m shared work --once processes the queue)"
             if waiting
-            else "running"
+            else RunStatus.RUNNING
         )
         raise RunActive(f"export {record.export!r} has an active run {holder}: {state}", holder)
 
@@ -48,7 +48,7 @@ def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
         finish(
             rt,
             stale,
-            "failed",
+            RunStatus.FAILED,
             f"abandoned: no worker renewed its hold on the export in time; run {successor} "
             f"took over ({stale.error or 'no error was recorded'})",
         )
@@ -71,7 +71,7 @@ def end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
             continue
         record = rt.runs.get(export, listed.run_id)
         if record is not None and record.status in ACTIVE:
-            finish(rt, record, "failed",
+            finish(rt, record, RunStatus.FAILED,
                     "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.statestore import TOUCHED, StateStore
 from shared.core import identifiers, safeguard
 from shared.core.csvstream import column_cells
-from shared.core.definitions import Export
+from shared.core.definitions import Export, Mode
 from shared.core.errors import RemovalBlocked, RetryableError, SourceError
 from shared.core.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.core.mirror_diff import Diff, diff
@@ -133,7 +133,7 @@ def run(
     sender = _Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
                      on_progress=on_progress, check_lease=check_lease)  # fmt: skip
     try:
-        if export.mode == "mirror":
+        if export.mode is Mode.MIRROR:
             assert state is not None, "mirror mode needs a state store"
             _mirror(plan, source, state, attempt, progress, sender=sender, check_lease=check_lease)
         else:

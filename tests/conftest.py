@@ -32,6 +32,18 @@ AUDIENCE = "aud-high-value-01"
 STATE_KEY = "5e" * 32  # mirror-sync state key (tests only)
 
 
+# Tests that use one of these run real local parts (Azurite, the sandbox, the Key Vault fake):
+# the integration tier. Modules that start such parts themselves mark themselves.
+INTEGRATION_FIXTURES = {"azurite", "blob_service", "sandbox", "app", "vault", "fake",
+                        "rotating_sandbox", "vault_app"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(autouse=True)
 def _no_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any connection a test makes to an address other than loopback fails the test."""

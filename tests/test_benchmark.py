@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.export import main
+
+pytestmark = pytest.mark.integration  # it starts Azurite and the sandbox
 
 
 def test_benchmark_runs_and_checks_the_exact_set(tmp_path: Path) -> None:

@@ -121,9 +121,9 @@ def test_the_readmes_command_line_examples_name_exports_the_shipped_file_declare
     from shared.core import definitions  # noqa: PLC0415
     from shared.core.settings import APP_ROOT  # noqa: PLC0415
 
-    readme = (APP_ROOT / "README.md").read_text("utf-8")
+    readme = (APP_ROOT / "docs" / "command-line.md").read_text("utf-8")
     named = set(re.findall(r"-m shared .*?\b(?:run|enqueue|runs) ([a-z0-9-]+)", readme))
-    assert named, "the README shows no command line example"
+    assert named, "the manual shows no command line example"
     shipped = {e.name for e in definitions.load(APP_ROOT / "exports.json").exports}
     assert named <= shipped
 

@@ -21,6 +21,8 @@ from shared.adapters.export_locks import ExportLocks
 from tests.conftest import AUDIENCE, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
 
+pytestmark = pytest.mark.integration  # it kills a worker process
+
 PATH = "CustomerInsights_t1/BlobExport/HighValue"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

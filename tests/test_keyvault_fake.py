@@ -22,6 +22,8 @@ from devtools.keyvault_fake import (
     secret_client,
 )
 
+pytestmark = pytest.mark.integration  # the fake serves HTTPS on loopback
+
 API = {"api-version": "7.5"}
 AUTH = {"Authorization": "Bearer test-token"}
 

@@ -18,8 +18,8 @@ from shared.core.definitions import default_connection
 from shared.core.runrecord import RunRecord
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
+from tests.snapshots import emails, hashes, snapshot
 from tests.test_connect import browser
-from tests.test_mirror_and_more import emails, hashes, snapshot
 
 
 def export(app: App) -> RunRecord:

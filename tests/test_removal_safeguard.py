@@ -19,7 +19,7 @@ from shared.core import safeguard
 from shared.core.runrecord import RunRecord
 from shared.core.safeguard import Decision, KindChange, Limits
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
-from tests.test_mirror_and_more import PATH, emails, hashes, run, sent, snapshot
+from tests.snapshots import PATH, emails, hashes, run, sent, snapshot
 
 
 @pytest.fixture

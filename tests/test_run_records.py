@@ -21,7 +21,7 @@ from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, new_run_id
 from shared.run_records import finish
 from tests.conftest import App
-from tests.test_mirror_and_more import emails, snapshot
+from tests.snapshots import emails, snapshot
 
 
 def test_a_stale_copy_cannot_overwrite_a_newer_write(app: App) -> None:

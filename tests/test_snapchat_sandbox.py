@@ -20,6 +20,8 @@ import requests
 
 from devtools.snapchat_sandbox import RequestRecord, SnapchatSandbox, fingerprint
 
+pytestmark = pytest.mark.integration  # the sandbox serves HTTP on loopback
+
 CLIENT_ID = "client-a"
 SECRET = "secret-a"
 REFRESH = "refresh-a"

@@ -8,6 +8,7 @@ lock. The rules built on them (who may take a lock over, leases, abandoned runs)
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,16 @@ from azure.data.tables import UpdateMode
 from shared.adapters.runlog import RunLog, table_failure
 
 LOCK_PARTITION = "~locks"  # export names cannot start with "~", so no run shares it
-QUEUED = "queued"  # lock owner while a run waits in the queue: any worker may take it over
+
+
+class LockOwner(enum.StrEnum):
+    """Who holds an export's lock, when not a worker (a worker holds it with a token of its
+    own, unique to its attempt)."""
+
+    QUEUED = "queued"  # the run waits in the queue: any worker may take it over
+
+
+QUEUED = LockOwner.QUEUED
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ problem, each prefixed with the export (or connection) and the field it concerns
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.core.errors import ConfigurationError
+from shared.core.errors import ConfigurationError, InvalidExport, NotFound
 from shared.core.identifiers import IdentifierType
 from shared.core.safeguard import (
     DEFAULT_ALWAYS_ALLOWED_REMOVALS,
@@ -62,7 +63,14 @@ class NewAudience:
     description: str = ""
 
 
-MODES = ("add", "mirror")
+class Mode(enum.StrEnum):
+    """How a run changes the audience (see the README's *Mirror sync*)."""
+
+    ADD = "add"  # send every identifier of the snapshot; the audience only grows
+    MIRROR = "mirror"  # add the new, remove those that left
+
+
+MODES = tuple(Mode)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class Export:
     connection: str
     columns: tuple[tuple[IdentifierType, str], ...]  # kind and CSV column, in a fixed order
     enabled: bool = True
-    mode: str = "add"
+    mode: Mode = Mode.ADD
     default_country_code: str | None = None
     new_audience: NewAudience | None = None
     removal_limits: Limits = dataclasses.field(default_factory=Limits)  # mirror safeguard
@@ -113,6 +121,17 @@ class Definitions:
 
     def broken_export(self, name: str) -> BrokenExport | None:
         return next((b for b in self.broken if b.name == name), None)
+
+    def require(self, name: str) -> Export:
+        """The export called ``name``; InvalidExport (with its problems) for one that was set
+        aside, NotFound for none."""
+        export = self.export(name)
+        if export is None:
+            broken = self.broken_export(name)
+            if broken is not None:
+                raise InvalidExport(list(broken.problems))
+            raise NotFound(f"no export named {name!r}")
+        return export
 
     def connection(self, name: str) -> Connection:
         found = next((c for c in self.connections if c.name == name), None)
@@ -252,7 +271,7 @@ def _parse_export(
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(f"{where}: enabled: expected true or false")
-    mode = item.get("mode", "add")
+    mode = item.get("mode", Mode.ADD)
     if mode not in MODES:
         problems.append(f"{where}: mode: expected one of {', '.join(MODES)}")
     country = item.get("default_country_code")
@@ -277,7 +296,7 @@ def _parse_export(
         connection=connection,
         columns=columns,
         enabled=bool(enabled),
-        mode=str(mode),
+        mode=Mode(mode),
         default_country_code=country,
         new_audience=new_audience,
         removal_limits=limits,

@@ -4,55 +4,101 @@ Every message is written for an operator and names *where* something went wrong 
 a setting, a blob, a column) but never carries a data value: no email, phone number, hash,
 token or secret ever goes into an exception text.
 
-- ``ConfigurationError``: a setting or an export definition is wrong. Stop and tell the operator.
-- ``SourceError``: the Customer Insights export in Blob Storage cannot be read as expected
-  (missing column, malformed CSV, missing partition). The run fails; other exports carry on.
-- ``AuthenticationError``: Snapchat refused the credentials even after one token refresh.
-- ``PermissionDenied``: the credentials work but may not touch the ad account or audience.
-- ``RetryableError``: a transient fault (429, 5xx, timeout) outlived the bounded retries.
-- ``RequestRejected``: Snapchat refused a request for a reason retrying cannot change.
-- ``StorageError``: the app's own storage (run log, queue) failed.
-- ``RunActive``, ``RunBusy``, ``LeaseLost``: another run or worker holds the export.
-- ``RecordChanged``: a run record was written by another writer meanwhile; read it again.
-- ``RemovalBlocked``: the removal safeguard refused a mirror run; the operator must decide.
+Each class carries its own answer: ``kind`` and ``http_status`` for the HTTP API, ``exit_code``
+for the command line, and whether it is ``Transient`` (the queue worker asks for the job again
+and the run resumes from its last accepted batch) or not (the run fails at once). The API and
+the command line read these attributes; no other table maps errors to answers.
 
-``RETRY_LATER`` names the failures after which the queue worker asks for the job again (the
-run resumes from its last accepted batch); every other error fails the run at once.
+- ``ConfigurationError``: a setting or an export definition is wrong. Stop and tell the operator.
+- ``SourceError``: the Customer Insights export in Blob Storage cannot be read as expected.
+- ``SnapchatError`` and its kinds: Snapchat refused, or kept failing.
+- ``Transient``: a fault that may pass (Snapchat's 429 and 5xx, storage, a busy or uncertain
+  worker): try again later.
+- ``RunActive``, ``LeaseLost``, ``RecordChanged``: another run, worker or writer has the export
+  or the record now.
+- ``RemovalBlocked``: the removal safeguard refused a mirror run; the operator must decide.
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 
 class ExportError(Exception):
     """Base class of every error the app raises on purpose."""
 
+    kind: ClassVar[str] = "error"  # the ``error`` field of an HTTP error body
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1  # command line: 1 the run or request failed
+
+    def details(self) -> dict[str, Any]:
+        """Fields an HTTP error body carries besides ``error`` and ``message``."""
+        return {}
+
+
+class Transient(ExportError):  # noqa: N818 - an adjective, like the other classes
+    """A fault that may pass: the queue delivers the job again, and the run resumes."""
+
+    kind = "unavailable"
+    http_status = 503
+
 
 class ConfigurationError(ExportError):
     """A setting, a secret or an export definition is missing or malformed."""
+
+    kind = "configuration"
+    exit_code = 2
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
 
+    def details(self) -> dict[str, Any]:
+        return {"problems": self.problems}
+
 
 class InvalidExport(ConfigurationError):  # noqa: N818
     """The export's definition failed validation; it cannot run until it is fixed."""
+
+    kind = "invalid_definition"
+    http_status = 400
 
 
 class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem
     """A named thing (export, run, snapshot) does not exist."""
 
+    kind = "not_found"
+    http_status = 404
+    exit_code = 3
+
 
 class ExportDisabled(ExportError):  # noqa: N818
     """The export exists but is switched off."""
 
+    kind = "disabled"
+    http_status = 400
+
 
 class SourceError(ExportError):
-    """The segment export in Blob Storage cannot be read as expected."""
+    """The segment export in Blob Storage cannot be read as expected (or has no complete
+    snapshot yet, which is what an HTTP caller hears about: 409)."""
+
+    kind = "no_snapshot"
+    http_status = 409
+
+
+class RemovalBlocked(ExportError):  # noqa: N818
+    """A mirror run would remove more of the audience than the export allows."""
+
+    kind = "removal_blocked"
+    http_status = 409
 
 
 class SnapchatError(ExportError):
     """Base class of failures reported by the Snap Marketing API or its token endpoint."""
+
+    kind = "snapchat"
+    http_status = 502
 
 
 class AuthenticationError(SnapchatError):
@@ -63,32 +109,43 @@ class PermissionDenied(SnapchatError):  # noqa: N818
     """The authorised user may not act on the ad account or audience."""
 
 
-class RetryableError(SnapchatError):
-    """A transient fault that lasted longer than the retry budget."""
-
-
 class RequestRejected(SnapchatError):  # noqa: N818
     """Snapchat refused a request; sending it again would not help."""
 
 
-class RemovalBlocked(ExportError):  # noqa: N818
-    """A mirror run would remove more of the audience than the export allows."""
+class RetryableError(SnapchatError, Transient):
+    """A transient Snapchat fault that lasted longer than the retry budget."""
+
+    kind = "unavailable"
+    http_status = 503
 
 
-class StorageError(ExportError):
-    """The app's own Table or Queue storage failed."""
+class StorageError(Transient):
+    """The app's own Table or Queue storage (or Key Vault) failed."""
+
+    kind = "storage"
 
 
 class RunActive(ExportError):  # noqa: N818
     """Another run of the export is queued or running."""
 
+    kind = "active_run"
+    http_status = 409
+
     def __init__(self, message: str, active_run_id: str) -> None:
         super().__init__(message)
         self.active_run_id = active_run_id
 
+    def details(self) -> dict[str, Any]:
+        return {"active_run_id": self.active_run_id}
 
-class RunBusy(ExportError):  # noqa: N818
+
+class RunBusy(Transient):
     """Another worker is still on this very run (a duplicate delivery): try again later."""
+
+
+class LeaseUncertain(Transient):
+    """This worker could not confirm its hold on the export in time: stop, retry later."""
 
 
 class LeaseLost(ExportError):  # noqa: N818
@@ -97,11 +154,3 @@ class LeaseLost(ExportError):  # noqa: N818
 
 class RecordChanged(ExportError):  # noqa: N818
     """A run record was written by someone else since it was read: read it again."""
-
-
-class LeaseUncertain(StorageError):  # noqa: N818
-    """This worker could not confirm its hold on the export in time: stop, retry later."""
-
-
-# Failures worth another delivery of the same job: the run resumes from its checkpoint.
-RETRY_LATER: tuple[type[ExportError], ...] = (RetryableError, StorageError, RunBusy)

@@ -96,7 +96,7 @@ class RunRecord:
     attempts: int = 0
     requests: int = 0  # HTTP requests to Snapchat, over all attempts
     retries: int = 0
-    mode: str = "add"
+    mode: str = "add"  # a definitions.Mode
     dry_run: bool = False
     audience_id: str = ""
     approximate_number_users: int | None = None  # None: not read (or Snapchat did not say)

@@ -1,75 +1,28 @@
-"""Beyond the connector: mirror sync, phone and mobile ad IDs, dry runs, audience status and
-creation, each checked against what the Snapchat sandbox received."""
+"""Mirror sync and dry runs, each checked against what the Snapchat sandbox received."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import azure.functions as func
 import pytest
-import requests
 from azure.storage.blob import BlobServiceClient
 
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.cli import main
-from shared.core.runrecord import RunRecord
-from tests.conftest import (
-    AUDIENCE,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    REFRESH_TOKEN,
-    App,
-    export_definition,
-    write_definitions,
+from tests.conftest import AUDIENCE, App, export_definition, write_definitions
+from tests.snapshots import (
+    PATH,
+    emails,
+    hashes,
+    outside_identifier,
+    run,
+    sent,
+    sha,
+    snapshot,
 )
-
-PATH = "CustomerInsights_t1/BlobExport/HighValue"
-
-
-def sha(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def snapshot(blob_service: BlobServiceClient, container: str, rows: list[dict[str, str]],
-             day: int) -> None:  # fmt: skip
-    """One snapshot folder with the given rows (columns from the first row), header included."""
-    if not blob_service.get_container_client(container).exists():
-        blob_service.create_container(container)
-    columns = list(rows[0])
-    text = (
-        ",".join(columns)
-        + "\n"
-        + "".join(",".join(f'"{row[c]}"' for c in columns) + "\n" for row in rows)
-    )
-    folder = f"{PATH}/2026/11/{day:02d}/0600"
-    blob_service.get_blob_client(container, f"{folder}/HighValue_1.csv").upload_blob(
-        text.encode(), overwrite=True
-    )
-
-
-def emails(names: range) -> list[dict[str, str]]:
-    return [{"CustomerId": str(i), "EMail": f"person{i}@example.com"} for i in names]
-
-
-def hashes(names: range) -> set[str]:
-    return {sha(f"person{i}@example.com") for i in names}
-
-
-def run(app: App, name: str = "high-value", *, dry_run: bool = False) -> RunRecord:
-    queued = service.request_run(app.runtime, name, "http", dry_run=dry_run)
-    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
-    record = app.runtime.runs.get(name, queued.run_id)
-    assert record is not None
-    return record
-
-
-def sent(sandbox: SnapchatSandbox, method: str) -> list[int]:
-    return [r.identifiers for r in sandbox.requests()
-            if r.method == method and r.path.endswith("/users") and r.status == 200]  # fmt: skip
 
 
 @pytest.fixture
@@ -81,19 +34,6 @@ def mirror_app(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
     write_definitions(app.exports_file, [definition])
     app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="25")
     return app
-
-
-def outside_identifier(sandbox: SnapchatSandbox) -> str:
-    """Someone else's identifier in the audience, added straight through the API."""
-    token = requests.post(sandbox.token_url, data={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "refresh_token": REFRESH_TOKEN}, timeout=10).json()["access_token"]  # fmt: skip
-    outsider = sha("outsider@example.com")
-    body = {"users": [{"schema": ["EMAIL_SHA256"], "data": [[outsider]]}]}
-    answer = requests.post(f"{sandbox.api_url}/segments/{AUDIENCE}/users", json=body,
-                           headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
-    assert answer.status_code == 200
-    return outsider
 
 
 def test_mirror_adds_the_new_removes_the_departed_and_leaves_the_rest(
@@ -181,93 +121,6 @@ def test_a_dry_run_sends_nothing_and_says_what_would_change(
     assert (cli_record["dry_run"], cli_record["added"], cli_record["removed"]) == (True, 10, 5)
     assert sandbox.identifiers(AUDIENCE) == hashes(range(40))
     assert run(app).removed == 5  # the state did not move: the real run does the work
-
-
-def test_phone_and_mobile_ad_ids_go_in_their_own_requests(
-    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    write_definitions(app.exports_file, [export_definition(
-        "high-value", app.container, PATH, default_country_code="44",
-        columns={"email": "EMail", "phone": "Mobile", "mobile_ad_id": "DeviceId"})])  # fmt: skip
-    app.rebuild(monkeypatch)
-    idfa = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
-    rows = [
-        {
-            "CustomerId": "1",
-            "EMail": "A@Example.com",
-            "Mobile": "+44 (0)20 7946 0958",
-            "DeviceId": idfa,
-        },
-        {"CustomerId": "2", "EMail": "", "Mobile": "020 7946 0959", "DeviceId": ""},
-        {
-            "CustomerId": "3",
-            "EMail": "b@example.com",
-            "Mobile": "0044 20 7946 0958",
-            "DeviceId": "nope",
-        },
-        {"CustomerId": "4", "EMail": "bad", "Mobile": "12", "DeviceId": idfa.lower()},
-    ]
-    snapshot(blob_service, app.container, rows, day=1)
-    record = run(app)
-    assert record.status == "succeeded", record.error
-    assert sandbox.identifiers(AUDIENCE, "EMAIL_SHA256") == {
-        sha("a@example.com"),
-        sha("b@example.com"),
-    }
-    assert sandbox.identifiers(AUDIENCE, "PHONE_SHA256") == {
-        sha("442079460958"),
-        sha("442079460959"),
-    }
-    assert sandbox.identifiers(AUDIENCE, "MOBILE_AD_ID_SHA256") == {sha(idfa.lower())}
-    schemas = [r.schema for r in sandbox.requests() if r.path.endswith("/users")]
-    assert schemas == ["EMAIL_SHA256", "PHONE_SHA256", "MOBILE_AD_ID_SHA256"]
-    assert record.by_type["PHONE_SHA256"] == {
-        "rows": 4, "empty": 0, "invalid": 1, "prehashed": 0, "duplicates": 1, "added": 2}  # fmt: skip
-    assert record.by_type["MOBILE_AD_ID_SHA256"]["invalid"] == 1
-    assert (record.rows_read, record.uploaded) == (4, 5)
-
-
-def test_audience_status_is_recorded_and_listed(
-    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
-) -> None:
-    snapshot(blob_service, app.container, emails(range(30)), day=1)
-    record = run(app)
-    assert (record.approximate_number_users, record.upload_status, record.targetable_status) == (
-        30, "COMPLETE", "TOO_FEW_USERS")  # fmt: skip
-    request = func.HttpRequest("GET", "https://x.example/api/exports", body=b"")
-    listed = json.loads(function_app.list_exports(request).get_body())["exports"][0]
-    assert listed["audience"]["approximate_number_users"] == 30
-    assert listed["audience"]["targetable_status"] == "TOO_FEW_USERS"
-
-
-def test_an_audience_named_instead_of_given_is_created_once(
-    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    definition = export_definition("high-value", app.container, PATH)
-    del definition["audience_id"]
-    definition["audience"] = {
-        "ad_account_id": "adacct-1",
-        "name": "CI high value",
-        "retention_in_days": 180,
-    }
-    write_definitions(app.exports_file, [definition])
-    app.rebuild(monkeypatch)
-    snapshot(blob_service, app.container, emails(range(10)), day=1)
-    before = set(sandbox.segments())
-    first = run(app)
-    assert first.status == "succeeded", first.error
-    created = set(sandbox.segments()) - before
-    assert created == {first.audience_id}
-    segment = sandbox.segments()[first.audience_id]
-    assert (segment["name"], segment["retention_in_days"], segment["source_type"]) == (
-        "CI high value", 180, "FIRST_PARTY")  # fmt: skip
-    assert sandbox.identifiers(first.audience_id) == hashes(range(10))
-    snapshot(blob_service, app.container, emails(range(12)), day=2)
-    second = run(app)
-    assert second.audience_id == first.audience_id
-    assert set(sandbox.segments()) - before == created
 
 
 def test_churn_of_one_percent_sends_about_one_percent_in_mirror_mode(

@@ -1,0 +1,174 @@
+"""One attempt of a run, on the worker that holds its export: every way it can end.
+
+``perform`` marks the run running, exports under a lease (``shared.locking``), and ends the
+run: succeeded, failed (with an error for the operator), or, after a transient fault, queued
+again to resume on the next delivery. Every record write is conditional; when another writer
+got there first, this worker leaves the run to them (see ``shared.run_records``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from shared import audiences, locking, pipeline
+from shared.adapters.export_locks import QUEUED
+from shared.core.definitions import Mode
+from shared.core.errors import (
+    ExportDisabled,
+    ExportError,
+    LeaseLost,
+    RecordChanged,
+    Transient,
+)
+from shared.core.runrecord import Progress, RunRecord, RunStatus, now
+from shared.run_records import finish, reread
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
+    started = _start(rt, record)
+    if started is None:  # ended by another writer since this worker read it
+        locking.release(rt, record, owner)
+        return reread(rt, record)
+    return _attempt(rt, started, owner, redeliverable=redeliverable)
+
+
+def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
+    """One attempt at the run, which this worker holds: every way it can end."""
+    started = time.monotonic()
+    try:
+        with locking.Lease(rt, record, owner) as lease:
+            _export(rt, record, lease)
+    except (LeaseLost, RecordChanged) as exc:
+        # Another worker took the export over, or another writer ended the run meanwhile:
+        # the record is theirs now, and this worker writes nothing more.
+        log.warning("Run %s of export %s stopped: %s", record.run_id, record.export, exc)
+        locking.release(rt, record, owner)
+        return reread(rt, record)
+    except Transient as exc:
+        if not redeliverable:
+            return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started)
+        if (taken := _interrupted(rt, record, owner, exc)) is not None:
+            return taken
+        raise
+    except ExportError as exc:
+        log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
+        return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started)
+    except Exception as exc:  # noqa: BLE001 - any failure must end in a failed record
+        # Unexpected: keep the stack for the operator, but not the message, which could
+        # quote data from the export.
+        frames = "".join(traceback.format_tb(exc.__traceback__)[-3:])
+        log.error(
+            "Run %s of export %s failed unexpectedly: %s\n%s",
+            record.run_id,
+            record.export,
+            type(exc).__name__,
+            frames,
+        )
+        message = f"internal error ({type(exc).__name__}); see the function log"
+        return _end(rt, record, owner, RunStatus.FAILED, message, started=started)
+    except KeyboardInterrupt:
+        stopped = "interrupted (the process was stopped)"
+        _end(rt, record, owner, RunStatus.FAILED, stopped, started=started)
+        raise
+    return _end(rt, record, owner, RunStatus.SUCCEEDED, "", started=started)
+
+
+def _interrupted(rt: Runtime, record: RunRecord, owner: str, exc: ExportError) -> RunRecord | None:
+    """A transient failure: queue the run again, to resume on the next delivery (None: the
+    caller raises, so that the queue delivers it). If another writer has it now, leave it to
+    them and return their record."""
+    log.warning(
+        "Run %s of export %s interrupted (%s); it resumes from batch %d on the next delivery",
+        record.run_id,
+        record.export,
+        exc,
+        record.batches + 1,
+    )
+    # Hand the export back to the queued run first: that only works while this worker
+    # still holds it, so a worker whose lease lapsed never writes over its successor.
+    if not locking.hand_back(rt, record, owner):
+        log.warning("Run %s: another worker holds the export now; left to it", record.run_id)
+        return reread(rt, record)
+    record.status = RunStatus.QUEUED
+    record.error = f"attempt {record.attempts} interrupted: {exc}"
+    try:
+        rt.runs.save(record)
+    except RecordChanged:
+        log.warning("Run %s: ended by another writer meanwhile; left as it is", record.run_id)
+        locking.release(rt, record, QUEUED)
+        return reread(rt, record)
+    return None
+
+
+def _start(rt: Runtime, record: RunRecord) -> RunRecord | None:
+    """Mark the run as running; None when another writer has ended it meanwhile. A conflict
+    with a write that left it active (progress of a worker whose lease lapsed: this worker
+    holds the export now) is decided again on a fresh copy."""
+    for _ in range(3):
+        record.status, record.started_at, record.error = RunStatus.RUNNING, now(), ""
+        record.attempts += 1
+        record.batch_size = record.batch_size or rt.settings.upload_batch_size
+        try:
+            rt.runs.save(record)
+            return record
+        except RecordChanged:
+            fresh = rt.runs.get(record.export, record.run_id)
+            if fresh is None or not fresh.active:
+                return None
+            record = fresh
+    raise RecordChanged(f"run {record.run_id}: its record keeps changing; try again later")
+
+
+def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
+    """One attempt: plan, resolve the audience, run the pipeline, read the audience's status.
+    The record's progress is this attempt's from the moment the pipeline starts."""
+    export = rt.definitions.require(record.export)
+    if not export.enabled:
+        raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
+    plan = pipeline.plan(rt.source, export, record.snapshot)
+    client = rt.snapchat(rt.definitions.connection(export.connection))
+    record.audience_id = audiences.resolve(rt, export, client, dry_run=record.dry_run)
+    record.mode = export.mode
+    attempt = pipeline.Attempt(
+        run_id=record.run_id,
+        audience_id=record.audience_id,
+        batch_size=record.batch_size,
+        dry_run=record.dry_run,
+        allow_large_removal=record.allow_large_removal,
+    )
+
+    def save_progress(progress: Progress) -> None:
+        lease.check()  # only the holder writes the record
+        rt.runs.save(record)
+
+    resume, record.progress = record.progress, Progress()
+    try:
+        pipeline.run(
+            plan,
+            rt.source,
+            client,
+            attempt,
+            resume=resume,
+            progress=record.progress,
+            on_progress=save_progress,
+            check_lease=lease.check,
+            state=rt.state() if export.mode is Mode.MIRROR else None,
+        )
+    finally:
+        record.requests += client.counters.requests
+        record.retries += client.counters.retries
+    audiences.read_status(client, record)
+    lease.check()
+
+
+def _end(
+    rt: Runtime, record: RunRecord, owner: str, status: str, error: str, *, started: float
+) -> RunRecord:
+    finished = finish(rt, record, status, error, started)
+    locking.release(rt, record, owner)
+    return finished

@@ -1,0 +1,36 @@
+"""The README stays short and points into docs/; every link in the manual resolves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)")
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's anchors for a document's headings."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_the_readme_is_short_and_links_every_document() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert len(readme.splitlines()) < 200
+    linked = {target for target, _ in LINK.findall(readme)}
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked
+
+
+def test_every_relative_link_in_the_manual_resolves() -> None:
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in LINK.findall(document.read_text("utf-8")):
+            if "://" in target:
+                continue
+            path = (document.parent / target).resolve()
+            assert path.exists(), f"{document.name}: {target} does not exist"
+            if anchor:
+                assert anchor in anchors(path.read_text("utf-8")), f"{document.name}: #{anchor}"

@@ -1,0 +1,56 @@
+"""Errors say what to do by their class: HTTP status and kind, exit code, retry or not."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import api
+from shared.core import errors
+from shared.core.errors import ExportError, Transient
+
+# (error, HTTP status, kind, exit code, delivered again by the queue)
+TABLE: list[tuple[ExportError, int, str, int, bool]] = [
+    (errors.ConfigurationError(["a: required", "b: bad"]), 500, "configuration", 2, False),
+    (errors.InvalidExport(["export 'x': mode: bad"]), 400, "invalid_definition", 2, False),
+    (errors.NotFound("no export named 'x'"), 404, "not_found", 3, False),
+    (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 1, False),
+    (errors.SourceError("no snapshot found"), 409, "no_snapshot", 1, False),
+    (errors.RemovalBlocked("removal safeguard: ..."), 409, "removal_blocked", 1, False),
+    (errors.RunActive("export 'x' has an active run r1", "r1"), 409, "active_run", 1, False),
+    (errors.AuthenticationError("refused"), 502, "snapchat", 1, False),
+    (errors.PermissionDenied("needs Admin"), 502, "snapchat", 1, False),
+    (errors.RequestRejected("HTTP 400"), 502, "snapchat", 1, False),
+    (errors.RetryableError("still failing"), 503, "unavailable", 1, True),
+    (errors.StorageError("run log: could not save"), 503, "storage", 1, True),
+    (errors.RunBusy("another worker"), 503, "unavailable", 1, True),
+    (errors.LeaseUncertain("not renewed"), 503, "unavailable", 1, True),
+    (errors.LeaseLost("taken over"), 500, "error", 1, False),
+    (errors.RecordChanged("changed"), 500, "error", 1, False),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "kind", "exit_code", "transient"), TABLE)
+def test_each_error_class_carries_its_answers(
+    error: ExportError, status: int, kind: str, exit_code: int, transient: bool
+) -> None:
+    assert (error.http_status, error.kind, error.exit_code) == (status, kind, exit_code)
+    assert isinstance(error, Transient) == transient
+
+    def fail() -> api.Reply:
+        raise error
+
+    reply = api.handle_errors(fail)
+    assert (reply.status, reply.body["error"], reply.body["message"]) == (status, kind, str(error))
+    assert {k: v for k, v in reply.body.items() if k not in ("error", "message")} == (
+        error.details()
+    )
+
+
+def test_every_error_class_is_in_the_table() -> None:
+    classes = {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, ExportError)
+    }
+    listed = {type(error) for error, *_ in TABLE}
+    assert classes - listed == {ExportError, Transient, errors.SnapchatError}
