@@ -56,6 +56,76 @@ def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.handle_errors(lambda: api.list_exports(current())))
 
 
+# -- definitions ------------------------------------------------------------------------
+
+_CHANGED_BY = "http (function key)"  # who changed a definition, until sign-in names the caller
+
+
+def _if_match(req: func.HttpRequest) -> str | None:
+    return req.headers.get("If-Match") or None
+
+
+@app.route(route="exports/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_export(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("name", "")
+    return _http(api.handle_errors(lambda: api.get_definition(current(), "export", name)))
+
+
+@app.route(route="exports/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+def put_export(req: func.HttpRequest) -> func.HttpResponse:
+    name, body, if_match = req.route_params.get("name", ""), req.get_body(), _if_match(req)
+    return _http(api.handle_errors(lambda: api.put_definition(
+        current(), "export", name, body, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+
+
+@app.route(route="exports/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+def delete_export(req: func.HttpRequest) -> func.HttpResponse:
+    name, if_match = req.route_params.get("name", ""), _if_match(req)
+    return _http(api.handle_errors(lambda: api.delete_definition(
+        current(), "export", name, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+
+
+@app.route(route="exports/{name}/history", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def export_history(req: func.HttpRequest) -> func.HttpResponse:
+    name, limit = req.route_params.get("name", ""), req.params.get("limit")
+    return _http(
+        api.handle_errors(lambda: api.definition_history(current(), "export", name, limit))
+    )
+
+
+@app.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_connections(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(api.handle_errors(lambda: api.list_connections(current())))
+
+
+@app.route(route="connections/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_connection(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("name", "")
+    return _http(api.handle_errors(lambda: api.get_definition(current(), "connection", name)))
+
+
+@app.route(route="connections/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+def put_connection(req: func.HttpRequest) -> func.HttpResponse:
+    name, body, if_match = req.route_params.get("name", ""), req.get_body(), _if_match(req)
+    return _http(api.handle_errors(lambda: api.put_definition(
+        current(), "connection", name, body, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+
+
+@app.route(route="connections/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+def delete_connection(req: func.HttpRequest) -> func.HttpResponse:
+    name, if_match = req.route_params.get("name", ""), _if_match(req)
+    return _http(api.handle_errors(lambda: api.delete_definition(
+        current(), "connection", name, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+
+
+@app.route(route="connections/{name}/history", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def connection_history(req: func.HttpRequest) -> func.HttpResponse:
+    name, limit = req.route_params.get("name", ""), req.params.get("limit")
+    return _http(
+        api.handle_errors(lambda: api.definition_history(current(), "connection", name, limit))
+    )
+
+
 @app.timer_trigger(
     schedule="%EXPORT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )

@@ -192,7 +192,7 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
-// The rest of the settings the app reads (shared/settings.py); api.bicep adds the
+// The rest of the settings the app reads (shared/core/settings.py); api.bicep adds the
 // AzureWebJobsStorage__* ones, which the host and the app share. AzureWebJobsStorage and
 // EXPORT_STORAGE as connection strings are for local runs only and never set in Azure.
 var appSettings = {

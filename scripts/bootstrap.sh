@@ -21,7 +21,7 @@ if [ "${WITH_CHECKOV:-0}" = 1 ] && ! cmp -s requirements-checkov.txt .venv/check
   .venv/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
   cp requirements-checkov.txt .venv/checkov/.installed
 fi
-if ! cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null; then
+if [ "${WITH_AZURITE:-1}" = 1 ] && ! cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null; then
   echo "bootstrap: installing the pinned Azurite (npm ci)" >&2
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-lock

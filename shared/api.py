@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import service
+from shared import definition_changes, service
+from shared.adapters.definition_store import Entry, Kind
 from shared.core.definitions import Export
 from shared.core.errors import (
     ExportError,
+    NotFound,
 )
 from shared.core.runrecord import RunRecord, Trigger
 from shared.runtime import Runtime
@@ -171,3 +173,84 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
 
 def _run(record: RunRecord | None) -> dict[str, Any] | None:
     return record.as_dict() if record else None
+
+
+# -- definitions: /api/exports/{name}, /api/connections/{name} ------------------------------
+
+
+def get_definition(rt: Runtime, kind: Kind, name: str) -> Reply:
+    entry = rt.definition_store.get(kind, name)
+    if entry is None:
+        raise NotFound(f"no {kind} named {name!r}")
+    body = _definition(rt, entry)
+    return Reply(200, body, {"ETag": entry.etag})
+
+
+def list_connections(rt: Runtime) -> Reply:
+    entries = rt.definition_store.current("connection")
+    return Reply(200, {"connections": [_definition(rt, e) for e in entries]})
+
+
+def put_definition(
+    rt: Runtime, kind: Kind, name: str, body: bytes, *, if_match: str | None, by: str
+) -> Reply:
+    """Create (no ``If-Match``) or replace (``If-Match``: the ETag read) a definition."""
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _error(400, "bad_request", "the request body must be a JSON object")
+    etag = _etag(rt, kind, name, if_match)
+    entry = definition_changes.put(rt, kind, name, document, etag=etag, by=by)
+    location = f"/api/{kind}s/{name}"
+    status = 201 if etag is None else 200
+    return Reply(status, _definition(rt, entry), {"ETag": entry.etag, "Location": location})
+
+
+def delete_definition(
+    rt: Runtime, kind: Kind, name: str, *, if_match: str | None, by: str
+) -> Reply:
+    if not if_match:
+        advice = f"send If-Match with the {kind}'s ETag (GET /api/{kind}s/{name})"
+        return _error(428, "precondition_required", advice)
+    etag = _etag(rt, kind, name, if_match)
+    assert etag is not None
+    return Reply(200, definition_changes.delete(rt, kind, name, etag=etag, by=by))
+
+
+def definition_history(rt: Runtime, kind: Kind, name: str, limit: str | None) -> Reply:
+    try:
+        count = int(limit) if limit else 20
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_LIST_LIMIT:
+        return _error(
+            400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+        )
+    versions = rt.definition_store.history(kind, name, limit=count)
+    if not versions:
+        raise NotFound(f"no {kind} named {name!r}, now or before")
+    return Reply(200, {kind: name, "versions": [v.as_dict() for v in versions]})
+
+
+def _etag(rt: Runtime, kind: Kind, name: str, if_match: str | None) -> str | None:
+    """The ETag a write is conditional on: ``If-Match`` as sent, ``*`` for whatever is
+    stored now, None for a create."""
+    if not if_match:
+        return None
+    if if_match.strip() == "*":
+        entry = rt.definition_store.get(kind, name)
+        if entry is None:
+            raise NotFound(f"no {kind} named {name!r}")
+        return entry.etag
+    return if_match.strip()
+
+
+def _definition(rt: Runtime, entry: Entry) -> dict[str, Any]:
+    body = {**entry.as_dict(), "etag": entry.etag}
+    if entry.kind == "connection":
+        connection = next((c for c in rt.definitions.connections if c.name == entry.name), None)
+        if connection is not None:  # the secrets' names, never their values
+            body["secrets"] = list(connection.secret_names)
+    return body

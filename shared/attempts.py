@@ -3,7 +3,7 @@
 ``perform`` marks the run running, exports under a lease (``shared.locking``), and ends the
 run: succeeded, failed (with an error for the operator), or, after a transient fault, queued
 again to resume on the next delivery. Every record write is conditional; when another writer
-got there first, this worker leaves the run to them (see ``shared.run_records``).
+got there first, this worker leaves the run to them (see ``shared.run_lifecycle``).
 """
 
 from __future__ import annotations
@@ -13,24 +13,28 @@ import time
 import traceback
 
 from shared import audiences, locking, pipeline
-from shared.adapters.export_locks import QUEUED
 from shared.core.definitions import Mode
 from shared.core.errors import (
     ExportDisabled,
     ExportError,
     LeaseLost,
     RecordChanged,
+    RunBusy,
     Transient,
 )
 from shared.core.runrecord import Progress, RunRecord, RunStatus, now
-from shared.run_records import finish, reread
+from shared.run_lifecycle import finish, reread
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) -> RunRecord:
-    started = _start(rt, record)
+    try:
+        started = _start(rt, record)
+    except RecordChanged:
+        locking.hand_back(rt, record, owner)
+        raise RunBusy(f"run {record.run_id}: its record keeps changing; try again") from None
     if started is None:  # ended by another writer since this worker read it
         locking.release(rt, record, owner)
         return reread(rt, record)
@@ -100,7 +104,7 @@ def _interrupted(rt: Runtime, record: RunRecord, owner: str, exc: ExportError) -
         rt.runs.save(record)
     except RecordChanged:
         log.warning("Run %s: ended by another writer meanwhile; left as it is", record.run_id)
-        locking.release(rt, record, QUEUED)
+        locking.release_queued(rt, record)
         return reread(rt, record)
     return None
 
@@ -134,7 +138,7 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
     client = rt.snapchat(rt.definitions.connection(export.connection))
     record.audience_id = audiences.resolve(rt, export, client, dry_run=record.dry_run)
     record.mode = export.mode
-    attempt = pipeline.Attempt(
+    attempt = pipeline.AttemptSpec(
         run_id=record.run_id,
         audience_id=record.audience_id,
         batch_size=record.batch_size,
@@ -144,9 +148,14 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
 
     def save_progress(progress: Progress) -> None:
         lease.check()  # only the holder writes the record
+        record.progress = progress
         rt.runs.save(record)
 
-    resume, record.progress = record.progress, Progress()
+    # Everything that can fail before the pipeline starts comes first: until it starts, the
+    # record keeps the previous attempt's progress (its checkpoint) as it is.
+    state = rt.state() if export.mode is Mode.MIRROR else None
+    resume, progress = record.progress, Progress()
+    record.progress = progress
     try:
         pipeline.run(
             plan,
@@ -154,10 +163,10 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
             client,
             attempt,
             resume=resume,
-            progress=record.progress,
+            progress=progress,
             on_progress=save_progress,
             check_lease=lease.check,
-            state=rt.state() if export.mode is Mode.MIRROR else None,
+            state=state,
         )
     finally:
         record.requests += client.counters.requests

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, localworker, service
+from shared import api, connect, definition_changes, localworker, service
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.core import definitions
 from shared.core.definitions import default_connection
@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.settings:
             load_local_settings(Path(args.settings))
         return int(args.command(args))
-    except ExportError as exc:  # each error class says its own exit code and kind
-        _print({"error": exc.kind, "message": str(exc), **exc.details()}, sys.stderr)
+    except ConfigurationError as exc:  # each error class says its own exit code
+        _print({"error": "configuration", "problems": exc.problems}, sys.stderr)
+        return exc.exit_code
+    except ExportError as exc:
+        _print({"error": type(exc).__name__, "message": str(exc), **exc.details()}, sys.stderr)
         return exc.exit_code
 
 
@@ -180,6 +183,25 @@ def _work(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    plan = definition_changes.import_file(
+        current(), Path(args.file), prune=args.prune, dry_run=args.dry_run, by="cli import"
+    )
+    _print({"dry_run": args.dry_run, **plan})
+    return 0
+
+
+def _export_definitions(args: argparse.Namespace) -> int:
+    document = definition_changes.export_document(current())
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        _print({"written": args.output, "exports": len(document["exports"]),
+                "connections": len(document["connections"])})  # fmt: skip
+    else:
+        _print(document)
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     reply = api.list_runs(current(), args.name, str(args.limit))
     _print(reply.body)
@@ -244,6 +266,17 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a job being processed stays hidden from other workers",
     )
     work.set_defaults(command=_work)
+    stored = commands.add_parser(
+        "definitions", help="the stored export and connection definitions, to or from a file"
+    ).add_subparsers(required=True, metavar="ACTION")
+    load = stored.add_parser("import", help="make the store hold a file's definitions")
+    load.add_argument("file", help="an exports.json document")
+    load.add_argument("--prune", action="store_true", help="also delete what the file lacks")
+    load.add_argument("--dry-run", action="store_true", help="only say what would change")
+    load.set_defaults(command=_import)
+    save = stored.add_parser("export", help="print (or write) the stored definitions as a file")
+    save.add_argument("--output", help="write to this file instead of printing")
+    save.set_defaults(command=_export_definitions)
     runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=10)

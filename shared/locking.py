@@ -16,7 +16,7 @@ import time
 from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
 from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus
-from shared.run_records import finish
+from shared.run_lifecycle import finish
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,16 @@ def end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
         if record is not None and record.status in ACTIVE:
             finish(rt, record, RunStatus.FAILED,
                     "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
+
+
+def claim_queued(rt: Runtime, record: RunRecord) -> None:
+    """Take the export's lock for a run that is being queued (any worker may take it over)."""
+    claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
+
+
+def release_queued(rt: Runtime, record: RunRecord) -> None:
+    """Free the export if it is held for this run while queued (no worker on it)."""
+    release(rt, record, QUEUED)
 
 
 def worker_holds(rt: Runtime, record: RunRecord) -> bool:

@@ -83,7 +83,7 @@ def plan(source: BlobSource, export: Export, snapshot_id: str) -> Plan:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class AttemptSpec:
     """What one attempt of a run is asked to do: read from the run's record, never written."""
 
     run_id: str
@@ -97,7 +97,7 @@ def run(
     plan: Plan,
     source: BlobSource,
     client: SnapchatClient,
-    attempt: Attempt,
+    attempt: AttemptSpec,
     *,
     resume: Progress,
     progress: Progress,
@@ -166,7 +166,7 @@ def _no_rows(plan: Plan) -> SourceError:
 
 
 def _add(
-    plan: Plan, source: BlobSource, attempt: Attempt, progress: Progress, sender: _Sender
+    plan: Plan, source: BlobSource, attempt: AttemptSpec, progress: Progress, sender: _Sender
 ) -> None:
     """Send every distinct valid identifier as the snapshot streams by."""
     export = plan.export
@@ -188,7 +188,7 @@ def _mirror(
     plan: Plan,
     source: BlobSource,
     state: StateStore,
-    attempt: Attempt,
+    attempt: AttemptSpec,
     progress: Progress,
     *,
     sender: _Sender,
@@ -245,7 +245,7 @@ def _mirror(
 
 def _check_removals(
     export: Export,
-    attempt: Attempt,
+    attempt: AttemptSpec,
     progress: Progress,
     plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff]],
 ) -> None:
@@ -302,7 +302,7 @@ class _Sender:
     def __init__(
         self,
         client: SnapchatClient,
-        attempt: Attempt,
+        attempt: AttemptSpec,
         progress: Progress,
         *,
         accepted: int,

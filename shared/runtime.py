@@ -7,6 +7,7 @@ Handlers and the command line call ``current()``; tests build a ``Runtime`` of t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from shared.adapters.blobsource import BlobSource
+from shared.adapters.definition_store import DefinitionStore
 from shared.adapters.jobqueue import JobQueue, encode_policy
 from shared.adapters.runlog import RunLog
 from shared.adapters.secretstore import (
@@ -29,7 +31,6 @@ from shared.adapters.secretstore import (
 )
 from shared.adapters.snapchat import RetryPolicy, SnapchatClient
 from shared.adapters.statestore import KEY_SECRET, StateStore, parse_key
-from shared.core import definitions
 from shared.core.definitions import Connection, Definitions
 from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import SECRETS
@@ -39,13 +40,30 @@ from shared.core.settings import Settings, StorageTarget
 @dataclass
 class Runtime:
     settings: Settings
-    definitions: Definitions
+    definition_store: DefinitionStore
     source: BlobSource
     runs: RunLog
     jobs: JobQueue
     secrets: SecretStore
     state_container: ContainerClient
     http: requests.Session = field(default_factory=requests.Session)
+    _loaded: tuple[float, Definitions] | None = field(default=None, repr=False)
+    _definitions_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def definitions(self) -> Definitions:
+        """The export and connection definitions as stored now (read again after a few
+        seconds, so that a change made elsewhere is picked up without a restart; at once
+        after a change made through this runtime)."""
+        with self._definitions_lock:
+            loaded = self._loaded
+            if loaded is None or time.monotonic() - loaded[0] > _DEFINITIONS_FRESH_SECONDS:
+                found = self.definition_store.definitions()
+                loaded = self._loaded = (time.monotonic(), found)
+            return loaded[1]
+
+    def forget_definitions(self) -> None:
+        self._loaded = None
 
     def state(self) -> StateStore:
         """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
@@ -110,7 +128,7 @@ def build(settings: Settings) -> Runtime:
     app_blobs = _blob_service(settings.app_storage, credential)
     return Runtime(
         settings=settings,
-        definitions=definitions.load(settings.exports_file),
+        definition_store=DefinitionStore(table, seed_file=settings.exports_file),
         source=BlobSource(_blob_service(settings.export_storage, credential)),
         runs=RunLog(table),
         jobs=JobQueue(queue),
@@ -118,6 +136,8 @@ def build(settings: Settings) -> Runtime:
         state_container=app_blobs.get_container_client(settings.state_container),
     )
 
+
+_DEFINITIONS_FRESH_SECONDS = 5.0
 
 # Partitions are read as a stream of 4 MiB ranges: the SDK's default first request would
 # fetch up to 32 MiB of a partition at once.

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared import attempts, locking, pipeline
-from shared.adapters.export_locks import QUEUED
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
 from shared.core.errors import (
@@ -32,7 +31,7 @@ from shared.core.errors import (
 )
 from shared.core.layout import Snapshot
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger
-from shared.run_records import finish, new_record
+from shared.run_lifecycle import finish, new_record
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ def _enqueue(
     record = new_record(
         rt, export, snapshot.id, trigger, dry_run=dry_run, allow_large_removal=allow_large_removal
     )
-    locking.claim(rt, record, QUEUED, locking.QUEUE_CLAIM_SECONDS)
+    locking.claim_queued(rt, record)
     try:
         rt.runs.save(record)
         rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))

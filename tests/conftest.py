@@ -45,6 +45,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_tier_starts_no_server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test outside the integration tier that starts a local server fails: mark it."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    from devtools.keyvault_fake import KeyVaultFake  # noqa: PLC0415
+
+    def refuse(self: object) -> None:
+        raise AssertionError(
+            f"{type(self).__name__} started in a test not marked integration; mark it "
+            "(pytestmark = pytest.mark.integration) or use one of INTEGRATION_FIXTURES"
+        )
+
+    for server in (Azurite, SnapchatSandbox, KeyVaultFake):
+        monkeypatch.setattr(server, "__enter__", refuse)
+
+
+@pytest.fixture(autouse=True)
 def _no_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any connection a test makes to an address other than loopback fails the test."""
     real_connect = socket.socket.connect
@@ -96,8 +115,31 @@ class App:
             self.env[name] = value
         self.runtime.http.close()
         self.runtime = runtime.build(Settings.from_env())
+        sync_definitions(self.runtime, self.exports_file)
         runtime.install(self.runtime)
         return self.runtime
+
+
+def sync_definitions(rt: Runtime, path: Path) -> None:
+    """Make the definitions store hold exactly the file's entries, as an operator's
+    ``definitions import --prune`` would, but unchecked: tests also store broken entries, to
+    see that the app sets them aside (as it must with any an older version left)."""
+    document = json.loads(path.read_text("utf-8"))
+    store = rt.definition_store
+    for kind, key in (("connection", "connections"), ("export", "exports")):
+        wanted: dict[str, Any] = {}
+        for index, entry in enumerate(document.get(key) or []):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            usable = isinstance(name, str) and name and "~" not in name and "/" not in name
+            wanted[name if usable else f"entry-{index}"] = entry
+        stored = {e.name: e for e in store.current(kind)}  # type: ignore[arg-type]
+        for name, entry in wanted.items():
+            have = stored.get(name)
+            if have is None or have.document != entry:
+                store.put(kind, name, entry, etag=have.etag if have else None, by="test")  # type: ignore[arg-type]
+        for name in set(stored) - set(wanted):
+            store.delete(kind, name, etag=stored[name].etag, by="test")  # type: ignore[arg-type]
+    rt.forget_definitions()
 
 
 def export_definition(name: str, container: str, path: str, **overrides: Any) -> dict[str, Any]:

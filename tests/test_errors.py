@@ -26,6 +26,8 @@ TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.LeaseUncertain("not renewed"), 503, "unavailable", 1, True),
     (errors.LeaseLost("taken over"), 500, "error", 1, False),
     (errors.RecordChanged("changed"), 500, "error", 1, False),
+    (errors.PreconditionFailed("changed since read"), 412, "precondition_failed", 1, False),
+    (errors.InUse("used by export 'x'"), 409, "in_use", 1, False),
 ]
 
 

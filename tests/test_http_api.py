@@ -46,6 +46,15 @@ def test_http_routes_require_a_function_key(functions: dict[str, Any]) -> None:
         "get_run": ("exports/{name}/runs/{run_id}", ("GET",)),
         "list_runs": ("exports/{name}/runs", ("GET",)),
         "list_exports": ("exports", ("GET",)),
+        "get_export": ("exports/{name}", ("GET",)),
+        "put_export": ("exports/{name}", ("PUT",)),
+        "delete_export": ("exports/{name}", ("DELETE",)),
+        "export_history": ("exports/{name}/history", ("GET",)),
+        "list_connections": ("connections", ("GET",)),
+        "get_connection": ("connections/{name}", ("GET",)),
+        "put_connection": ("connections/{name}", ("PUT",)),
+        "delete_connection": ("connections/{name}", ("DELETE",)),
+        "connection_history": ("connections/{name}/history", ("GET",)),
     }
     for name in routes:  # what the host reads from the generated function.json
         bindings = json.loads(functions[name].get_function_json())["bindings"]

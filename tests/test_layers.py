@@ -31,17 +31,41 @@ def layer(module: str) -> int:
     return 2  # the rest of shared
 
 
-def imported(source: str, importer: str) -> set[str]:
-    """The app modules a module's source imports (anywhere in it, also inside functions)."""
+def imported(source: str, importer: str, *, package: bool = False) -> set[str]:
+    """Every module a module's source imports, anywhere in it (also inside functions, with a
+    relative import, or through importlib.import_module / __import__ with a literal name)."""
     found: set[str] = set()
+    here = importer if package else importer.rpartition(".")[0]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
             # "from shared import pipeline" imports the module shared.pipeline
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {m for m in found if m == "function_app" or m.startswith("shared.")} - {importer}
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and _names_a_module(node) and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.add(first.value)
+    return found - {importer}
+
+
+def _names_a_module(call: ast.Call) -> bool:
+    function = call.func
+    if isinstance(function, ast.Name):
+        return function.id in ("__import__", "import_module")
+    return isinstance(function, ast.Attribute) and function.attr == "import_module"
+
+
+def app_modules(found: set[str]) -> set[str]:
+    return {m for m in found if m == "function_app" or m.startswith("shared.")}
+
+
+PACKAGES: set[str] = set()
 
 
 def modules() -> dict[str, str]:
@@ -49,16 +73,31 @@ def modules() -> dict[str, str]:
     for path in sorted((ROOT / "shared").rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if parts[-1] == "__init__":
+            PACKAGES.add(name)
         sources[name] = path.read_text("utf-8")
     return sources
 
 
+# What the pure core may not use: clients of the network and of Azure.
+IO_LIBRARIES = ("azure", "requests", "urllib3", "http.client", "socket", "cryptography")
+
+
 def upward_imports(importer: str, source: str, known: set[str]) -> list[str]:
-    return sorted(
+    found = imported(source, importer, package=importer in PACKAGES)
+    problems = [
         f"{importer} (layer {layer(importer)}) imports {target} (layer {layer(target)})"
-        for target in imported(source, importer)
+        for target in app_modules(found)
         if target in known and layer(target) > layer(importer)
-    )
+    ]
+    if layer(importer) == 0:
+        problems += [
+            f"{importer} (the pure core) imports {target}"
+            for target in found
+            if target.split(".")[0] in {lib.split(".")[0] for lib in IO_LIBRARIES}
+            and any(target == lib or target.startswith(lib + ".") for lib in IO_LIBRARIES)
+        ]
+    return sorted(problems)
 
 
 def test_imports_only_point_down_the_layers() -> None:
@@ -81,6 +120,13 @@ def test_every_layer_is_on_disk() -> None:
         ("shared.core.layout", "from shared.service import schedule"),
         ("shared.adapters.runlog", "import shared.pipeline"),
         ("shared.pipeline", "def late():\n    import function_app\n"),
+        ("shared.core.identifiers", "from ..adapters import snapchat"),
+        ("shared.core.layout", "from .. import service"),
+        ("shared.adapters.runlog", "from ..attempts import perform"),
+        ("shared.core.layout", "import importlib\nimportlib.import_module('shared.service')"),
+        ("shared.core.layout", "__import__('shared.adapters.snapchat')"),
+        ("shared.core.identifiers", "import requests"),
+        ("shared.core.layout", "from azure.storage.blob import BlobServiceClient"),
     ],
 )
 def test_a_planted_upward_import_is_caught(importer: str, planted: str) -> None:

@@ -19,7 +19,7 @@ from shared.adapters.export_locks import ExportLocks
 from shared.adapters.jobqueue import Job
 from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, new_run_id
-from shared.run_records import finish
+from shared.run_lifecycle import finish
 from tests.conftest import App
 from tests.snapshots import emails, snapshot
 
@@ -32,7 +32,7 @@ def test_a_stale_copy_cannot_overwrite_a_newer_write(app: App) -> None:
     first.etag = second.etag = stored.etag
     first.status, first.error = "failed", "ended by the first writer"
     runs.save(first)
-    second.rows_read = 42
+    second.progress.rows_read = 42
     with pytest.raises(RecordChanged, match="changed by another writer"):
         runs.save(second)
     now = runs.get("high-value", stored.run_id)
@@ -42,9 +42,9 @@ def test_a_stale_copy_cannot_overwrite_a_newer_write(app: App) -> None:
     with pytest.raises(RecordChanged):
         runs.save(dataclasses.replace(stored, etag=""))
     # while a copy that is up to date saves, and carries the new ETag for the next save
-    now.rows_read = 7
+    now.progress.rows_read = 7
     runs.save(now)
-    now.rows_read = 8
+    now.progress.rows_read = 8
     runs.save(now)
     assert (runs.get("high-value", stored.run_id) or now).rows_read == 8
 
@@ -55,7 +55,7 @@ def test_an_ender_with_a_stale_copy_leaves_a_run_a_worker_moved_on(app: App) -> 
                         status="running"))  # fmt: skip
     seen_by_the_poison_handler = runs.recent("high-value")[0]
     worker_copy = runs.recent("high-value")[0]
-    worker_copy.batches = 3
+    worker_copy.progress.batches = 3
     runs.save(worker_copy)  # the worker wrote progress after the other one read the record
     result = finish(app.runtime, seen_by_the_poison_handler, "failed", "gave up")
     assert (result.status, result.batches) == ("running", 3)

@@ -18,7 +18,7 @@ param deploymentBlobEndpoint string
 param deploymentContainerName string
 param applicationInsightsConnectionString string
 
-@description('Settings read by the app itself (shared/settings.py), name to value.')
+@description('Settings read by the app itself (shared/core/settings.py), name to value.')
 param appSettings object
 
 @allowed([

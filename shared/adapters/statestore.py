@@ -161,3 +161,21 @@ class _Frames:
         taken = bytes(self._buffer[:size])
         del self._buffer[:size]
         return taken
+
+
+def delete_state(container: ContainerClient, export: str) -> int:
+    """Delete every state and touched set of the export, for all its audiences (the export
+    was deleted); returns how many files went."""
+    deleted = 0
+    try:
+        if not container.exists():
+            return 0
+        for blob in container.list_blobs(name_starts_with=f"{export}/"):
+            with contextlib.suppress(ResourceNotFoundError):
+                container.delete_blob(blob.name)
+                deleted += 1
+    except AzureError as exc:
+        raise StorageError(
+            f"mirror state of export {export}: cannot be deleted ({type(exc).__name__})"
+        ) from None
+    return deleted

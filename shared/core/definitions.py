@@ -51,6 +51,12 @@ class Connection:
     client_id_secret: str
     client_secret_secret: str
     refresh_token_secret: str
+    display_name: str = ""  # shown to people; the name when empty
+    allowed: tuple[str, ...] = ()  # Entra object IDs (users, groups) who may use it, besides admins
+
+    @property
+    def secret_names(self) -> tuple[str, str, str]:
+        return (self.client_id_secret, self.client_secret_secret, self.refresh_token_secret)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class NewAudience:
 
 
 class Mode(enum.StrEnum):
-    """How a run changes the audience (see the README's *Mirror sync*)."""
+    """How a run changes the audience (see docs/how-it-works.md, *Mirror sync*)."""
 
     ADD = "add"  # send every identifier of the snapshot; the audience only grows
     MIRROR = "mirror"  # add the new, remove those that left
@@ -170,11 +176,12 @@ def load(path: Path) -> Definitions:
     return parse(document)
 
 
-def parse(document: object) -> Definitions:
+def parse(document: object, *, allow_empty: bool = False) -> Definitions:
     """Validate a definitions document.
 
     A broken export entry is set aside with its problems, so that the others keep running;
-    only a document whose structure is unusable raises ConfigurationError.
+    only a document whose structure is unusable raises ConfigurationError. ``allow_empty``
+    accepts a document without connections (a new deployment's empty store).
     """
     if not isinstance(document, dict):
         raise ConfigurationError("export definitions: the document must be a JSON object")
@@ -182,7 +189,10 @@ def parse(document: object) -> Definitions:
         raise ConfigurationError("exports: expected a list")
     problems: list[str] = []
     _unknown_keys(document, {"connections", "exports", "$schema"}, "export definitions", problems)
-    connections = _parse_connections(document.get("connections"), problems)
+    raw_connections = document.get("connections")
+    if allow_empty and raw_connections == [] and not document["exports"]:
+        return Definitions(exports=(), connections=())
+    connections = _parse_connections(raw_connections, problems)
     if not connections and problems:
         raise ConfigurationError(problems)
     exports, broken = _parse_exports(document["exports"], {c.name for c in connections})
@@ -208,7 +218,7 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
         where = f"connection {name!r}" if name else where
         _unknown_keys(
             item,
-            {"name", "client_id_secret", "client_secret_secret", "refresh_token_secret"},
+            _CONNECTION_FIELDS,
             where,
             problems,
         )
@@ -220,9 +230,47 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
             for key in ("client_id_secret", "client_secret_secret", "refresh_token_secret")
             if (value := _optional_text(item, key, where, problems, _SECRET_NAME))
         }
+        display_name = item.get("display_name", "")
+        if not isinstance(display_name, str) or len(display_name) > 256:
+            problems.append(f"{where}: display_name: expected a string of at most 256 characters")
+            display_name = ""
+        allowed = _parse_allowed(item.get("allowed", []), where, problems)
         if name:
-            connections.append(dataclasses.replace(default_connection(name), **overrides))
+            connections.append(
+                dataclasses.replace(
+                    default_connection(name),
+                    display_name=display_name,
+                    allowed=allowed,
+                    **overrides,
+                )
+            )
     return connections
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+_CONNECTION_FIELDS = {
+    "name", "display_name", "allowed", "client_id_secret", "client_secret_secret",
+    "refresh_token_secret",
+}  # fmt: skip
+
+
+def _parse_allowed(raw: object, where: str, problems: list[str]) -> tuple[str, ...]:
+    """Who may use a connection: Entra object IDs of users and groups."""
+    if not isinstance(raw, list):
+        problems.append(f"{where}: allowed: expected a list of Entra object IDs")
+        return ()
+    allowed = []
+    for index, value in enumerate(raw):
+        if isinstance(value, str) and _OBJECT_ID.fullmatch(value.lower()):
+            allowed.append(value.lower())
+        else:
+            problems.append(
+                f"{where}: allowed[{index}]: expected an Entra object ID "
+                "(e.g. 6f1c2b3a-4d5e-6f70-8192-a3b4c5d6e7f8)"
+            )
+    return tuple(dict.fromkeys(allowed))
 
 
 def _parse_exports(

@@ -152,5 +152,19 @@ class LeaseLost(ExportError):  # noqa: N818
     """This worker's hold on the export expired and another worker took over."""
 
 
+class PreconditionFailed(ExportError):  # noqa: N818
+    """A definition changed since the caller read it (or exists, or does not): read again."""
+
+    kind = "precondition_failed"
+    http_status = 412
+
+
+class InUse(ExportError):  # noqa: N818
+    """The definition cannot be deleted while something depends on it."""
+
+    kind = "in_use"
+    http_status = 409
+
+
 class RecordChanged(ExportError):  # noqa: N818
     """A run record was written by someone else since it was read: read it again."""

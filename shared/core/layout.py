@@ -1,6 +1,6 @@
 """How Customer Insights lays a segment export out in Blob Storage, as pure functions.
 
-Two layouts occur under a segment's ``path`` (see the README):
+Two layouts occur under a segment's ``path`` (see docs/how-it-works.md, *Reading an export*):
 
 - snapshot folders: ``<path>/<yyyy>/<MM>/<dd>/<HHmm>/<Table>_<n>.csv``, one folder per export
   run, large tables split into numbered partitions; ``model.json`` one level above ``<path>``;

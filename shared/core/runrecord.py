@@ -67,7 +67,8 @@ T = TypeVar("T")
 
 
 class _FromProgress(Generic[T]):
-    """A ``Progress`` field seen on the record (``record.batches``: ``record.progress.batches``)."""
+    """A ``Progress`` field seen on the record, read-only: ``record.batches`` reads
+    ``record.progress.batches``; only the pipeline writes progress."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
@@ -79,7 +80,9 @@ class _FromProgress(Generic[T]):
         return value
 
     def __set__(self, record: RunRecord, value: T) -> None:
-        setattr(record.progress, self._name, value)
+        raise AttributeError(
+            f"{self._name} is part of the run's progress: set record.progress.{self._name}"
+        )
 
 
 @dataclass

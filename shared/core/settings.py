@@ -1,7 +1,8 @@
 """The app's settings: read from the environment once, validated once, frozen afterwards.
 
-``SETTINGS`` is the one list of every setting the app reads. The README's configuration table,
-``local.settings.json.example`` and the Bicep template are checked against it by the tests.
+``SETTINGS`` is the one list of every setting the app reads. The table in
+docs/configuration.md, ``local.settings.json.example`` and the Bicep template are checked
+against it by the tests.
 """
 
 from __future__ import annotations

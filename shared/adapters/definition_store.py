@@ -1,0 +1,256 @@
+"""Adapter for the definitions store: export and connection definitions as Table entities,
+each with an ETag and every earlier version.
+
+They live in the run table (so the app needs no other table), partition ``~export`` or
+``~connection`` (export names cannot start with ``~``, so no export's runs share it). Each
+holds, per name, the current entity (row key: the name) and one entity per version (row key
+``<name>~<inverted version>``, newest first; names cannot hold ``~``). A change writes the
+new current entity and its version entity in one transaction, conditional on the ETag the
+caller read, so two writers can never both win and the history never misses a change. A
+definition is stored as the JSON document of its entry in ``exports.json``; changes are
+checked before they are stored (``shared.definition_changes``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.core import definitions
+from shared.core.definitions import Definitions
+from shared.core.errors import PreconditionFailed, StorageError
+from shared.core.runrecord import now
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["export", "connection"]
+SEEDED_BY = "seed (EXPORTS_FILE)"
+_MAX_VERSION = 10**9
+_CURRENT, _VERSION = "current", "version"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A definition as stored: its document, version, ETag, and who changed it last."""
+
+    kind: str
+    name: str
+    document: dict[str, Any] | None  # None: this version deleted it
+    version: int
+    changed_by: str  # "<object id> <display name>", "seed", "cli", ...
+    changed_at: str
+    etag: str = ""
+    action: str = ""  # for versions: created, replaced or deleted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "changed_by": self.changed_by,
+            "changed_at": self.changed_at,
+            **({"action": self.action} if self.action else {}),
+            "definition": self.document,
+        }
+
+
+class DefinitionStore:
+    """``seed_file``: what an empty store (a new deployment) is seeded from, once, before
+    its first use; recorded as changed by ``SEEDED_BY``."""
+
+    def __init__(self, table: TableClient, seed_file: Path | None = None) -> None:
+        self._table = table
+        self._seed_file = seed_file
+        self._ready = False
+
+    def _client(self) -> TableClient:
+        if not self._ready:
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise _failure("create the definitions table", exc) from None
+            self._ready = True
+            if self._seed_file is not None and self._seed_file.is_file() and self.is_empty():
+                self._seed(self._seed_file)
+        return self._table
+
+    def current(self, kind: Kind) -> list[Entry]:
+        """Every definition of the kind as it is now, by name."""
+        rows = self._query(f"PartitionKey eq '~{kind}' and entry eq '{_CURRENT}'", {})
+        return sorted((_entry(row) for row in rows), key=lambda e: e.name)
+
+    def get(self, kind: Kind, name: str) -> Entry | None:
+        try:
+            return _entry(self._client().get_entity(f"~{kind}", name))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _failure(f"read {kind} {name}", exc) from None
+
+    def history(self, kind: Kind, name: str, limit: int = 20) -> list[Entry]:
+        """The definition's versions, newest first (also after it was deleted)."""
+        rows = self._query(
+            "PartitionKey eq @kind and RowKey gt @low and RowKey lt @high",
+            {"kind": f"~{kind}", "low": f"{name}~", "high": f"{name}~~"},
+            limit,
+        )
+        return [_entry(row) for row in rows]
+
+    def is_empty(self) -> bool:
+        """True when nothing was ever stored (not even a deletion): a new deployment."""
+        where = "PartitionKey eq '~export' or PartitionKey eq '~connection'"
+        return not self._query(where, {}, 1)
+
+    def put(
+        self, kind: Kind, name: str, document: dict[str, Any], *, etag: str | None, by: str
+    ) -> Entry:
+        """Create the definition (``etag`` None: it must not exist) or replace it (``etag``:
+        the one the caller read; PreconditionFailed when it changed since)."""
+        existing = self.get(kind, name)
+        if etag is None and existing is not None:
+            raise PreconditionFailed(
+                f"{kind} {name!r} exists (version {existing.version}); send If-Match with its "
+                "ETag to replace it"
+            )
+        if etag is not None and (existing is None or existing.etag != etag):
+            raise PreconditionFailed(f"{kind} {name!r} changed since it was read; read it again")
+        version = (_last_version(self, kind, name) or 0) + 1
+        action = "created" if existing is None else "replaced"
+        at = now()
+        current = _row(kind, name, document, version=version, by=by, at=at, entry=_CURRENT)
+        record = _row(kind, name, document, version=version, by=by, at=at, entry=_VERSION,
+                      action=action)  # fmt: skip
+        if existing is None:
+            operations: list[Any] = [("create", current)]
+        else:
+            operations = [("update", current, {"mode": UpdateMode.REPLACE, "etag": etag,
+                           "match_condition": MatchConditions.IfNotModified})]  # fmt: skip
+        self._transact([*operations, ("create", record)], kind, name)
+        written = self.get(kind, name)
+        assert written is not None
+        return written
+
+    def delete(self, kind: Kind, name: str, *, etag: str, by: str) -> Entry:
+        """Delete the definition (its versions stay, plus one saying who deleted it)."""
+        existing = self.get(kind, name)
+        if existing is None:
+            raise PreconditionFailed(f"{kind} {name!r} does not exist (any more)")
+        if existing.etag != etag:
+            raise PreconditionFailed(f"{kind} {name!r} changed since it was read; read it again")
+        version = existing.version + 1
+        record = _row(kind, name, None, version=version, by=by, at=now(), entry=_VERSION,
+                      action="deleted")  # fmt: skip
+        delete = ("delete", {"PartitionKey": f"~{kind}", "RowKey": name},
+                  {"etag": etag, "match_condition": MatchConditions.IfNotModified})  # fmt: skip
+        self._transact([delete, ("create", record)], kind, name)
+        return _entry(record)
+
+    def definitions(self) -> Definitions:
+        """The definitions as stored now, checked (broken entries set aside)."""
+        connections = [e.document for e in self.current("connection") if e.document]
+        exports = [e.document for e in self.current("export") if e.document]
+        document = {"connections": connections, "exports": exports}
+        return definitions.parse(document, allow_empty=True)
+
+    def _seed(self, seed_file: Path) -> None:
+        loaded = definitions.load(seed_file)
+        if loaded.problems:
+            log.error("Not seeding definitions from %s: %s", seed_file, "; ".join(loaded.problems))
+            return
+        document = json.loads(seed_file.read_text("utf-8"))
+        for kind, key in (("connection", "connections"), ("export", "exports")):
+            for entry in document.get(key, []):
+                # PreconditionFailed: another instance, starting at the same time, seeded it
+                with contextlib.suppress(PreconditionFailed):
+                    self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
+        log.info("Seeded the definitions store from %s", seed_file)
+
+    def _transact(self, operations: list[Any], kind: str, name: str) -> None:
+        try:
+            self._client().submit_transaction(operations)
+        except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
+            status = getattr(exc, "status_code", None)
+            if isinstance(exc, HttpResponseError) and status not in (409, 412, 404):
+                raise _failure(f"write {kind} {name}", exc) from None
+            raise PreconditionFailed(
+                f"{kind} {name!r} was changed by someone else meanwhile; read it again"
+            ) from None
+        except AzureError as exc:
+            raise _failure(f"write {kind} {name}", exc) from None
+
+    def _query(self, where: str, parameters: dict[str, Any], limit: int = 1000) -> list[Any]:
+        try:
+            rows = []
+            for row in self._client().query_entities(
+                where, parameters=parameters, results_per_page=min(limit, 1000)
+            ):
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+            return rows
+        except AzureError as exc:
+            raise _failure("query definitions", exc) from None
+
+
+def _last_version(store: DefinitionStore, kind: Kind, name: str) -> int | None:
+    newest = store.history(kind, name, limit=1)
+    return newest[0].version if newest else None
+
+
+def _row(
+    kind: str,
+    name: str,
+    document: dict[str, Any] | None,
+    *,
+    version: int,
+    by: str,
+    at: str,
+    entry: str,
+    action: str = "",
+) -> dict[str, Any]:
+    row_key = name if entry == _CURRENT else f"{name}~{_MAX_VERSION - version:09d}"
+    return {
+        "PartitionKey": f"~{kind}",
+        "RowKey": row_key,
+        "name": name,
+        "entry": entry,
+        "document": json.dumps(document, separators=(",", ":")) if document is not None else "",
+        "version": version,
+        "changed_by": by,
+        "changed_at": at,
+        "action": action,
+    }
+
+
+def _entry(row: Any) -> Entry:
+    text = str(row.get("document") or "")
+    return Entry(
+        kind=str(row["PartitionKey"]).lstrip("~"),
+        name=str(row.get("name") or row["RowKey"]),
+        document=json.loads(text) if text else None,
+        version=int(row.get("version") or 0),
+        changed_by=str(row.get("changed_by") or ""),
+        changed_at=str(row.get("changed_at") or ""),
+        etag=str(getattr(row, "metadata", {}).get("etag") or ""),
+        action=str(row.get("action") or ""),
+    )
+
+
+def _failure(action: str, exc: AzureError) -> StorageError:
+    log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
+    return StorageError(f"definitions: could not {action} ({type(exc).__name__})")

@@ -1,0 +1,134 @@
+"""Changing the definitions at run time: each change validated, stored with its history and
+who made it, picked up by the next timer tick and the next run without a restart.
+
+The store (``shared.adapters.definition_store``) is the source of truth. A new deployment's
+empty store is seeded once from ``EXPORTS_FILE`` (the shipped ``exports.json``); after that,
+changes go through the HTTP API or ``python -m shared definitions import``, and the file is
+only an exchange format for people who keep definitions in git.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.definition_store import Entry, Kind
+from shared.adapters.export_locks import ExportLocks
+from shared.adapters.statestore import delete_state
+from shared.core import definitions
+from shared.core.errors import ConfigurationError, InUse, InvalidExport, NotFound, RunActive
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def put(
+    rt: Runtime, kind: Kind, name: str, document: object, *, etag: str | None, by: str
+) -> Entry:
+    """Create (no ``etag``) or replace a definition, after checking it; every problem is
+    reported at once (InvalidExport)."""
+    checked = _checked(rt, kind, name, document)
+    entry = rt.definition_store.put(kind, name, checked, etag=etag, by=by)
+    rt.forget_definitions()
+    log.info("%s %s %s by %s (version %d)", kind.capitalize(), name,
+             "created" if entry.version == 1 else "changed", by, entry.version)  # fmt: skip
+    return entry
+
+
+def delete(rt: Runtime, kind: Kind, name: str, *, etag: str, by: str) -> dict[str, Any]:
+    """Delete a definition. An export's run history stays; its mirror state (the encrypted
+    digests of its audiences) is deleted with it. A connection still in use stays."""
+    if rt.definition_store.get(kind, name) is None:
+        raise NotFound(f"no {kind} named {name!r}")
+    removed_state = 0
+    if kind == "connection":
+        using = [e.name for e in rt.definition_store.current("export")
+                 if (e.document or {}).get("connection") == name]  # fmt: skip
+        if using:
+            raise InUse(f"connection {name!r} is used by export(s) {', '.join(using)}")
+    else:
+        holder = ExportLocks(rt.runs).holder(name)
+        if holder is not None:
+            raise RunActive(f"export {name!r} has an active run {holder.run_id}", holder.run_id)
+    entry = rt.definition_store.delete(kind, name, etag=etag, by=by)
+    if kind == "export":
+        removed_state = delete_state(rt.state_container, name)
+    rt.forget_definitions()
+    log.info("%s %s deleted by %s", kind.capitalize(), name, by)
+    return {**entry.as_dict(), "deleted_state_files": removed_state}
+
+
+def _checked(rt: Runtime, kind: Kind, name: str, document: object) -> dict[str, Any]:
+    where = f"{kind} {name!r}"
+    if not isinstance(document, dict):
+        raise InvalidExport([f"{where}: the body must be a JSON object"])
+    if document.get("name", name) != name:
+        raise InvalidExport([f"{where}: name: {document.get('name')!r} differs from the URL's"])
+    document = {"name": name, **{k: v for k, v in document.items() if k != "name"}}
+    stored = rt.definition_store
+    connections = [e.document for e in stored.current("connection") if e.document]
+    if kind == "connection":
+        others = [c for c in connections if c.get("name") != name]
+        parsed = definitions.parse({"connections": [*others, document], "exports": []})
+        problems = [p for p in parsed.problems if name in p or p.startswith("connections")]
+    else:
+        parsed = definitions.parse(
+            {"connections": connections, "exports": [document]}, allow_empty=True
+        )
+        broken = parsed.broken_export(name) or (parsed.broken[0] if parsed.broken else None)
+        problems = list(broken.problems) if broken else []
+        if not connections:
+            problems.append(f"export {name!r}: connection: no connection is defined yet")
+    if problems:
+        raise InvalidExport(problems)
+    return document
+
+
+def import_file(
+    rt: Runtime, path: Path, *, prune: bool, dry_run: bool, by: str
+) -> dict[str, list[str]]:
+    """Make the store hold the file's definitions (and, with ``prune``, only those): what
+    changed, by name. Idempotent; refuses a file with any problem, listing them all."""
+    loaded = definitions.load(path)
+    if loaded.problems:
+        raise ConfigurationError(loaded.problems)
+    document = json.loads(path.read_text("utf-8"))
+    plan: dict[str, list[str]] = {"create": [], "replace": [], "delete": [], "unchanged": []}
+    steps: list[tuple[str, Kind, str, dict[str, Any] | None, Entry | None]] = []
+    for kind, key in (("connection", "connections"), ("export", "exports")):
+        wanted = {entry["name"]: entry for entry in document.get(key, [])}
+        stored = {e.name: e for e in rt.definition_store.current(kind)}  # type: ignore[arg-type]
+        for name, entry in wanted.items():
+            have = stored.get(name)
+            if have is None:
+                steps.append(("create", kind, name, entry, None))  # type: ignore[arg-type]
+            elif have.document != entry:
+                steps.append(("replace", kind, name, entry, have))  # type: ignore[arg-type]
+            else:
+                plan["unchanged"].append(f"{kind} {name}")
+        if prune:
+            for name in sorted(set(stored) - set(wanted)):
+                steps.append(("delete", kind, name, None, stored[name]))  # type: ignore[arg-type]
+    # Connections before the exports that use them; exports deleted before their connections.
+    steps.sort(key=lambda s: (s[0] == "delete", (s[1] == "connection") == (s[0] == "delete")))
+    for action, kind, name, entry, have in steps:
+        plan[action].append(f"{kind} {name}")
+        if dry_run:
+            continue
+        if action == "delete":
+            assert have is not None
+            delete(rt, kind, name, etag=have.etag, by=by)
+        else:
+            put(rt, kind, name, entry, etag=have.etag if have else None, by=by)
+    return plan
+
+
+def export_document(rt: Runtime) -> dict[str, Any]:
+    """The stored definitions as one ``exports.json`` document."""
+    store = rt.definition_store
+    return {
+        "connections": [e.document for e in store.current("connection") if e.document],
+        "exports": [e.document for e in store.current("export") if e.document],
+    }
