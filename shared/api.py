@@ -15,6 +15,7 @@ from shared import definition_changes, service
 from shared.adapters.definition_store import Entry, Kind
 from shared.core.definitions import Export
 from shared.core.errors import (
+    BadRequest,
     ExportError,
     NotFound,
 )
@@ -115,14 +116,7 @@ def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
 
 def list_runs(rt: Runtime, name: str, limit: str | None) -> Reply:
     rt.definitions.require(name)
-    try:
-        count = int(limit) if limit else 20
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_LIST_LIMIT:
-        return _error(
-            400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
-        )
+    count = _limit(limit)
     runs = rt.runs.recent(name, limit=count)
     return Reply(200, {"export": name, "runs": [r.as_dict() for r in runs]})
 
@@ -220,18 +214,22 @@ def delete_definition(
 
 
 def definition_history(rt: Runtime, kind: Kind, name: str, limit: str | None) -> Reply:
-    try:
-        count = int(limit) if limit else 20
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_LIST_LIMIT:
-        return _error(
-            400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
-        )
+    count = _limit(limit)
     versions = rt.definition_store.history(kind, name, limit=count)
     if not versions:
         raise NotFound(f"no {kind} named {name!r}, now or before")
     return Reply(200, {kind: name, "versions": [v.as_dict() for v in versions]})
+
+
+def _limit(value: str | None) -> int:
+    """A ``limit`` query parameter: 1 to MAX_LIST_LIMIT, 20 when absent."""
+    try:
+        count = int(value) if value else 20
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_LIST_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}")
+    return count
 
 
 def _etag(rt: Runtime, kind: Kind, name: str, if_match: str | None) -> str | None:

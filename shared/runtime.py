@@ -126,11 +126,12 @@ def build(settings: Settings) -> Runtime:
     if settings.key_vault_url:
         secrets = KeyVaultSecrets(SecretClient(settings.key_vault_url, credential()))
     app_blobs = _blob_service(settings.app_storage, credential)
+    runs = RunLog(table)
     return Runtime(
         settings=settings,
-        definition_store=DefinitionStore(table, seed_file=settings.exports_file),
+        definition_store=DefinitionStore(runs, seed_file=settings.exports_file),
         source=BlobSource(_blob_service(settings.export_storage, credential)),
-        runs=RunLog(table),
+        runs=runs,
         jobs=JobQueue(queue),
         secrets=secrets,
         state_container=app_blobs.get_container_client(settings.state_container),

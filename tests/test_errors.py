@@ -13,6 +13,7 @@ TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.ConfigurationError(["a: required", "b: bad"]), 500, "configuration", 2, False),
     (errors.InvalidExport(["export 'x': mode: bad"]), 400, "invalid_definition", 2, False),
     (errors.NotFound("no export named 'x'"), 404, "not_found", 3, False),
+    (errors.BadRequest("limit must be a whole number"), 400, "bad_request", 1, False),
     (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 1, False),
     (errors.SourceError("no snapshot found"), 409, "no_snapshot", 1, False),
     (errors.RemovalBlocked("removal safeguard: ..."), 409, "removal_blocked", 1, False),

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.adapters.runlog import RunLog
 from shared.core import definitions
 from shared.core.definitions import Definitions
 from shared.core.errors import PreconditionFailed, StorageError
@@ -71,23 +72,18 @@ class DefinitionStore:
     """``seed_file``: what an empty store (a new deployment) is seeded from, once, before
     its first use; recorded as changed by ``SEEDED_BY``."""
 
-    def __init__(self, table: TableClient, seed_file: Path | None = None) -> None:
-        self._table = table
+    def __init__(self, runs: RunLog, seed_file: Path | None = None) -> None:
+        self._runs = runs
         self._seed_file = seed_file
         self._ready = False
 
     def _client(self) -> TableClient:
+        table = self._runs.table()
         if not self._ready:
-            try:
-                self._table.create_table()
-            except ResourceExistsError:
-                pass
-            except AzureError as exc:
-                raise _failure("create the definitions table", exc) from None
             self._ready = True
             if self._seed_file is not None and self._seed_file.is_file() and self.is_empty():
                 self._seed(self._seed_file)
-        return self._table
+        return table
 
     def current(self, kind: Kind) -> list[Entry]:
         """Every definition of the kind as it is now, by name."""

@@ -64,6 +64,13 @@ class InvalidExport(ConfigurationError):  # noqa: N818
     http_status = 400
 
 
+class BadRequest(ExportError):  # noqa: N818
+    """An HTTP request's parameters or body are malformed."""
+
+    kind = "bad_request"
+    http_status = 400
+
+
 class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem
     """A named thing (export, run, snapshot) does not exist."""
 
