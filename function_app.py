@@ -1,25 +1,43 @@
 """Azure Functions entry points: triggers only. Each handler turns its binding input into
-plain values, calls one function of ``shared``, and turns the result back."""
+plain values, calls one function of ``shared``, and turns the result back.
+
+HTTP routes are anonymous at the Functions level: the platform's sign-in (App Service
+Authentication) stands in front of them, and every handler asks ``shared.signin`` who the
+caller is, which refuses every call when the platform's sign-in is off (see the README's
+*Sign-in and roles*). A function key says nothing about who calls, so keys protect nothing.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import api, service
+from shared import api, service, signin
+from shared.adapters.definition_store import Kind
 from shared.adapters.jobqueue import Job
+from shared.core.access import Principal
 from shared.core.privacy import install_log_filter
-from shared.runtime import current
+from shared.runtime import Runtime, current
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 install_log_filter()
 # The Azure SDKs log every HTTP request at INFO; keep their warnings only.
 logging.getLogger("azure").setLevel(logging.WARNING)
 log = logging.getLogger("function_app")
 
+ANONYMOUS = func.AuthLevel.ANONYMOUS  # the platform's sign-in and shared.signin protect routes
 
-def _http(reply: api.Reply) -> func.HttpResponse:
+
+def _serve(
+    req: func.HttpRequest, call: Callable[[Runtime, Principal], api.Reply]
+) -> func.HttpResponse:
+    def answer() -> api.Reply:
+        rt = current()
+        return call(rt, signin.caller(rt.settings, req.headers, str(req.url)))
+
+    reply = api.handle_errors(answer)
     return func.HttpResponse(
         reply.json(), status_code=reply.status, headers=reply.headers, mimetype="application/json"
     )
@@ -29,101 +47,111 @@ def _base_url(req: func.HttpRequest) -> str:
     return str(req.url).split("/api/", 1)[0]
 
 
-@app.route(route="exports/{name}/runs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def _name(req: func.HttpRequest) -> str:
+    return str(req.route_params.get("name", ""))
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+@app.route(route="exports/{name}/runs", methods=["POST"], auth_level=ANONYMOUS)
 def start_run(req: func.HttpRequest) -> func.HttpResponse:
-    name = req.route_params.get("name", "")
-    return _http(
-        api.handle_errors(lambda: api.start_run(current(), name, req.get_body(), _base_url(req)))
-    )
+    body, base = req.get_body(), _base_url(req)
+    return _serve(req, lambda rt, who: api.start_run(rt, who, _name(req), body, base))
 
 
-@app.route(
-    route="exports/{name}/runs/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION
-)
+@app.route(route="exports/{name}/runs/{run_id}", methods=["GET"], auth_level=ANONYMOUS)
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
-    name, run_id = req.route_params.get("name", ""), req.route_params.get("run_id", "")
-    return _http(api.handle_errors(lambda: api.get_run(current(), name, run_id)))
+    run_id = req.route_params.get("run_id", "")
+    return _serve(req, lambda rt, who: api.get_run(rt, who, _name(req), run_id))
 
 
-@app.route(route="exports/{name}/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="exports/{name}/runs", methods=["GET"], auth_level=ANONYMOUS)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
-    name = req.route_params.get("name", "")
-    return _http(api.handle_errors(lambda: api.list_runs(current(), name, req.params.get("limit"))))
+    limit = req.params.get("limit")
+    return _serve(req, lambda rt, who: api.list_runs(rt, who, _name(req), limit))
 
 
-@app.route(route="exports", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+# -- definitions --------------------------------------------------------------------------
+
+
+@app.route(route="exports", methods=["GET"], auth_level=ANONYMOUS)
 def list_exports(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.handle_errors(lambda: api.list_exports(current())))
+    return _serve(req, api.list_exports)
 
 
-# -- definitions ------------------------------------------------------------------------
-
-_CHANGED_BY = "http (function key)"  # who changed a definition, until sign-in names the caller
-
-
-def _if_match(req: func.HttpRequest) -> str | None:
-    return req.headers.get("If-Match") or None
-
-
-@app.route(route="exports/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def get_export(req: func.HttpRequest) -> func.HttpResponse:
-    name = req.route_params.get("name", "")
-    return _http(api.handle_errors(lambda: api.get_definition(current(), "export", name)))
-
-
-@app.route(route="exports/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
-def put_export(req: func.HttpRequest) -> func.HttpResponse:
-    name, body, if_match = req.route_params.get("name", ""), req.get_body(), _if_match(req)
-    return _http(api.handle_errors(lambda: api.put_definition(
-        current(), "export", name, body, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
-
-
-@app.route(route="exports/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
-def delete_export(req: func.HttpRequest) -> func.HttpResponse:
-    name, if_match = req.route_params.get("name", ""), _if_match(req)
-    return _http(api.handle_errors(lambda: api.delete_definition(
-        current(), "export", name, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
-
-
-@app.route(route="exports/{name}/history", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def export_history(req: func.HttpRequest) -> func.HttpResponse:
-    name, limit = req.route_params.get("name", ""), req.params.get("limit")
-    return _http(
-        api.handle_errors(lambda: api.definition_history(current(), "export", name, limit))
-    )
-
-
-@app.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="connections", methods=["GET"], auth_level=ANONYMOUS)
 def list_connections(req: func.HttpRequest) -> func.HttpResponse:
-    return _http(api.handle_errors(lambda: api.list_connections(current())))
+    return _serve(req, api.list_connections)
 
 
-@app.route(route="connections/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def _get(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+    return _serve(req, lambda rt, who: api.get_definition(rt, who, kind, _name(req)))
+
+
+def _put(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+    body, if_match = req.get_body(), req.headers.get("If-Match") or None
+    return _serve(req, lambda rt, who: api.put_definition(
+        rt, who, kind, _name(req), body, if_match=if_match))  # fmt: skip
+
+
+def _delete(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+    if_match = req.headers.get("If-Match") or None
+    return _serve(req, lambda rt, who: api.delete_definition(
+        rt, who, kind, _name(req), if_match=if_match))  # fmt: skip
+
+
+def _history(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+    limit = req.params.get("limit")
+    return _serve(req, lambda rt, who: api.definition_history(rt, who, kind, _name(req), limit))
+
+
+@app.route(route="exports/{name}", methods=["GET"], auth_level=ANONYMOUS)
+def get_export(req: func.HttpRequest) -> func.HttpResponse:
+    return _get(req, "export")
+
+
+@app.route(route="exports/{name}", methods=["PUT"], auth_level=ANONYMOUS)
+def put_export(req: func.HttpRequest) -> func.HttpResponse:
+    return _put(req, "export")
+
+
+@app.route(route="exports/{name}", methods=["DELETE"], auth_level=ANONYMOUS)
+def delete_export(req: func.HttpRequest) -> func.HttpResponse:
+    return _delete(req, "export")
+
+
+@app.route(route="exports/{name}/history", methods=["GET"], auth_level=ANONYMOUS)
+def export_history(req: func.HttpRequest) -> func.HttpResponse:
+    return _history(req, "export")
+
+
+@app.route(route="connections/{name}", methods=["GET"], auth_level=ANONYMOUS)
 def get_connection(req: func.HttpRequest) -> func.HttpResponse:
-    name = req.route_params.get("name", "")
-    return _http(api.handle_errors(lambda: api.get_definition(current(), "connection", name)))
+    return _get(req, "connection")
 
 
-@app.route(route="connections/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="connections/{name}", methods=["PUT"], auth_level=ANONYMOUS)
 def put_connection(req: func.HttpRequest) -> func.HttpResponse:
-    name, body, if_match = req.route_params.get("name", ""), req.get_body(), _if_match(req)
-    return _http(api.handle_errors(lambda: api.put_definition(
-        current(), "connection", name, body, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+    return _put(req, "connection")
 
 
-@app.route(route="connections/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="connections/{name}", methods=["DELETE"], auth_level=ANONYMOUS)
 def delete_connection(req: func.HttpRequest) -> func.HttpResponse:
-    name, if_match = req.route_params.get("name", ""), _if_match(req)
-    return _http(api.handle_errors(lambda: api.delete_definition(
-        current(), "connection", name, if_match=if_match, by=_CHANGED_BY)))  # fmt: skip
+    return _delete(req, "connection")
 
 
-@app.route(route="connections/{name}/history", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="connections/{name}/history", methods=["GET"], auth_level=ANONYMOUS)
 def connection_history(req: func.HttpRequest) -> func.HttpResponse:
-    name, limit = req.route_params.get("name", ""), req.params.get("limit")
-    return _http(
-        api.handle_errors(lambda: api.definition_history(current(), "connection", name, limit))
-    )
+    return _history(req, "connection")
+
+
+@app.route(route="me", methods=["GET"], auth_level=ANONYMOUS)
+def me(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, api.me)
+
+
+# -- timer and queue ----------------------------------------------------------------------
 
 
 @app.timer_trigger(

@@ -61,6 +61,9 @@ param operatorIpAddresses string = ''
 @description('NCRONTAB schedule (UTC) of the timer that looks for new Customer Insights snapshots.')
 param exportSchedule string = '0 */15 * * * *'
 
+@description('Client ID of the Entra ID app registration that signs callers in and defines the roles Exporter.Admin, Exporter.Operator and Exporter.Reader (docs/deploy.md). Empty: every call gets 401 until it is set.')
+param authClientId string = ''
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -235,6 +238,7 @@ module api 'app/api.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings
+    authClientId: authClientId
   }
   // The host needs its storage roles before it starts.
   dependsOn: [

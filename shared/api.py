@@ -13,6 +13,7 @@ from typing import Any
 
 from shared import definition_changes, service
 from shared.adapters.definition_store import Entry, Kind
+from shared.core.access import Action, Principal, Role, authorize
 from shared.core.definitions import Export
 from shared.core.errors import (
     BadRequest,
@@ -56,7 +57,9 @@ def handle_errors(call: Any) -> Reply:
     return reply
 
 
-def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
+def start_run(rt: Runtime, who: Principal, name: str, body: bytes, base_url: str) -> Reply:
+    export = rt.definitions.require(name)
+    authorize(who, Action.RUN, rt.definitions.connection(export.connection))
     options = _run_options(body)
     if isinstance(options, Reply):
         return options
@@ -64,6 +67,7 @@ def start_run(rt: Runtime, name: str, body: bytes, base_url: str) -> Reply:
         rt,
         name,
         Trigger.HTTP,
+        requested_by=who.label,
         dry_run=options.get("dry_run", False),
         allow_large_removal=options.get("allow_large_removal", False),
         snapshot=options.get("snapshot") or None,
@@ -106,7 +110,8 @@ def _run_options(body: bytes) -> dict[str, Any] | Reply:
     return options
 
 
-def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
+def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
+    authorize(who, Action.READ)
     rt.definitions.require(name)
     record = rt.runs.get(name, run_id)
     if record is None:
@@ -114,14 +119,16 @@ def get_run(rt: Runtime, name: str, run_id: str) -> Reply:
     return Reply(200, record.as_dict())
 
 
-def list_runs(rt: Runtime, name: str, limit: str | None) -> Reply:
+def list_runs(rt: Runtime, who: Principal, name: str, limit: str | None) -> Reply:
+    authorize(who, Action.READ)
     rt.definitions.require(name)
     count = _limit(limit)
     runs = rt.runs.recent(name, limit=count)
     return Reply(200, {"export": name, "runs": [r.as_dict() for r in runs]})
 
 
-def list_exports(rt: Runtime) -> Reply:
+def list_exports(rt: Runtime, who: Principal) -> Reply:
+    authorize(who, Action.READ)
     return Reply(
         200,
         {
@@ -158,6 +165,7 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
         "enabled": export.enabled,
         "mode": export.mode,
         "source": {"container": export.container, "path": export.path},
+        "sources": [{"container": s.container, "path": s.path} for s in export.sources],
         "audience": audience,
         "connection": export.connection,
         "columns": {kind.column_key: column for kind, column in export.columns},
@@ -172,7 +180,8 @@ def _run(record: RunRecord | None) -> dict[str, Any] | None:
 # -- definitions: /api/exports/{name}, /api/connections/{name} ------------------------------
 
 
-def get_definition(rt: Runtime, kind: Kind, name: str) -> Reply:
+def get_definition(rt: Runtime, who: Principal, kind: Kind, name: str) -> Reply:
+    authorize(who, Action.READ)
     entry = rt.definition_store.get(kind, name)
     if entry is None:
         raise NotFound(f"no {kind} named {name!r}")
@@ -180,13 +189,14 @@ def get_definition(rt: Runtime, kind: Kind, name: str) -> Reply:
     return Reply(200, body, {"ETag": entry.etag})
 
 
-def list_connections(rt: Runtime) -> Reply:
+def list_connections(rt: Runtime, who: Principal) -> Reply:
+    authorize(who, Action.READ)
     entries = rt.definition_store.current("connection")
     return Reply(200, {"connections": [_definition(rt, e) for e in entries]})
 
 
 def put_definition(
-    rt: Runtime, kind: Kind, name: str, body: bytes, *, if_match: str | None, by: str
+    rt: Runtime, who: Principal, kind: Kind, name: str, body: bytes, *, if_match: str | None
 ) -> Reply:
     """Create (no ``If-Match``) or replace (``If-Match``: the ETag read) a definition."""
     if len(body) > MAX_BODY_BYTES:
@@ -194,26 +204,56 @@ def put_definition(
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    _may_change(rt, who, kind, name, document)
+    if not isinstance(document, dict):
         return _error(400, "bad_request", "the request body must be a JSON object")
     etag = _etag(rt, kind, name, if_match)
-    entry = definition_changes.put(rt, kind, name, document, etag=etag, by=by)
+    entry = definition_changes.put(rt, kind, name, document, etag=etag, by=who.label)
     location = f"/api/{kind}s/{name}"
     status = 201 if etag is None else 200
     return Reply(status, _definition(rt, entry), {"ETag": entry.etag, "Location": location})
 
 
 def delete_definition(
-    rt: Runtime, kind: Kind, name: str, *, if_match: str | None, by: str
+    rt: Runtime, who: Principal, kind: Kind, name: str, *, if_match: str | None
 ) -> Reply:
+    _may_change(rt, who, kind, name, None)
     if not if_match:
         advice = f"send If-Match with the {kind}'s ETag (GET /api/{kind}s/{name})"
         return _error(428, "precondition_required", advice)
     etag = _etag(rt, kind, name, if_match)
     assert etag is not None
-    return Reply(200, definition_changes.delete(rt, kind, name, etag=etag, by=by))
+    return Reply(200, definition_changes.delete(rt, kind, name, etag=etag, by=who.label))
 
 
-def definition_history(rt: Runtime, kind: Kind, name: str, limit: str | None) -> Reply:
+def me(rt: Runtime, who: Principal) -> Reply:
+    """The caller, their roles, and the connections whose exports they may change and run."""
+    may_run = bool(who.roles & {Role.OPERATOR, Role.ADMIN})
+    usable = [c.name for c in rt.definitions.connections if may_run and who.may_use(c)]
+    return Reply(200, {**who.as_dict(), "connections": usable})
+
+
+def _may_change(rt: Runtime, who: Principal, kind: Kind, name: str, document: object) -> None:
+    """Authorize a change: connections are admins' business; an export change needs the
+    connection it names now and the one it is to name."""
+    if kind == "connection":
+        authorize(who, Action.EDIT_CONNECTION)
+        return
+    names = set()
+    stored = rt.definition_store.get("export", name)
+    if stored is not None and isinstance(stored.document, dict):
+        names.add(stored.document.get("connection"))
+    if isinstance(document, dict):
+        names.add(document.get("connection"))
+    known = {c.name: c for c in rt.definitions.connections}
+    authorize(who, Action.EDIT_EXPORT, *(known[n] for n in sorted(names, key=str) if n in known))
+
+
+def definition_history(
+    rt: Runtime, who: Principal, kind: Kind, name: str, limit: str | None
+) -> Reply:
+    authorize(who, Action.READ)
     count = _limit(limit)
     versions = rt.definition_store.history(kind, name, limit=count)
     if not versions:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, definition_changes, localworker, service
+from shared import api, connect, definition_changes, localworker, service, signin
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.core import definitions
 from shared.core.definitions import default_connection
@@ -82,7 +82,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _exports(_: argparse.Namespace) -> int:
-    _print(api.list_exports(current()).body)
+    _print(api.list_exports(current(), signin.command_line()).body)
     return 0
 
 
@@ -203,7 +203,7 @@ def _export_definitions(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    reply = api.list_runs(current(), args.name, str(args.limit))
+    reply = api.list_runs(current(), signin.command_line(), args.name, str(args.limit))
     _print(reply.body)
     return 0 if reply.status == 200 else 2
 

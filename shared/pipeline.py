@@ -11,6 +11,7 @@ every accepted request, with a checkpoint that lets a later delivery resume the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -24,8 +25,8 @@ from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.statestore import TOUCHED, StateStore
 from shared.core import identifiers, safeguard
 from shared.core.csvstream import column_cells
-from shared.core.definitions import Export, Mode
-from shared.core.errors import RemovalBlocked, RetryableError, SourceError
+from shared.core.definitions import Export, Mode, Source
+from shared.core.errors import RemovalBlocked, RetryableError, SnapshotSettling, SourceError
 from shared.core.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.core.mirror_diff import Diff, diff
 from shared.core.runrecord import Progress
@@ -36,50 +37,129 @@ _IN_FLIGHT = 2  # request bodies built ahead of the one being sent
 _SKIPPED = -1  # what the sender thread returns for a request it did not send
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a run will read: a snapshot, its model (if any) and the partitions in order."""
+SEGMENTS_JOINED = " + "  # how a several-segment run's snapshot id joins its segments' ids
 
-    export: Export
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """What a run reads of one segment: its snapshot, model (if any), partitions in order."""
+
+    source: Source
     snapshot: Snapshot
     model: Model | None
     partitions: tuple[str, ...]
 
 
-def find_snapshots(source: BlobSource, export: Export) -> list[Snapshot]:
-    """The export's snapshots in Blob Storage, oldest first."""
-    return snapshots(export.path, source.list(export.container, export.path))
+@dataclass(frozen=True)
+class Plan:
+    """What a run reads: one snapshot of each of the export's segments, in their order."""
+
+    export: Export
+    snapshot: Snapshot  # for several segments, one made of theirs (see ``combined``)
+    segments: tuple[SegmentPlan, ...]
+
+
+def find_snapshots(source: BlobSource, where: Source) -> list[Snapshot]:
+    """A segment's snapshots in Blob Storage, oldest first."""
+    return snapshots(where.path, source.list(where.container, where.path))
+
+
+def choose_snapshot(
+    source: BlobSource,
+    export: Export,
+    settled: Callable[[Snapshot], bool],
+    *,
+    wanted: str | None = None,
+    newest_only: bool = False,
+) -> Snapshot:
+    """The snapshot a run of ``export`` reads: each segment's newest settled one (or the one
+    ``wanted`` names), joined. ``newest_only``: Settling while a segment's newest snapshot is
+    not settled yet, rather than falling back to its previous one."""
+    wanted_ids: list[str | None] = [None] * len(export.sources)
+    if wanted is not None:
+        wanted_ids = list(wanted.split(SEGMENTS_JOINED))
+        if len(wanted_ids) != len(export.sources):
+            raise SourceError(f"export {export.name!r}: no snapshot {wanted!r}")
+    picks = []
+    for where, want in zip(export.sources, wanted_ids, strict=True):
+        found = find_snapshots(source, where)
+        if not found:
+            raise SourceError(
+                f"{where.label}: no snapshot found (no yyyy/MM/dd/HHmm/{where.table_name}_<n>.csv "
+                f"or {where.table_name}_<epoch>.csv files)"
+            )
+        if want is not None:
+            found = [s for s in found if s.id == want]
+            if not found:
+                raise SourceError(f"{where.label}: no snapshot {want!r}")
+        ready = [s for s in found if settled(s)]
+        if not ready or (newest_only and ready[-1] is not found[-1]):
+            raise SnapshotSettling(
+                f"{where.label}: snapshot {found[-1].id} is still being written (its newest "
+                "files are too recent); try again shortly"
+            )
+        picks.append(ready[-1])
+    return combined(picks)
+
+
+def combined(snapshots_: list[Snapshot]) -> Snapshot:
+    """One snapshot standing for one of each segment (itself when there is one segment)."""
+    if len(snapshots_) == 1:
+        return snapshots_[0]
+    fingerprint = hashlib.sha256("\n".join(s.version for s in snapshots_).encode())
+    return Snapshot(
+        id=SEGMENTS_JOINED.join(s.id for s in snapshots_),
+        taken_at=max(s.taken_at for s in snapshots_),
+        partitions=tuple(p for s in snapshots_ for p in s.partitions),
+        last_modified=max(s.last_modified for s in snapshots_),
+        folder=None,
+        version=fingerprint.hexdigest()[:32],
+    )
 
 
 def plan(source: BlobSource, export: Export, snapshot_id: str) -> Plan:
-    found = {s.id: s for s in find_snapshots(source, export)}
+    """What a run of ``snapshot_id`` (as ``choose_snapshot`` named it) reads."""
+    ids = snapshot_id.split(SEGMENTS_JOINED)
+    if len(ids) != len(export.sources):
+        raise SourceError(
+            f"export {export.name!r}: snapshot {snapshot_id} does not match its segments "
+            "(were segments added or removed since the run was queued?)"
+        )
+    segments = tuple(
+        _segment_plan(source, where, wanted)
+        for where, wanted in zip(export.sources, ids, strict=True)
+    )
+    return Plan(export, combined([s.snapshot for s in segments]), segments)
+
+
+def _segment_plan(source: BlobSource, where: Source, snapshot_id: str) -> SegmentPlan:
+    found = {s.id: s for s in find_snapshots(source, where)}
     snapshot = found.get(snapshot_id)
-    where = f"{export.container}/{export.path}"
     if snapshot is None:
-        raise SourceError(f"{where}: snapshot {snapshot_id} not found (was it deleted?)")
+        raise SourceError(f"{where.label}: snapshot {snapshot_id} not found (was it deleted?)")
     if snapshot.folder is None:
-        return Plan(export, snapshot, None, snapshot.partitions)
-    model_name = model_blob_name(export.path)
-    document = source.read_small(export.container, model_name)
+        return SegmentPlan(where, snapshot, None, snapshot.partitions)
+    model_name = model_blob_name(where.path)
+    document = source.read_small(where.container, model_name)
     if document is None:
-        return Plan(export, snapshot, None, snapshot.partitions)
+        return SegmentPlan(where, snapshot, None, snapshot.partitions)
     model = read_model(
         document,
-        entity=export.table_name,
-        container=export.container,
-        where=f"{export.container}/{model_name}",
+        entity=where.table_name,
+        container=where.container,
+        where=f"{where.container}/{model_name}",
     )
     listed = [p for p in model.partitions if p.startswith(snapshot.folder + "/")]
     if not listed:
         # model.json describes another snapshot: keep its columns, read the folder's files.
-        return Plan(export, snapshot, model, snapshot.partitions)
+        return SegmentPlan(where, snapshot, model, snapshot.partitions)
     missing = sorted(set(listed) - set(snapshot.partitions))
     if missing:
         raise SourceError(
-            f"{export.container}/{model_name} lists partition {missing[0]}, which is not in "
+            f"{where.container}/{model_name} lists partition {missing[0]}, which is not in "
             f"Blob Storage ({len(missing)} missing)"
         )
-    return Plan(export, snapshot, model, tuple(listed))
+    return SegmentPlan(where, snapshot, model, tuple(listed))
 
 
 @dataclass(frozen=True)
@@ -147,20 +227,27 @@ def run(
         raise
 
 
-def _cells(plan: Plan, source: BlobSource, column: str) -> Iterator[str]:
-    export = plan.export
-    return column_cells(
-        plan.partitions,
-        lambda name: source.open(export.container, name),
-        column=column,
-        model=plan.model,
-    )
+def _cells(plan: Plan, source: BlobSource, column: str, progress: Progress) -> Iterator[str]:
+    """The column's cells of every segment, one after another (so that de-duplication and
+    the mirror diff work on their union), counting each segment's rows."""
+    for segment in plan.segments:
+        where = segment.source
+        cells = column_cells(
+            segment.partitions,
+            functools.partial(source.open, where.container),
+            column=column,
+            model=segment.model,
+        )
+        rows = 0
+        for rows, cell in enumerate(cells, 1):  # noqa: B007 - rows is read below
+            yield cell
+        progress.by_segment[where.label] = {"rows": rows}
 
 
 def _no_rows(plan: Plan) -> SourceError:
-    export = plan.export
+    where = ", ".join(s.source.label for s in plan.segments)
     return SourceError(
-        f"{export.container}/{export.path}: snapshot {plan.snapshot.id} holds no data rows; "
+        f"{where}: snapshot {plan.snapshot.id} holds no data rows; "
         "nothing was sent (an empty segment export is treated as a fault)"
     )
 
@@ -175,7 +262,7 @@ def _add(
             tally = identifiers.Tally()
             sender.counts = progress.by_type.setdefault(kind.schema, {})
             normalise = identifiers.normaliser(kind, export.default_country_code)
-            cells = _cells(plan, source, column)
+            cells = _cells(plan, source, column, progress)
             for batch in identifiers.digest_batches(cells, normalise, attempt.batch_size, tally):
                 sender.send("POST", kind, batch)
             sender.drain()
@@ -207,7 +294,7 @@ def _mirror(
         progress.by_type.setdefault(kind.schema, {})
         normalise = identifiers.normaliser(kind, export.default_country_code)
         batches = identifiers.digest_batches(
-            _cells(plan, source, column), normalise, 1 << 62, tally
+            _cells(plan, source, column, progress), normalise, 1 << 62, tally
         )
         current = [digest for batch in batches for digest in batch]
         current.sort()

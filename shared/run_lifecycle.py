@@ -8,12 +8,13 @@ ended on stale grounds (the next check decides again from fresh data).
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 
 from shared.core.definitions import Export
 from shared.core.errors import RecordChanged
-from shared.core.runrecord import RunRecord, new_run_id, now
+from shared.core.runrecord import RunRecord, Trigger, new_run_id, now
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,14 @@ def new_record(
     *,
     dry_run: bool,
     allow_large_removal: bool,
+    requested_by: str = "",
 ) -> RunRecord:
+    """A new run's record. ``requested_by`` says who asked (object ID and name); the timer's
+    runs say ``timer``, the command line's ``cli (<the OS user>)``."""
+    if not requested_by:
+        requested_by = f"cli ({getpass.getuser()})" if trigger == Trigger.CLI else str(trigger)
     return RunRecord(
+        requested_by=requested_by,
         run_id=new_run_id(),
         export=export.name,
         trigger=trigger,

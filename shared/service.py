@@ -26,6 +26,7 @@ from shared.core.errors import (
     ExportError,
     RunActive,
     RunBusy,
+    SnapshotSettling,
     SourceError,
     StorageError,
 )
@@ -51,6 +52,7 @@ def request_run(
     dry_run: bool = False,
     allow_large_removal: bool = False,
     snapshot: str | None = None,
+    requested_by: str = "",
 ) -> RunRecord:
     """Queue a run of the export's newest snapshot (or of ``snapshot``), exported before or
     not.
@@ -69,28 +71,16 @@ def request_run(
         trigger,
         dry_run=dry_run,
         allow_large_removal=allow_large_removal,
+        requested_by=requested_by,
     )
 
 
 def _settled_snapshot(rt: Runtime, export: Export, wanted: str | None = None) -> Snapshot:
-    """The newest complete snapshot, or the one named ``wanted`` if it is complete."""
-    found = pipeline.find_snapshots(rt.source, export)
-    if not found:
-        raise SourceError(
-            f"{export.container}/{export.path}: no snapshot found (no "
-            f"yyyy/MM/dd/HHmm/{export.table_name}_<n>.csv or {export.table_name}_<epoch>.csv files)"
-        )
-    if wanted is not None:
-        found = [s for s in found if s.id == wanted]
-        if not found:
-            raise SourceError(f"{export.container}/{export.path}: no snapshot {wanted!r}")
-    settled = [s for s in found if _settled(rt, s, datetime.now(UTC))]
-    if not settled:
-        raise SourceError(
-            f"{export.container}/{export.path}: snapshot {found[-1].id} is still being written "
-            f"(files younger than {rt.settings.snapshot_settle_seconds:g} s); try again shortly"
-        )
-    return settled[-1]
+    """Each segment's newest complete snapshot, or the ones ``wanted`` names if complete."""
+    now_ = datetime.now(UTC)
+    return pipeline.choose_snapshot(
+        rt.source, export, lambda s: _settled(rt, s, now_), wanted=wanted
+    )
 
 
 def _settled(rt: Runtime, snapshot: Snapshot, at: datetime) -> bool:
@@ -109,9 +99,16 @@ def _enqueue(
     *,
     dry_run: bool = False,
     allow_large_removal: bool = False,
+    requested_by: str = "",
 ) -> RunRecord:
     record = new_record(
-        rt, export, snapshot.id, trigger, dry_run=dry_run, allow_large_removal=allow_large_removal
+        rt,
+        export,
+        snapshot.id,
+        trigger,
+        dry_run=dry_run,
+        allow_large_removal=allow_large_removal,
+        requested_by=requested_by,
     )
     locking.claim_queued(rt, record)
     try:
@@ -164,12 +161,15 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
 
 
 def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None:
-    found = pipeline.find_snapshots(rt.source, export)
-    if not found:
+    try:  # each segment's newest snapshot, once all of them are complete
+        newest = pipeline.choose_snapshot(
+            rt.source, export, lambda s: _settled(rt, s, at), newest_only=True
+        )
+    except SnapshotSettling as exc:
+        log.info("Export %s: %s", export.name, exc)
         return None
-    newest = found[-1]
-    if not _settled(rt, newest, at):
-        log.info("Export %s: snapshot %s is still settling", export.name, newest.id)
+    except SourceError as exc:  # a segment has no snapshot yet
+        log.info("Export %s: nothing to export yet (%s)", export.name, exc)
         return None
     runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
     if any(r.status in ACTIVE for r in runs):

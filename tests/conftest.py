@@ -190,8 +190,12 @@ def app(
         "SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN": REFRESH_TOKEN,
         "SECRET_EXPORTER_STATE_KEY": STATE_KEY,
         "LOCAL_SECRETS_FILE": str(tmp_path / "local-state" / "secrets.json"),
+        # HTTP tests call the handlers on loopback as the local admin, unless they send the
+        # platform's principal header (see test_sign_in_and_roles.py).
+        "LOCAL_PRINCIPAL": "admin",
     }
-    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE"):
+    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE", "WEBSITE_INSTANCE_ID",
+                 "WEBSITE_AUTH_ENABLED"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -22,8 +22,9 @@ def sha(value: str) -> str:
 
 
 def snapshot(blob_service: BlobServiceClient, container: str, rows: list[dict[str, str]],
-             day: int) -> None:  # fmt: skip
-    """One snapshot folder with the given rows (columns from the first row), header included."""
+             day: int, path: str = PATH) -> None:  # fmt: skip
+    """One snapshot folder of the segment at ``path`` with the given rows (columns from the
+    first row), header included."""
     if not blob_service.get_container_client(container).exists():
         blob_service.create_container(container)
     columns = list(rows[0])
@@ -32,8 +33,9 @@ def snapshot(blob_service: BlobServiceClient, container: str, rows: list[dict[st
         + "\n"
         + "".join(",".join(f'"{row[c]}"' for c in columns) + "\n" for row in rows)
     )
-    folder = f"{PATH}/2026/11/{day:02d}/0600"
-    blob_service.get_blob_client(container, f"{folder}/HighValue_1.csv").upload_blob(
+    folder = f"{path}/2026/11/{day:02d}/0600"
+    table = path.rsplit("/", 1)[-1]
+    blob_service.get_blob_client(container, f"{folder}/{table}_1.csv").upload_blob(
         text.encode(), overwrite=True
     )
 

@@ -27,7 +27,7 @@ def test_audience_status_is_recorded_and_listed(
     record = run(app)
     assert (record.approximate_number_users, record.upload_status, record.targetable_status) == (
         30, "COMPLETE", "TOO_FEW_USERS")  # fmt: skip
-    request = func.HttpRequest("GET", "https://x.example/api/exports", body=b"")
+    request = func.HttpRequest("GET", "http://127.0.0.1:7071/api/exports", body=b"")
     listed = json.loads(function_app.list_exports(request).get_body())["exports"][0]
     assert listed["audience"]["approximate_number_users"] == 30
     assert listed["audience"]["targetable_status"] == "TOO_FEW_USERS"

@@ -206,7 +206,7 @@ def test_a_broken_definition_is_reported_and_the_others_run(
         in caplog.text
     )
 
-    request = func.HttpRequest("POST", "https://x.example/api/exports/bad/runs",
+    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/bad/runs",
                                route_params={"name": "bad"}, body=b"")  # fmt: skip
     response = function_app.start_run(request)
     body = json.loads(response.get_body())
@@ -214,7 +214,7 @@ def test_a_broken_definition_is_reported_and_the_others_run(
     assert body["problems"][0].startswith("export 'bad': audience_id: give either audience_id")
     listing = json.loads(
         function_app.list_exports(
-            func.HttpRequest("GET", "https://x.example/api/exports", body=b"")
+            func.HttpRequest("GET", "http://127.0.0.1:7071/api/exports", body=b"")
         ).get_body()
     )
     assert {i["name"] for i in listing["invalid"]} == {"bad"}

@@ -27,7 +27,10 @@ def test_validate_names_every_problem(tmp_path: Path, capsys: pytest.CaptureFixt
     path.write_text(json.dumps({"connections": [{"name": "main"}], "exports": [{"name": "x"}]}))
     assert main(["validate", "--exports", str(path)]) == 2
     problems = json.loads(capsys.readouterr().err)["problems"]
-    assert "export 'x': source: expected an object with container and path" in problems
+    assert (
+        "export 'x': source: give either source (one segment: container and path) or sources (a list of them)"
+        in problems
+    )
     assert any(p.startswith("export 'x': audience_id: give either") for p in problems)
 
 

@@ -44,7 +44,7 @@ def at_once(*calls: Callable[[], object]) -> list[object]:
 
 
 def post() -> int:
-    request = func.HttpRequest("POST", "https://x.example/api/exports/high-value/runs",
+    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"}, body=b"")  # fmt: skip
     response: func.HttpResponse = function_app.start_run(request)
     return response.status_code

@@ -27,7 +27,7 @@ def call(
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     params = dict(zip(("name",), route.split("/")[1:2], strict=False))
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = func.HttpRequest(method, f"https://x.example/api/{route}", route_params=params,
+    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{route}", route_params=params,
                                body=data, headers=headers)  # fmt: skip
     response: func.HttpResponse = handler(request)
     text = response.get_body()
@@ -121,7 +121,7 @@ def test_history_says_who_changed_what_and_when(app: App) -> None:
     newest, oldest = history["versions"]
     assert (newest["version"], newest["action"], newest["definition"]["enabled"]) == (
         2, "replaced", False)  # fmt: skip
-    assert newest["changed_by"] == "http (function key)"
+    assert newest["changed_by"] == "00000000-0000-4000-8000-00000000000a (local admin)"
     assert newest["changed_at"] >= oldest["changed_at"]
     assert (oldest["version"], oldest["action"], oldest["changed_by"]) == (1, "created", SEEDED_BY)
 

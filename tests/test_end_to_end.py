@@ -14,7 +14,7 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from tests.conftest import AUDIENCE, App
 
-BASE = "https://exporter.example.net"
+BASE = "http://127.0.0.1:7071"  # the local host (local mode answers loopback only)
 
 
 def post_run(name: str, body: bytes = b"") -> func.HttpResponse:

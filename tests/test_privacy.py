@@ -43,7 +43,7 @@ def write_snapshot(blob_service: BlobServiceClient, container: str, cells: list[
 
 
 def http(handler: func.FunctionBuilder, method: str, **route: str) -> str:
-    request = func.HttpRequest(method, "https://x.example/api/r", route_params=route, body=b"")
+    request = func.HttpRequest(method, "http://127.0.0.1:7071/api/r", route_params=route, body=b"")
     response: func.HttpResponse = handler(request)
     return response.get_body().decode()
 

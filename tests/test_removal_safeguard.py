@@ -37,7 +37,7 @@ def blank(rows: list[dict[str, str]], column: str = "EMail") -> list[dict[str, s
 
 
 def post_run(body: bytes) -> dict[str, object]:
-    request = func.HttpRequest("POST", "https://x.example/api/exports/high-value/runs",
+    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"}, body=body)  # fmt: skip
     response = function_app.start_run(request)
     assert response.status_code == 202, response.get_body()
@@ -255,7 +255,7 @@ def test_a_permitted_removal_can_be_pinned_to_the_snapshot_a_dry_run_showed(
     assert (record.status, record.snapshot, record.removed) == ("succeeded", reviewed.snapshot, 50)
     assert sandbox.identifiers(AUDIENCE) == hashes(range(50, 100))
 
-    request = func.HttpRequest("POST", "https://x.example/api/exports/high-value/runs",
+    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"},
                                body=b'{"snapshot": "2020/01/01/0000"}')  # fmt: skip
     missing = function_app.start_run(request)

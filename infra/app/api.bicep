@@ -32,6 +32,12 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 10
 
+@description('Client ID of the Entra ID app registration callers sign in to (docs/deploy.md, "Sign-in and roles"). Empty: sign-in is on, but nobody can sign in until it is set.')
+param authClientId string = ''
+
+@description('Tenant of that app registration.')
+param authTenantId string = tenant().tenantId
+
 // Identity-based storage settings (read by the host, and the queue/table/clientId ones by the app
 // too) and Application Insights (read by the platform only).
 var platformSettings = {
@@ -62,8 +68,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17: Client certificates would break the documented callers (curl, scripts with a function key); TLS 1.2 and function keys protect the API.
-  // checkov:skip=CKV_AZURE_222: The HTTP API is how the operator starts and inspects runs from outside Azure; it stays public behind function keys and HTTPS only.
+  // checkov:skip=CKV_AZURE_17: Client certificates would break the documented callers (browsers and scripts signing in with Entra ID); TLS 1.2 and the platform's Entra ID sign-in protect the API.
+  // checkov:skip=CKV_AZURE_222: The HTTP API is how operators start and inspect runs from outside Azure; it stays public, HTTPS only, behind the platform's Entra ID sign-in and the app's roles.
   // checkov:skip=CKV_AZURE_212: A batch exporter driven by a timer and a queue does not need warm instances; Flex Consumption scales from zero, and always-ready instances would be billed around the clock.
   // checkov:skip=CKV_AZURE_213: No HTTP health probe: the work runs in timer and queue triggers, instances scale to zero, and failures surface in Application Insights and the runs table.
   name: name
@@ -116,6 +122,51 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.11'
+      }
+    }
+  }
+}
+
+// The platform's sign-in (App Service Authentication) in front of every HTTP route: a request
+// without a valid Entra ID token for the app registration gets 401, and the app reads the
+// caller and their app roles from X-MS-CLIENT-PRINCIPAL. The app refuses every call while
+// this is off (WEBSITE_AUTH_ENABLED unset), so a misconfiguration never opens the API.
+resource signIn 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: it is the App Service Authentication this check asks for; checkov looks for the older siteAuthSettings shape on the site.
+  // checkov:skip=CKV_AZURE_63: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: HTTP logging is a web-config property, not one of authsettingsV2.
+  // checkov:skip=CKV_AZURE_65: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: detailed error messages are a web-config property, not one of authsettingsV2.
+  // checkov:skip=CKV_AZURE_66: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: failed request tracing is a web-config property, not one of authsettingsV2.
+  // checkov:skip=CKV_AZURE_80: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: the .NET version is a web-config property (and the app runs Python 3.11).
+  // checkov:skip=CKV_AZURE_88: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: Azure Files mounts are a site property, not one of authsettingsV2 (the app mounts none).
+  // checkov:skip=CKV_AZURE_222: This resource is the sign-in configuration (authsettingsV2), not the site's web configuration: public network access is a site property, not one of authsettingsV2 (the site's suppression gives the reason).
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: !empty(authClientId)
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
       }
     }
   }

@@ -80,9 +80,29 @@ MODES = tuple(Mode)
 
 
 @dataclass(frozen=True)
+class Source:
+    """One Customer Insights segment export: a folder (or flat file prefix) in a container."""
+
+    container: str
+    path: str
+
+    @property
+    def table_name(self) -> str:
+        """The Customer Insights table (segment) name: the last part of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.container}/{self.path}"
+
+
+MAX_SOURCES = 20
+
+
+@dataclass(frozen=True)
 class Export:
     name: str
-    container: str
+    container: str  # the first segment's container and path (see ``sources``)
     path: str  # the segment's folder (or flat file prefix) inside the container
     audience_id: str  # "" when the app creates the audience (see new_audience)
     connection: str
@@ -92,6 +112,12 @@ class Export:
     default_country_code: str | None = None
     new_audience: NewAudience | None = None
     removal_limits: Limits = dataclasses.field(default_factory=Limits)  # mirror safeguard
+    more_sources: tuple[Source, ...] = ()  # the segments after the first, if it has several
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """Every segment the export sends to its one audience, in order."""
+        return (Source(self.container, self.path), *self.more_sources)
 
     @property
     def email_column(self) -> str:
@@ -310,7 +336,8 @@ def _parse_export(
     if name:
         where = f"export {name!r} ({place})" if place else f"export {name!r}"
     _unknown_keys(item, _EXPORT_FIELDS, where, problems)
-    container, path = _parse_source(item.get("source"), where, problems)
+    sources = _parse_sources(item, where, problems)
+    container, path = (sources[0].container, sources[0].path) if sources else ("", "")
     audience_id, new_audience = _parse_audience(item, where, problems)
     connection = _text(item, "connection", where, problems)
     if connection and connection not in connections:
@@ -348,6 +375,7 @@ def _parse_export(
         default_country_code=country,
         new_audience=new_audience,
         removal_limits=limits,
+        more_sources=tuple(sources[1:]),
     )
 
 
@@ -368,7 +396,7 @@ def _is_number(value: object) -> bool:
 
 
 _EXPORT_FIELDS = {
-    "name", "description", "source", "audience_id", "audience", "connection", "columns",
+    "name", "description", "source", "sources", "audience_id", "audience", "connection", "columns",
     "enabled", "mode", "default_country_code", "data_transfer_acknowledged",
     "max_removal_percent", "always_allowed_removals",
 }  # fmt: skip
@@ -409,8 +437,32 @@ def _parse_audience(
     return "", NewAudience(account, name, retention, description)
 
 
+def _parse_sources(item: dict[str, Any], where: str, problems: list[str]) -> list[Source]:
+    """``sources`` (one or more segments) or ``source`` (the shorthand for one)."""
+    if ("source" in item) == ("sources" in item):
+        problems.append(
+            f"{where}: source: give either source (one segment: container and path) or "
+            "sources (a list of them)"
+        )
+        return []
+    if "source" in item:
+        container, path = _parse_source(item["source"], f"{where}: source", problems)
+        return [Source(container, path)]
+    raw = item["sources"]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_SOURCES:
+        problems.append(f"{where}: sources: expected a list of 1 to {MAX_SOURCES} segments")
+        return []
+    found = [
+        Source(*_parse_source(entry, f"{where}: sources[{index}]", problems))
+        for index, entry in enumerate(raw)
+    ]
+    for index, source in enumerate(found):
+        if source.path and source in found[:index]:
+            problems.append(f"{where}: sources[{index}]: {source.label} is listed twice")
+    return found
+
+
 def _parse_source(raw: object, where: str, problems: list[str]) -> tuple[str, str]:
-    where = f"{where}: source"
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected an object with container and path")
         return "", ""

@@ -57,6 +57,13 @@ class ConfigurationError(ExportError):
         return {"problems": self.problems}
 
 
+class SignInNotEnabled(ConfigurationError):  # noqa: N818
+    """The app runs in Azure without the platform's sign-in: every call is refused."""
+
+    kind = "sign_in_not_enabled"
+    http_status = 503
+
+
 class InvalidExport(ConfigurationError):  # noqa: N818
     """The export's definition failed validation; it cannot run until it is fixed."""
 
@@ -69,6 +76,20 @@ class BadRequest(ExportError):  # noqa: N818
 
     kind = "bad_request"
     http_status = 400
+
+
+class Unauthenticated(ExportError):  # noqa: N818
+    """No signed-in principal came with the request."""
+
+    kind = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(ExportError):  # noqa: N818
+    """The caller lacks the app role, or the connection, that the action needs."""
+
+    kind = "forbidden"
+    http_status = 403
 
 
 class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem
@@ -92,6 +113,10 @@ class SourceError(ExportError):
 
     kind = "no_snapshot"
     http_status = 409
+
+
+class SnapshotSettling(SourceError):  # noqa: N818
+    """A segment's newest snapshot is still being written (its files are too recent)."""
 
 
 class RemovalBlocked(ExportError):  # noqa: N818

@@ -60,6 +60,7 @@ class Progress:
     removed: int = 0  # identifiers sent to be removed (mirror mode)
     unchanged: int = 0  # identifiers already in the audience, not sent (mirror mode)
     by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    by_segment: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # rows
     safeguard: dict[str, Any] = dataclasses.field(default_factory=dict)  # core.safeguard
 
 
@@ -107,6 +108,7 @@ class RunRecord:
     targetable_status: str = ""
     allow_large_removal: bool = False  # the operator let this run past the removal safeguard
     allowed_by: str = ""  # who did: the trigger that asked for the run (http, cli)
+    requested_by: str = ""  # who asked: "<object id> (<name>)", "timer" or "cli (<user>)"
     error: str = ""
     progress: Progress = dataclasses.field(default_factory=Progress)
     # The stored entity's ETag when this copy was read or last saved ("" for a new record):
@@ -127,6 +129,7 @@ class RunRecord:
     removed = _FromProgress[int]()
     unchanged = _FromProgress[int]()
     by_type = _FromProgress[dict[str, dict[str, int]]]()
+    by_segment = _FromProgress[dict[str, dict[str, int]]]()
     safeguard = _FromProgress[dict[str, Any]]()
 
     @property

@@ -17,6 +17,12 @@ from shared.core.errors import ConfigurationError
 
 APP_ROOT = Path(__file__).resolve().parents[2]  # the app folder: host.json, exports.json
 MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
+# The local principals LOCAL_PRINCIPAL may name, with the object ID each signs in with.
+LOCAL_PRINCIPALS = {
+    "admin": "00000000-0000-4000-8000-00000000000a",
+    "operator": "00000000-0000-4000-8000-00000000000b",
+    "reader": "00000000-0000-4000-8000-00000000000c",
+}
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         in_azure=False,
     ),
     SettingSpec(
+        "LOCAL_PRINCIPAL",
+        None,
+        "Local development only, on loopback: who a request without a signed-in principal is "
+        "(admin, operator or reader); refused in Azure.",
+        in_azure=False,
+    ),
+    SettingSpec(
         "SNAPCHAT_API_URL", "https://adsapi.snapchat.com/v1", "Base URL of the Snap Marketing API."
     ),
     SettingSpec(
@@ -166,6 +179,9 @@ class Settings:
     state_container: str
     key_vault_url: str | None
     local_secrets_file: Path
+    local_principal: str | None
+    in_azure: bool  # the platform runs the app (WEBSITE_INSTANCE_ID is set)
+    platform_sign_in: bool  # the platform's built-in authentication is on (WEBSITE_AUTH_ENABLED)
     snapchat_api_url: str
     snapchat_token_url: str
     upload_batch_size: int
@@ -181,6 +197,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise one ConfigurationError naming all the problems found."""
         reader = _Reader(os.environ if env is None else env)
+        in_azure = bool(reader.env.get("WEBSITE_INSTANCE_ID", "").strip())
         app_connection = reader.optional("AzureWebJobsStorage")
         app_storage = StorageTarget(
             connection_string=connection_string(app_connection) if app_connection else None,
@@ -214,6 +231,9 @@ class Settings:
             state_container=reader.name("STATE_CONTAINER"),
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
             local_secrets_file=local_secrets_path(reader.optional("LOCAL_SECRETS_FILE")),
+            local_principal=reader.local_principal(),
+            in_azure=in_azure,
+            platform_sign_in=reader.env.get("WEBSITE_AUTH_ENABLED", "").lower() == "true",
             snapchat_api_url=reader.url("SNAPCHAT_API_URL") or "",
             snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",
             upload_batch_size=reader.integer("UPLOAD_BATCH_SIZE", 1, MAX_BATCH_SIZE),
@@ -304,6 +324,23 @@ class _Reader:
                 f"{name}: {_shown(value)!r} is not 3-63 {kind}, starting with a letter"
             )
         return value.lower() if not table else value
+
+    def local_principal(self) -> str | None:
+        value = self.optional("LOCAL_PRINCIPAL")
+        if value is None:
+            return None
+        if self.env.get("WEBSITE_INSTANCE_ID", "").strip():
+            self.problems.append(
+                "LOCAL_PRINCIPAL: for local development only, and the app runs in Azure: "
+                "remove the setting (sign-in is the platform's there)"
+            )
+            return None
+        if value not in LOCAL_PRINCIPALS:
+            self.problems.append(
+                f"LOCAL_PRINCIPAL: {_shown(value)!r} is not one of {', '.join(LOCAL_PRINCIPALS)}"
+            )
+            return None
+        return value
 
     def number(self, name: str, low: float, high: float) -> float:
         raw = self.text(name)

@@ -1,0 +1,188 @@
+"""Sign-in and roles: every route, for every kind of caller, in local and in Azure mode.
+
+The callers send exactly the header the platform's sign-in sends (``X-MS-CLIENT-PRINCIPAL``,
+Base64 JSON claims). "Allowed" means the app did not refuse the caller (no 401, 403 or 503):
+what the route then answers (200, 202, 404, 409, 412) is the route's business."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import azure.functions as func
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+import function_app
+from shared import runtime
+from shared.core.access import Role, client_principal_header
+from shared.core.settings import Settings
+from tests.conftest import App
+from tests.snapshots import emails, snapshot
+
+ADMIN = ("0a000000-0000-4000-8000-000000000001", "Ada Admin", [Role.ADMIN])
+OPERATOR = ("0b000000-0000-4000-8000-000000000002", "Omar Operator", [Role.OPERATOR])
+STRANGER = ("0c000000-0000-4000-8000-000000000003", "Olga Other-Team", [Role.OPERATOR])
+READER = ("0d000000-0000-4000-8000-000000000004", "Rita Reader", [Role.READER])
+NO_ROLE = ("0e000000-0000-4000-8000-000000000005", "Nils No-Role", [])
+CALLERS = {"admin": ADMIN, "operator": OPERATOR, "stranger": STRANGER, "reader": READER,
+           "no role": NO_ROLE, "nobody": None}  # fmt: skip
+
+Route = tuple[Callable[[func.HttpRequest], func.HttpResponse], str, str, bytes, dict[str, str]]
+STALE = {"If-Match": "W/\"datetime'2000-01-01T00%3A00%3A00Z'\""}
+EXPORT = json.dumps({"enabled": False}).encode()
+ROUTES: dict[str, Route] = {
+    "GET exports": (function_app.list_exports, "GET", "exports", b"", {}),
+    "GET exports/{name}": (function_app.get_export, "GET", "exports/high-value", b"", {}),
+    "GET exports/{name}/history": (function_app.export_history, "GET", "exports/high-value/history", b"", {}),
+    "GET exports/{name}/runs": (function_app.list_runs, "GET", "exports/high-value/runs", b"", {}),
+    "GET exports/{name}/runs/{id}": (function_app.get_run, "GET", "exports/high-value/runs/20260101T000000000Z-aaaaaa", b"", {}),
+    "POST exports/{name}/runs": (function_app.start_run, "POST", "exports/high-value/runs", b"", {}),
+    "PUT exports/{name}": (function_app.put_export, "PUT", "exports/high-value", EXPORT, STALE),
+    "DELETE exports/{name}": (function_app.delete_export, "DELETE", "exports/high-value", b"", STALE),
+    "GET connections": (function_app.list_connections, "GET", "connections", b"", {}),
+    "GET connections/{name}": (function_app.get_connection, "GET", "connections/main", b"", {}),
+    "GET connections/{name}/history": (function_app.connection_history, "GET", "connections/main/history", b"", {}),
+    "PUT connections/{name}": (function_app.put_connection, "PUT", "connections/main", b"{}", STALE),
+    "DELETE connections/{name}": (function_app.delete_connection, "DELETE", "connections/main", b"", STALE),
+    "GET me": (function_app.me, "GET", "me", b"", {}),
+}  # fmt: skip
+READ = {"admin", "operator", "stranger", "reader"}
+WHO_MAY = {
+    **{route: READ for route in ROUTES if route.startswith("GET")},
+    "GET me": {*READ, "no role"},
+    "POST exports/{name}/runs": {"admin", "operator"},
+    "PUT exports/{name}": {"admin", "operator"},
+    "DELETE exports/{name}": {"admin", "operator"},
+    "PUT connections/{name}": {"admin"},
+    "DELETE connections/{name}": {"admin"},
+}
+
+
+def request(
+    route: Route, caller: tuple[str, str, list[Role]] | None, host: str
+) -> func.HttpResponse:
+    handler, method, path, body, extra = route
+    headers = dict(extra)
+    if caller is not None:
+        object_id, name, roles = caller
+        headers["X-MS-CLIENT-PRINCIPAL"] = client_principal_header(object_id, name, roles)
+        headers["X-MS-CLIENT-PRINCIPAL-ID"] = object_id
+        headers["X-MS-CLIENT-PRINCIPAL-NAME"] = name
+    parts = path.split("/")
+    params = {"name": parts[1]} if len(parts) > 1 else {}
+    if len(parts) > 3:
+        params["run_id"] = parts[3]
+    return handler(func.HttpRequest(method, f"{host}/api/{path}", route_params=params,
+                                    body=body, headers=headers))  # fmt: skip
+
+
+@pytest.fixture
+def signed_in(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """The app with connection "main" usable by OPERATOR; ``mode("local" | "azure")``."""
+    monkeypatch.delenv("LOCAL_PRINCIPAL")
+    app.rebuild(monkeypatch)
+    store = app.runtime.definition_store
+    main = store.get("connection", "main")
+    assert main is not None
+    store.put("connection", "main", {"name": "main", "allowed": [OPERATOR[0]]}, etag=main.etag,
+              by="test")  # fmt: skip
+
+    def mode(name: str) -> None:
+        if name == "azure":
+            monkeypatch.setenv("WEBSITE_INSTANCE_ID", "0123456789abcdef")
+            monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+        runtime.install(runtime.build(Settings.from_env()))
+
+    yield mode
+    runtime.install(app.runtime)
+
+
+HOSTS = {"local": "http://127.0.0.1:7071", "azure": "https://func-api-abc.azurewebsites.net"}
+
+
+@pytest.mark.parametrize("mode", ["local", "azure"])
+def test_every_route_for_every_caller(signed_in: Callable[[str], None], mode: str) -> None:
+    signed_in(mode)
+    outcomes: dict[tuple[str, str], int] = {}
+    for route_name, route in ROUTES.items():
+        for caller_name, caller in CALLERS.items():
+            outcomes[route_name, caller_name] = request(route, caller, HOSTS[mode]).status_code
+    wrong = []
+    for (route_name, caller_name), status in outcomes.items():
+        if caller_name == "nobody":
+            expected_refusal: int | None = 401
+        elif caller_name in WHO_MAY[route_name]:
+            expected_refusal = None
+        else:
+            expected_refusal = 403
+        refused = status if status in (401, 403, 503) else None
+        if refused != expected_refusal:
+            wrong.append(f"{route_name} as {caller_name}: {status}, expected "
+                         f"{expected_refusal or 'not refused'}")  # fmt: skip
+    assert wrong == []
+
+
+def test_a_refusal_says_which_role_or_connection_is_missing(
+    signed_in: Callable[[str], None],
+) -> None:
+    signed_in("azure")
+    host = HOSTS["azure"]
+    reader = json.loads(request(ROUTES["POST exports/{name}/runs"], READER, host).get_body())
+    assert reader["error"] == "forbidden"
+    assert "needs the app role Exporter.Operator or Exporter.Admin" in reader["message"]
+    stranger = json.loads(request(ROUTES["POST exports/{name}/runs"], STRANGER, host).get_body())
+    assert "may not use connection 'main'" in stranger["message"]
+    me = json.loads(request(ROUTES["GET me"], OPERATOR, host).get_body())
+    assert me == {"object_id": OPERATOR[0], "name": "Omar Operator",
+                  "roles": ["Exporter.Operator"], "connections": ["main"]}  # fmt: skip
+    stranger_me = json.loads(request(ROUTES["GET me"], STRANGER, host).get_body())
+    assert stranger_me["connections"] == []
+
+
+def test_in_azure_every_call_is_refused_while_the_platforms_sign_in_is_off(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCAL_PRINCIPAL")
+    monkeypatch.setenv("WEBSITE_INSTANCE_ID", "0123456789abcdef")
+    monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
+    runtime.install(runtime.build(Settings.from_env()))
+    try:
+        for route in ROUTES.values():  # even with a header: it could be forged then
+            response = request(route, ADMIN, HOSTS["azure"])
+            assert response.status_code == 503
+            assert json.loads(response.get_body())["error"] == "sign_in_not_enabled"
+    finally:
+        runtime.install(app.runtime)
+
+
+def test_local_mode_answers_loopback_only_and_is_refused_in_azure(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = request(ROUTES["GET exports"], None, "https://app.example.com")
+    assert elsewhere.status_code == 401  # LOCAL_PRINCIPAL is set, but not for this host
+    assert "loopback only" in json.loads(elsewhere.get_body())["message"]
+    assert request(ROUTES["GET exports"], None, HOSTS["local"]).status_code == 200
+    monkeypatch.setenv("WEBSITE_INSTANCE_ID", "0123456789abcdef")
+    with pytest.raises(Exception, match="LOCAL_PRINCIPAL: for local development only"):
+        Settings.from_env()
+
+
+def test_who_did_what_is_recorded(
+    signed_in: Callable[[str], None], app: App, blob_service: BlobServiceClient
+) -> None:
+    signed_in("azure")
+    host = HOSTS["azure"]
+    current = json.loads(request(ROUTES["GET exports/{name}"], READER, host).get_body())
+    document = json.dumps({**current["definition"], "enabled": True}).encode()
+    put = (function_app.put_export, "PUT", "exports/high-value", document, {"If-Match": "*"})
+    changed = request(put, OPERATOR, host)
+    assert changed.status_code == 200, changed.get_body()
+    history = json.loads(request(ROUTES["GET exports/{name}/history"], READER, host).get_body())
+    assert history["versions"][0]["changed_by"] == f"{OPERATOR[0]} (Omar Operator)"
+    snapshot(blob_service, app.container, emails(range(3)), day=1)
+    started = request(ROUTES["POST exports/{name}/runs"], OPERATOR, host)
+    assert started.status_code == 202, started.get_body()
+    run = json.loads(started.get_body())["run"]
+    assert run["requested_by"] == f"{OPERATOR[0]} (Omar Operator)"
+    assert "@" not in json.dumps(run)  # names and counts only, never an identifier
