@@ -14,10 +14,11 @@ from typing import Any
 from shared import definition_changes, service
 from shared.adapters.definition_store import Entry, Kind
 from shared.core.access import Action, Principal, Role, authorize
-from shared.core.definitions import Export
+from shared.core.definitions import Definitions, Export
 from shared.core.errors import (
     BadRequest,
     ExportError,
+    Forbidden,
     NotFound,
 )
 from shared.core.runrecord import RunRecord, Trigger
@@ -58,8 +59,9 @@ def handle_errors(call: Any) -> Reply:
 
 
 def start_run(rt: Runtime, who: Principal, name: str, body: bytes, base_url: str) -> Reply:
-    export = rt.definitions.require(name)
-    authorize(who, Action.RUN, rt.definitions.connection(export.connection))
+    current = _fresh(rt)
+    export = current.require(name)
+    authorize(who, Action.RUN, current.connection(export.connection))
     options = _run_options(body)
     if isinstance(options, Reply):
         return options
@@ -112,7 +114,7 @@ def _run_options(body: bytes) -> dict[str, Any] | Reply:
 
 def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
     authorize(who, Action.READ)
-    rt.definitions.require(name)
+    _known_export(rt, name)
     record = rt.runs.get(name, run_id)
     if record is None:
         return _error(404, "not_found", f"export {name!r} has no run {run_id!r}")
@@ -121,7 +123,7 @@ def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
 
 def list_runs(rt: Runtime, who: Principal, name: str, limit: str | None) -> Reply:
     authorize(who, Action.READ)
-    rt.definitions.require(name)
+    _known_export(rt, name)
     count = _limit(limit)
     runs = rt.runs.recent(name, limit=count)
     return Reply(200, {"export": name, "runs": [r.as_dict() for r in runs]})
@@ -240,14 +242,37 @@ def _may_change(rt: Runtime, who: Principal, kind: Kind, name: str, document: ob
     if kind == "connection":
         authorize(who, Action.EDIT_CONNECTION)
         return
-    names = set()
+    authorize(who, Action.EDIT_EXPORT)  # the role first
+    named = []
     stored = rt.definition_store.get("export", name)
     if stored is not None and isinstance(stored.document, dict):
-        names.add(stored.document.get("connection"))
+        named.append(stored.document.get("connection"))
     if isinstance(document, dict):
-        names.add(document.get("connection"))
-    known = {c.name: c for c in rt.definitions.connections}
-    authorize(who, Action.EDIT_EXPORT, *(known[n] for n in sorted(names, key=str) if n in known))
+        named.append(document.get("connection"))
+    names = sorted({n for n in named if isinstance(n, str)})  # others: validation says so
+    known = {c.name: c for c in _fresh(rt).connections}
+    unknown = [n for n in names if n not in known]
+    if unknown and not who.is_admin:
+        raise Forbidden(
+            f"{who.label} may not use connection {unknown[0]!r}: there is none by that name "
+            f"(an {Role.ADMIN} creates connections)"
+        )
+    authorize(who, Action.EDIT_EXPORT, *(known[n] for n in names if n in known))
+
+
+def _known_export(rt: Runtime, name: str) -> None:
+    """An export that exists, or existed: a deleted export's runs can still be read."""
+    try:
+        rt.definitions.require(name)
+    except NotFound:
+        if not rt.definition_store.history("export", name, limit=1):
+            raise
+
+
+def _fresh(rt: Runtime) -> Definitions:
+    """The definitions as stored this moment: access decisions never use a cached copy."""
+    rt.forget_definitions()
+    return rt.definitions
 
 
 def definition_history(

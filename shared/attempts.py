@@ -131,6 +131,7 @@ def _start(rt: Runtime, record: RunRecord) -> RunRecord | None:
 def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
     """One attempt: plan, resolve the audience, run the pipeline, read the audience's status.
     The record's progress is this attempt's from the moment the pipeline starts."""
+    rt.forget_definitions()  # as stored now: it may have changed, or gone, since the run was queued
     export = rt.definitions.require(record.export)
     if not export.enabled:
         raise ExportDisabled(f"export {export.name!r} was disabled before the run started")

@@ -185,7 +185,11 @@ def _work(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     plan = definition_changes.import_file(
-        current(), Path(args.file), prune=args.prune, dry_run=args.dry_run, by="cli import"
+        current(),
+        Path(args.file),
+        prune=args.prune,
+        dry_run=args.dry_run,
+        by=signin.command_line().label,
     )
     _print({"dry_run": args.dry_run, **plan})
     return 0

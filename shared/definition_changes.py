@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from shared.adapters.definition_store import Entry, Kind
 from shared.adapters.export_locks import ExportLocks
 from shared.adapters.statestore import delete_state
 from shared.core import definitions
-from shared.core.errors import ConfigurationError, InUse, InvalidExport, NotFound, RunActive
+from shared.core.errors import (
+    ConfigurationError,
+    InUse,
+    InvalidExport,
+    NotFound,
+    PreconditionFailed,
+    RunActive,
+)
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,24 +48,44 @@ def put(
 def delete(rt: Runtime, kind: Kind, name: str, *, etag: str, by: str) -> dict[str, Any]:
     """Delete a definition. An export's run history stays; its mirror state (the encrypted
     digests of its audiences) is deleted with it. A connection still in use stays."""
-    if rt.definition_store.get(kind, name) is None:
+    stored = rt.definition_store.get(kind, name)
+    if stored is None:
         raise NotFound(f"no {kind} named {name!r}")
-    removed_state = 0
+    if stored.etag != etag:
+        raise PreconditionFailed(f"{kind} {name!r} changed since it was read; read it again")
     if kind == "connection":
         using = [e.name for e in rt.definition_store.current("export")
                  if (e.document or {}).get("connection") == name]  # fmt: skip
         if using:
             raise InUse(f"connection {name!r} is used by export(s) {', '.join(using)}")
+        entry = rt.definition_store.delete(kind, name, etag=etag, by=by)
+        removed_state = 0
     else:
-        holder = ExportLocks(rt.runs).holder(name)
-        if holder is not None:
-            raise RunActive(f"export {name!r} has an active run {holder.run_id}", holder.run_id)
-    entry = rt.definition_store.delete(kind, name, etag=etag, by=by)
-    if kind == "export":
-        removed_state = delete_state(rt.state_container, name)
+        entry, removed_state = _delete_export(rt, name, etag=etag, by=by)
     rt.forget_definitions()
     log.info("%s %s deleted by %s", kind.capitalize(), name, by)
     return {**entry.as_dict(), "deleted_state_files": removed_state}
+
+
+def _delete_export(rt: Runtime, name: str, *, etag: str, by: str) -> tuple[Entry, int]:
+    """Hold the export's lock while deleting, so that no run starts meanwhile (a run queued
+    from a copy of the definitions read before finds the export gone when it starts); the
+    state goes first, so that a failure leaves the definition to delete again."""
+    locks = ExportLocks(rt.runs)
+    token = f"deleting-{secrets.token_hex(4)}"
+    taken = locks.acquire(name, token, token, _DELETE_HOLD_SECONDS)
+    if not taken.acquired:
+        holder = taken.holder.run_id if taken.holder else ""
+        raise RunActive(f"export {name!r} has an active run {holder}", holder)
+    try:
+        removed_state = delete_state(rt.state_container, name)
+        entry = rt.definition_store.delete("export", name, etag=etag, by=by)
+    finally:
+        locks.release(name, token, token)
+    return entry, removed_state
+
+
+_DELETE_HOLD_SECONDS = 300.0
 
 
 def _checked(rt: Runtime, kind: Kind, name: str, document: object) -> dict[str, Any]:

@@ -38,6 +38,7 @@ _SKIPPED = -1  # what the sender thread returns for a request it did not send
 
 
 SEGMENTS_JOINED = " + "  # how a several-segment run's snapshot id joins its segments' ids
+SEGMENTS_TAG = " @"  # and, after the ids, a tag of which segments they are
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,7 @@ def choose_snapshot(
     not settled yet, rather than falling back to its previous one."""
     wanted_ids: list[str | None] = [None] * len(export.sources)
     if wanted is not None:
-        wanted_ids = list(wanted.split(SEGMENTS_JOINED))
-        if len(wanted_ids) != len(export.sources):
-            raise SourceError(f"export {export.name!r}: no snapshot {wanted!r}")
+        wanted_ids = list(segment_ids(export, wanted))
     picks = []
     for where, want in zip(export.sources, wanted_ids, strict=True):
         found = find_snapshots(source, where)
@@ -99,16 +98,38 @@ def choose_snapshot(
                 "files are too recent); try again shortly"
             )
         picks.append(ready[-1])
-    return combined(picks)
+    return combined(picks, export.sources)
 
 
-def combined(snapshots_: list[Snapshot]) -> Snapshot:
-    """One snapshot standing for one of each segment (itself when there is one segment)."""
+def _sources_tag(sources: tuple[Source, ...]) -> str:
+    return hashlib.sha256("\n".join(s.label for s in sources).encode()).hexdigest()[:8]
+
+
+def segment_ids(export: Export, snapshot_id: str) -> tuple[str, ...]:
+    """Each segment's snapshot id in a run's ``snapshot_id``; SourceError when it was made for
+    other segments (some were added, removed or replaced since)."""
+    if len(export.sources) == 1:
+        return (snapshot_id,)
+    joined, _, tag = snapshot_id.rpartition(SEGMENTS_TAG)
+    ids = tuple(joined.split(SEGMENTS_JOINED)) if joined else ()
+    if tag != _sources_tag(export.sources) or len(ids) != len(export.sources):
+        raise SourceError(
+            f"export {export.name!r}: snapshot {snapshot_id!r} is not one of its segments' "
+            "(were segments added, removed or replaced since the run was queued?)"
+        )
+    return ids
+
+
+def combined(snapshots_: list[Snapshot], sources: tuple[Source, ...]) -> Snapshot:
+    """One snapshot standing for one of each segment (itself when there is one segment). Its
+    id names each segment's snapshot and, with a tag, which segments they are, so that a
+    run of other segments at the same times never counts as the same snapshot."""
     if len(snapshots_) == 1:
         return snapshots_[0]
     fingerprint = hashlib.sha256("\n".join(s.version for s in snapshots_).encode())
+    ids = SEGMENTS_JOINED.join(s.id for s in snapshots_)
     return Snapshot(
-        id=SEGMENTS_JOINED.join(s.id for s in snapshots_),
+        id=f"{ids}{SEGMENTS_TAG}{_sources_tag(sources)}",
         taken_at=max(s.taken_at for s in snapshots_),
         partitions=tuple(p for s in snapshots_ for p in s.partitions),
         last_modified=max(s.last_modified for s in snapshots_),
@@ -119,17 +140,12 @@ def combined(snapshots_: list[Snapshot]) -> Snapshot:
 
 def plan(source: BlobSource, export: Export, snapshot_id: str) -> Plan:
     """What a run of ``snapshot_id`` (as ``choose_snapshot`` named it) reads."""
-    ids = snapshot_id.split(SEGMENTS_JOINED)
-    if len(ids) != len(export.sources):
-        raise SourceError(
-            f"export {export.name!r}: snapshot {snapshot_id} does not match its segments "
-            "(were segments added or removed since the run was queued?)"
-        )
+    ids = segment_ids(export, snapshot_id)
     segments = tuple(
         _segment_plan(source, where, wanted)
         for where, wanted in zip(export.sources, ids, strict=True)
     )
-    return Plan(export, combined([s.snapshot for s in segments]), segments)
+    return Plan(export, combined([s.snapshot for s in segments], export.sources), segments)
 
 
 def _segment_plan(source: BlobSource, where: Source, snapshot_id: str) -> SegmentPlan:
@@ -244,12 +260,24 @@ def _cells(plan: Plan, source: BlobSource, column: str, progress: Progress) -> I
         progress.by_segment[where.label] = {"rows": rows}
 
 
-def _no_rows(plan: Plan) -> SourceError:
-    where = ", ".join(s.source.label for s in plan.segments)
-    return SourceError(
-        f"{where}: snapshot {plan.snapshot.id} holds no data rows; "
-        "nothing was sent (an empty segment export is treated as a fault)"
-    )
+def _require_rows(plan: Plan, progress: Progress) -> None:
+    """Every segment must hold data rows: an empty segment export is treated as a fault (in
+    mirror mode it would otherwise remove its members from the audience)."""
+    empty = [
+        s for s in plan.segments if progress.by_segment.get(s.source.label, {}).get("rows", 0) == 0
+    ]
+    if empty:
+        where = ", ".join(s.source.label for s in empty)
+        snapshot = empty[0].snapshot.id
+        sent = (
+            "nothing was sent"
+            if progress.uploaded == 0
+            else "the other segments' identifiers were added (add mode)"
+        )
+        raise SourceError(
+            f"{where}: snapshot {snapshot} holds no data rows; {sent} "
+            "(an empty segment export is treated as a fault)"
+        )
 
 
 def _add(
@@ -267,8 +295,7 @@ def _add(
                 sender.send("POST", kind, batch)
             sender.drain()
             _count(kind, tally, progress)
-    if progress.rows_read == 0:
-        raise _no_rows(plan)
+    _require_rows(plan, progress)
 
 
 def _mirror(
@@ -302,8 +329,7 @@ def _mirror(
         touched = list(state.read(export.name, audience, kind.schema, TOUCHED))
         changes = diff(current, state.read(export.name, audience, kind.schema), touched)
         plans.append((kind, current, changes, touched))
-    if progress.rows_read == 0:
-        raise _no_rows(plan)
+    _require_rows(plan, progress)
     _check_removals(
         export, attempt, progress, [(kind, current, changes) for kind, current, changes, _ in plans]
     )

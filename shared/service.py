@@ -171,10 +171,16 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
     except SourceError as exc:  # a segment has no snapshot yet
         log.info("Export %s: nothing to export yet (%s)", export.name, exc)
         return None
-    runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
+    since = rt.definition_store.recreated_at("export", export.name) or ""
+
+    def of_this_export() -> list[RunRecord]:  # not those of a deleted one of the same name
+        found = rt.runs.for_snapshot(export.name, newest.id)
+        return [r for r in found if not r.dry_run and r.queued_at >= since]
+
+    runs = of_this_export()
     if any(r.status in ACTIVE for r in runs):
         locking.end_orphans(rt, export.name, runs)
-        runs = [r for r in rt.runs.for_snapshot(export.name, newest.id) if not r.dry_run]
+        runs = of_this_export()
     if any(r.status in (*ACTIVE, RunStatus.SUCCEEDED) for r in runs):
         return None
     failures = sum(r.status == RunStatus.FAILED for r in runs)

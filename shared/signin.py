@@ -4,8 +4,10 @@ development on loopback only, the developer's.
 In Azure the app trusts ``X-MS-CLIENT-PRINCIPAL`` only while the platform's built-in
 authentication is on (the platform sets ``WEBSITE_AUTH_ENABLED`` and strips the header from
 outside requests); otherwise it refuses every call, so that a misconfiguration never opens
-the API. Locally (no ``WEBSITE_INSTANCE_ID``) it answers loopback requests only, taking the
-principal from that header, as the platform would send it, or from ``LOCAL_PRINCIPAL``.
+the API. Hosted means any of ``HOSTED_MARKERS`` is set. Otherwise every call is refused too,
+unless the developer turns the local mode on with ``LOCAL_PRINCIPAL``: it answers loopback
+requests only, taking the principal from that header, as the platform would send it, or
+from ``LOCAL_PRINCIPAL``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ def caller(settings: Settings, headers: Mapping[str, str], url: str) -> Principa
     if settings.in_azure:
         if not settings.platform_sign_in:
             raise SignInNotEnabled(
-                "the app runs in Azure without the platform's sign-in (App Service "
+                "the app is hosted without the platform's sign-in (App Service "
                 "Authentication is off): every call is refused until it is on"
             )
         if not header:
             raise Unauthenticated("sign in first: the request carries no signed-in principal")
         return from_client_principal(header)
+    if settings.local_principal is None:
+        raise SignInNotEnabled(
+            "no sign-in: the app is not hosted with the platform's sign-in, and local mode is "
+            "off; for local development set LOCAL_PRINCIPAL (admin, operator, reader or header)"
+        )
+    # Local mode, which the developer turned on. The host is taken from the request line and
+    # its Host header, so this is no proof of loopback; being opt-in, and refused when hosted,
+    # is what keeps the mode local.
     host = (urlparse(url).hostname or "").lower()
     if host not in _LOOPBACK:
         raise Unauthenticated(
@@ -41,11 +51,11 @@ def caller(settings: Settings, headers: Mapping[str, str], url: str) -> Principa
         )
     if header:
         return from_client_principal(header)
-    if settings.local_principal:
+    if settings.local_principal != "header":
         return local_principal(settings.local_principal)
     raise Unauthenticated(
         "no signed-in principal: send X-MS-CLIENT-PRINCIPAL as the platform does, or set "
-        "LOCAL_PRINCIPAL (admin, operator or reader) for local development"
+        "LOCAL_PRINCIPAL to admin, operator or reader"
     )
 
 

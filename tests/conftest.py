@@ -22,7 +22,7 @@ from azure.storage.blob import BlobServiceClient
 from devtools.azurite import Azurite
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import runtime
-from shared.core.settings import Settings
+from shared.core.settings import HOSTED_MARKERS, Settings
 from shared.runtime import Runtime
 
 CLIENT_ID = "client-6c1e3f"
@@ -194,8 +194,8 @@ def app(
         # platform's principal header (see test_sign_in_and_roles.py).
         "LOCAL_PRINCIPAL": "admin",
     }
-    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE", "WEBSITE_INSTANCE_ID",
-                 "WEBSITE_AUTH_ENABLED"):  # fmt: skip
+    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE", "WEBSITE_AUTH_ENABLED",
+                 *HOSTED_MARKERS):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

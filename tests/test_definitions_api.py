@@ -14,8 +14,10 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
+from shared import runtime
 from shared.adapters.definition_store import SEEDED_BY
 from shared.cli import main
+from shared.core.settings import Settings
 from tests.conftest import AUDIENCE, App, export_definition
 from tests.snapshots import emails, hashes, snapshot
 
@@ -25,7 +27,9 @@ SECOND = "aud-second-02"
 def call(
     handler: Any, method: str, route: str, body: Any = None, **headers: str
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    params = dict(zip(("name",), route.split("/")[1:2], strict=False))
+    parts = route.split("/")
+    params = dict(zip(("name", "", "run_id"), parts[1:4], strict=False))
+    params.pop("", None)
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{route}", route_params=params,
                                body=data, headers=headers)  # fmt: skip
@@ -199,3 +203,45 @@ def test_a_new_deployment_is_seeded_once_from_the_exports_file(app: App) -> None
     history = app.runtime.definition_store.history("export", "high-value")
     assert history[-1].changed_by == SEEDED_BY
     assert app.runtime.definition_store.history("connection", "main")[-1].changed_by == SEEDED_BY
+
+
+def test_an_export_with_an_active_run_is_not_deleted_and_a_deleted_ones_runs_stay_readable(
+    app: App, blob_service: BlobServiceClient
+) -> None:
+    snapshot(blob_service, app.container, emails(range(5)), day=1)
+    queued = call(function_app.start_run, "POST", "exports/high-value/runs")[1]
+    _, _, headers = call(function_app.get_export, "GET", "exports/high-value")
+    refused = call(function_app.delete_export, "DELETE", "exports/high-value",
+                   **{"If-Match": headers["ETag"]})  # fmt: skip
+    assert (refused[0], refused[1]["error"]) == (409, "active_run")
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    assert call(function_app.delete_export, "DELETE", "exports/high-value",
+                **{"If-Match": headers["ETag"]})[0] == 200  # fmt: skip
+    status, runs, _ = call(function_app.list_runs, "GET", "exports/high-value/runs")
+    assert (status, [r["run_id"] for r in runs["runs"]]) == (200, [queued["run_id"]])
+    route = f"exports/high-value/runs/{queued['run_id']}"
+    status, record, _ = call(function_app.get_run, "GET", route)
+    assert (status, record["status"]) == (200, "succeeded")
+    assert call(function_app.list_runs, "GET", "exports/never-was/runs")[0] == 404
+
+
+def test_the_etag_a_write_returns_is_that_writes_own(app: App) -> None:
+    store = app.runtime.definition_store
+    current = store.get("export", "high-value")
+    assert current is not None
+    written = store.put("export", "high-value", {**(current.document or {}), "enabled": False},
+                        etag=current.etag, by="test")  # fmt: skip
+    assert written.etag == (store.get("export", "high-value") or written).etag
+    assert written.version == 2
+
+
+def test_seeding_happens_once_and_never_brings_back_a_deleted_definition(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = app.runtime.definition_store
+    current = store.get("export", "high-value")
+    assert current is not None
+    store.delete("export", "high-value", etag=current.etag, by="test")
+    fresh = runtime.build(Settings.from_env())  # another instance starting: the file is there
+    assert fresh.definition_store.get("export", "high-value") is None
+    assert [e.name for e in fresh.definitions.exports] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -80,8 +81,7 @@ def request(
 @pytest.fixture
 def signed_in(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
     """The app with connection "main" usable by OPERATOR; ``mode("local" | "azure")``."""
-    monkeypatch.delenv("LOCAL_PRINCIPAL")
-    app.rebuild(monkeypatch)
+    app.rebuild(monkeypatch, LOCAL_PRINCIPAL="header")  # local mode: the header, or nobody
     store = app.runtime.definition_store
     main = store.get("connection", "main")
     assert main is not None
@@ -90,6 +90,7 @@ def signed_in(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[s
 
     def mode(name: str) -> None:
         if name == "azure":
+            monkeypatch.delenv("LOCAL_PRINCIPAL")
             monkeypatch.setenv("WEBSITE_INSTANCE_ID", "0123456789abcdef")
             monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
         runtime.install(runtime.build(Settings.from_env()))
@@ -156,6 +157,34 @@ def test_in_azure_every_call_is_refused_while_the_platforms_sign_in_is_off(
         runtime.install(app.runtime)
 
 
+@pytest.mark.parametrize("marker", ["WEBSITE_SITE_NAME", "CONTAINER_APP_NAME",
+                                    "KUBERNETES_SERVICE_HOST"])  # fmt: skip
+def test_any_hosting_platform_means_only_the_platforms_sign_in_counts(
+    app: App, monkeypatch: pytest.MonkeyPatch, marker: str
+) -> None:
+    monkeypatch.delenv("LOCAL_PRINCIPAL")
+    monkeypatch.setenv(marker, "somewhere")
+    runtime.install(runtime.build(Settings.from_env()))
+    try:
+        response = request(ROUTES["GET exports"], ADMIN, HOSTS["local"])  # even "on loopback"
+        assert response.status_code == 503
+    finally:
+        runtime.install(app.runtime)
+
+
+def test_without_local_mode_a_developer_machine_refuses_every_call(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCAL_PRINCIPAL")
+    runtime.install(runtime.build(Settings.from_env()))
+    try:
+        response = request(ROUTES["GET exports"], ADMIN, HOSTS["local"])
+        assert response.status_code == 503
+        assert "set LOCAL_PRINCIPAL" in json.loads(response.get_body())["message"]
+    finally:
+        runtime.install(app.runtime)
+
+
 def test_local_mode_answers_loopback_only_and_is_refused_in_azure(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,3 +215,31 @@ def test_who_did_what_is_recorded(
     run = json.loads(started.get_body())["run"]
     assert run["requested_by"] == f"{OPERATOR[0]} (Omar Operator)"
     assert "@" not in json.dumps(run)  # names and counts only, never an identifier
+
+
+def test_an_operator_cannot_move_an_export_onto_a_connection_they_may_not_use(
+    signed_in: Callable[[str], None], app: App
+) -> None:
+    signed_in("azure")
+    host = HOSTS["azure"]
+    current = json.loads(request(ROUTES["GET exports/{name}"], READER, host).get_body())
+    # Another instance creates a connection now: this one's cached definitions lack it.
+    app.runtime.definition_store.put("connection", "other", {"name": "other"}, etag=None,
+                                     by="test")  # fmt: skip
+
+    def put_as(caller: Any, connection: object, name: str = "high-value") -> func.HttpResponse:
+        document = json.dumps({**current["definition"], "name": name, "connection": connection})
+        headers = {"If-Match": "*"} if name == "high-value" else {}
+        route = (function_app.put_export, "PUT", f"exports/{name}", document.encode(), headers)
+        return request(route, caller, host)
+
+    assert put_as(OPERATOR, "other").status_code == 403  # moving it there
+    assert put_as(OPERATOR, "other", name="fresh-one").status_code == 403  # creating it there
+    unknown = put_as(OPERATOR, "nowhere")
+    assert unknown.status_code == 403
+    assert "there is none by that name" in json.loads(unknown.get_body())["message"]
+    assert put_as(ADMIN, "nowhere").status_code == 400  # an admin hears what is wrong instead
+    malformed = put_as(OPERATOR, ["main"])
+    assert malformed.status_code == 400  # not a crash: every problem listed
+    assert any("connection" in p for p in json.loads(malformed.get_body())["problems"])
+    assert put_as(OPERATOR, "main").status_code == 200

@@ -14,6 +14,7 @@ checked before they are stored (``shared.definition_changes``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["export", "connection"]
 SEEDED_BY = "seed (EXPORTS_FILE)"
+_SEED_PARTITION, _SEED_ROW = "~seed", "definitions"  # the mark: the store has been seeded
 _MAX_VERSION = 10**9
 _CURRENT, _VERSION = "current", "version"
 
@@ -76,14 +78,28 @@ class DefinitionStore:
         self._runs = runs
         self._seed_file = seed_file
         self._ready = False
+        self._seeding = False
 
     def _client(self) -> TableClient:
         table = self._runs.table()
-        if not self._ready:
-            self._ready = True
-            if self._seed_file is not None and self._seed_file.is_file() and self.is_empty():
-                self._seed(self._seed_file)
+        if not self._ready and not self._seeding:
+            if self._seed_file is not None and self._seed_file.is_file() and not self._seeded():
+                self._seeding = True
+                try:
+                    self._seed(self._seed_file)
+                finally:
+                    self._seeding = False
+            self._ready = True  # only once seeded: a failed seeding is tried again
         return table
+
+    def _seeded(self) -> bool:
+        try:
+            self._runs.table().get_entity(_SEED_PARTITION, _SEED_ROW)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise _failure("read the seeding mark", exc) from None
+        return True
 
     def current(self, kind: Kind) -> list[Entry]:
         """Every definition of the kind as it is now, by name."""
@@ -98,6 +114,17 @@ class DefinitionStore:
         except AzureError as exc:
             raise _failure(f"read {kind} {name}", exc) from None
 
+    def recreated_at(self, kind: Kind, name: str) -> str | None:
+        """When the definition was created again after a deletion (None if it never was):
+        what happened under its name before belongs to the deleted one."""
+        versions = self.history(kind, name, limit=1000)
+        created = next((v for v in versions if v.action == "created"), None)
+        if created is None or not any(
+            v.action == "deleted" for v in versions if v.version < created.version
+        ):
+            return None
+        return created.changed_at
+
     def history(self, kind: Kind, name: str, limit: int = 20) -> list[Entry]:
         """The definition's versions, newest first (also after it was deleted)."""
         rows = self._query(
@@ -106,11 +133,6 @@ class DefinitionStore:
             limit,
         )
         return [_entry(row) for row in rows]
-
-    def is_empty(self) -> bool:
-        """True when nothing was ever stored (not even a deletion): a new deployment."""
-        where = "PartitionKey eq '~export' or PartitionKey eq '~connection'"
-        return not self._query(where, {}, 1)
 
     def put(
         self, kind: Kind, name: str, document: dict[str, Any], *, etag: str | None, by: str
@@ -136,10 +158,13 @@ class DefinitionStore:
         else:
             operations = [("update", current, {"mode": UpdateMode.REPLACE, "etag": etag,
                            "match_condition": MatchConditions.IfNotModified})]  # fmt: skip
-        self._transact([*operations, ("create", record)], kind, name)
-        written = self.get(kind, name)
-        assert written is not None
-        return written
+        answers = self._transact([*operations, ("create", record)], kind, name)
+        # The ETag of this write itself: reading the entity again could return a later one,
+        # and an If-Match with it would then overwrite a change its caller never saw.
+        etag = str((answers[0] or {}).get("etag") or "") if answers else ""
+        if not etag:
+            raise StorageError(f"definitions: the write of {kind} {name} returned no ETag")
+        return dataclasses.replace(_entry(current), etag=etag)
 
     def delete(self, kind: Kind, name: str, *, etag: str, by: str) -> Entry:
         """Delete the definition (its versions stay, plus one saying who deleted it)."""
@@ -164,21 +189,33 @@ class DefinitionStore:
         return definitions.parse(document, allow_empty=True)
 
     def _seed(self, seed_file: Path) -> None:
+        """Import the seed file once: each definition that has no history yet (so that one
+        deleted meanwhile, or seeded by another instance, is left as it is), then the mark
+        that says it is done (a failure before it: the next use tries again)."""
         loaded = definitions.load(seed_file)
         if loaded.problems:
             log.error("Not seeding definitions from %s: %s", seed_file, "; ".join(loaded.problems))
-            return
-        document = json.loads(seed_file.read_text("utf-8"))
-        for kind, key in (("connection", "connections"), ("export", "exports")):
-            for entry in document.get(key, []):
-                # PreconditionFailed: another instance, starting at the same time, seeded it
-                with contextlib.suppress(PreconditionFailed):
-                    self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
-        log.info("Seeded the definitions store from %s", seed_file)
-
-    def _transact(self, operations: list[Any], kind: str, name: str) -> None:
+        else:
+            document = json.loads(seed_file.read_text("utf-8"))
+            for kind, key in (("connection", "connections"), ("export", "exports")):
+                for entry in document.get(key, []):
+                    if self.history(kind, entry["name"], limit=1):  # type: ignore[arg-type]
+                        continue
+                    # PreconditionFailed: another instance, starting at the same time, did it
+                    with contextlib.suppress(PreconditionFailed):
+                        self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
+            log.info("Seeded the definitions store from %s", seed_file)
+        mark = {"PartitionKey": _SEED_PARTITION, "RowKey": _SEED_ROW, "file": seed_file.name,
+                "at": now()}  # fmt: skip
         try:
-            self._client().submit_transaction(operations)
+            self._runs.table().upsert_entity(mark)
+        except AzureError as exc:
+            raise _failure("write the seeding mark", exc) from None
+
+    def _transact(self, operations: list[Any], kind: str, name: str) -> list[Any]:
+        """Run the operations as one transaction; what each one answered, in order."""
+        try:
+            return list(self._client().submit_transaction(operations))
         except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
             status = getattr(exc, "status_code", None)
             if isinstance(exc, HttpResponseError) and status not in (409, 412, 404):

@@ -17,12 +17,28 @@ from shared.core.errors import ConfigurationError
 
 APP_ROOT = Path(__file__).resolve().parents[2]  # the app folder: host.json, exports.json
 MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
-# The local principals LOCAL_PRINCIPAL may name, with the object ID each signs in with.
+# The local principals LOCAL_PRINCIPAL may name, with the object ID each signs in with
+# ("header": local mode, but only with the principal header a request carries).
 LOCAL_PRINCIPALS = {
     "admin": "00000000-0000-4000-8000-00000000000a",
     "operator": "00000000-0000-4000-8000-00000000000b",
     "reader": "00000000-0000-4000-8000-00000000000c",
+    "header": "",
 }
+# Variables a hosting platform sets (App Service and Functions, Container Apps, Kubernetes):
+# with any of them the app is hosted, and trusts only the platform's sign-in.
+HOSTED_MARKERS = (
+    "WEBSITE_INSTANCE_ID",
+    "WEBSITE_SITE_NAME",
+    "WEBSITE_HOSTNAME",
+    "CONTAINER_APP_NAME",
+    "KUBERNETES_SERVICE_HOST",
+)
+
+
+def hosted(env: Mapping[str, str]) -> bool:
+    """Whether a hosting platform runs the app (rather than a developer's machine)."""
+    return any(env.get(name, "").strip() for name in HOSTED_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -105,8 +121,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "LOCAL_PRINCIPAL",
         None,
-        "Local development only, on loopback: who a request without a signed-in principal is "
-        "(admin, operator or reader); refused in Azure.",
+        "Local development only, on loopback: turns the local mode on, and says who a request "
+        "without a signed-in principal is (admin, operator or reader; header: nobody, the "
+        "request must carry X-MS-CLIENT-PRINCIPAL); refused when hosted.",
         in_azure=False,
     ),
     SettingSpec(
@@ -180,7 +197,7 @@ class Settings:
     key_vault_url: str | None
     local_secrets_file: Path
     local_principal: str | None
-    in_azure: bool  # the platform runs the app (WEBSITE_INSTANCE_ID is set)
+    in_azure: bool  # hosted: App Service/Functions (or any container host) runs the app
     platform_sign_in: bool  # the platform's built-in authentication is on (WEBSITE_AUTH_ENABLED)
     snapchat_api_url: str
     snapchat_token_url: str
@@ -197,7 +214,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise one ConfigurationError naming all the problems found."""
         reader = _Reader(os.environ if env is None else env)
-        in_azure = bool(reader.env.get("WEBSITE_INSTANCE_ID", "").strip())
+        in_azure = hosted(reader.env)
         app_connection = reader.optional("AzureWebJobsStorage")
         app_storage = StorageTarget(
             connection_string=connection_string(app_connection) if app_connection else None,
@@ -329,7 +346,7 @@ class _Reader:
         value = self.optional("LOCAL_PRINCIPAL")
         if value is None:
             return None
-        if self.env.get("WEBSITE_INSTANCE_ID", "").strip():
+        if hosted(self.env):
             self.problems.append(
                 "LOCAL_PRINCIPAL: for local development only, and the app runs in Azure: "
                 "remove the setting (sign-in is the platform's there)"
