@@ -78,8 +78,13 @@ def _delete_export(rt: Runtime, name: str, *, etag: str, by: str) -> tuple[Entry
         holder = taken.holder.run_id if taken.holder else ""
         raise RunActive(f"export {name!r} has an active run {holder}", holder)
     try:
+        # Disabled first (with the caller's ETag): should anything fail after the state is
+        # gone, the export stays, but off, rather than mirroring again without its state.
+        stored = rt.definition_store.get("export", name)
+        document = {**((stored.document if stored else None) or {}), "enabled": False}
+        disabled = rt.definition_store.put("export", name, document, etag=etag, by=by)
         removed_state = delete_state(rt.state_container, name)
-        entry = rt.definition_store.delete("export", name, etag=etag, by=by)
+        entry = rt.definition_store.delete("export", name, etag=disabled.etag, by=by)
     finally:
         locks.release(name, token, token)
     return entry, removed_state

@@ -183,6 +183,11 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
         runs = of_this_export()
     if any(r.status in (*ACTIVE, RunStatus.SUCCEEDED) for r in runs):
         return None
+    if any(r.status == RunStatus.FAILED and r.safeguard.get("decision") == "blocked" for r in runs):
+        # The same snapshot would be refused again: the operator decides (allow_large_removal).
+        log.warning("Export %s: snapshot %s was stopped by the removal safeguard; waiting for "
+                    "an operator or a new snapshot", export.name, newest.id)  # fmt: skip
+        return None
     failures = sum(r.status == RunStatus.FAILED for r in runs)
     if failures >= rt.settings.timer_max_attempts:
         log.warning(
@@ -273,5 +278,7 @@ def exports_overview(rt: Runtime) -> list[ExportStatus]:
     overview = []
     for export in rt.definitions.exports:
         recent = rt.runs.recent(export.name, limit=1)
-        overview.append(ExportStatus(export, recent[0] if recent else None))
+        since = rt.definition_store.recreated_at("export", export.name) or ""
+        last = recent[0] if recent and recent[0].queued_at >= since else None
+        overview.append(ExportStatus(export, last))  # not a deleted namesake's run
     return overview

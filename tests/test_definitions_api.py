@@ -245,3 +245,19 @@ def test_seeding_happens_once_and_never_brings_back_a_deleted_definition(
     fresh = runtime.build(Settings.from_env())  # another instance starting: the file is there
     assert fresh.definition_store.get("export", "high-value") is None
     assert [e.name for e in fresh.definitions.exports] == []
+
+
+def test_an_invalid_seed_file_seeds_nothing_until_it_is_corrected(
+    app: App, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RUNS_TABLE", "freshdeployment")  # a new deployment's empty store
+    seed = tmp_path / "seed.json"
+    monkeypatch.setenv("EXPORTS_FILE", str(seed))
+    seed.write_text(json.dumps({"connections": [{"name": "main"}], "exports": [{"name": "x"}]}))
+    first = runtime.build(Settings.from_env())
+    assert first.definitions.exports == ()
+    seed.write_text(json.dumps({"connections": [{"name": "main"}], "exports": [
+        export_definition("fixed", app.container, "CI/BlobExport/Fixed")]}))  # fmt: skip
+    second = runtime.build(Settings.from_env())  # the next start, with the file corrected
+    assert [e.name for e in second.definitions.exports] == ["fixed"]
+    assert second.definition_store.history("export", "fixed")[0].changed_by == SEEDED_BY

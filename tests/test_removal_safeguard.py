@@ -9,6 +9,7 @@ import json
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
 
 import function_app
@@ -115,6 +116,25 @@ def test_removing_more_than_the_share_allowed_fails_before_sending_anything(
     # not even the additions went out: the run changes nothing until the operator decides
     assert [r for r in sandbox.requests()[before:] if r.path.endswith("/users")] == []
     assert sandbox.identifiers(AUDIENCE) == hashes(range(100))
+
+
+def test_the_timer_does_not_retry_a_snapshot_the_safeguard_stopped(
+    mirror: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox
+) -> None:
+    def tick() -> None:
+        function_app.find_new_snapshots(TimerRequest(past_due=False))
+        drain(mirror.env["AzureWebJobsStorage"], mirror.env["JOBS_QUEUE"])
+
+    snapshot(blob_service, mirror.container, emails(range(40)), day=1)
+    tick()
+    snapshot(blob_service, mirror.container, blank(emails(range(40))), day=2)
+    tick()
+    tick()
+    tick()
+    runs = mirror.runtime.runs.recent("high-value")
+    assert [r.status for r in runs] == ["failed", "succeeded"]  # tried once, not three times
+    assert runs[0].safeguard["decision"] == "blocked"
+    assert sandbox.identifiers(AUDIENCE) == hashes(range(40))
 
 
 def test_additions_a_failed_run_planned_do_not_dilute_the_share_removed(

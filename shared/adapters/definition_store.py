@@ -193,24 +193,33 @@ class DefinitionStore:
         deleted meanwhile, or seeded by another instance, is left as it is), then the mark
         that says it is done (a failure before it: the next use tries again)."""
         loaded = definitions.load(seed_file)
-        if loaded.problems:
+        if loaded.problems:  # no mark: a corrected file seeds the store on the next start
             log.error("Not seeding definitions from %s: %s", seed_file, "; ".join(loaded.problems))
-        else:
-            document = json.loads(seed_file.read_text("utf-8"))
-            for kind, key in (("connection", "connections"), ("export", "exports")):
-                for entry in document.get(key, []):
-                    if self.history(kind, entry["name"], limit=1):  # type: ignore[arg-type]
-                        continue
-                    # PreconditionFailed: another instance, starting at the same time, did it
-                    with contextlib.suppress(PreconditionFailed):
-                        self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
-            log.info("Seeded the definitions store from %s", seed_file)
+            return
+        # Definitions some other writer stored (a store from before the mark existed): the
+        # file is not what they manage by any more, so only mark the store as seeded.
+        others = (
+            "(PartitionKey eq '~export' or PartitionKey eq '~connection') and changed_by ne @seed"
+        )
+        if not self._query(others, {"seed": SEEDED_BY}, 1):
+            self._seed_from(seed_file)
         mark = {"PartitionKey": _SEED_PARTITION, "RowKey": _SEED_ROW, "file": seed_file.name,
                 "at": now()}  # fmt: skip
         try:
             self._runs.table().upsert_entity(mark)
         except AzureError as exc:
             raise _failure("write the seeding mark", exc) from None
+
+    def _seed_from(self, seed_file: Path) -> None:
+        document = json.loads(seed_file.read_text("utf-8"))
+        for kind, key in (("connection", "connections"), ("export", "exports")):
+            for entry in document.get(key, []):
+                if self.history(kind, entry["name"], limit=1):  # type: ignore[arg-type]
+                    continue  # seeded already (by an attempt that failed later), or deleted
+                # PreconditionFailed: another instance, starting at the same time, did it
+                with contextlib.suppress(PreconditionFailed):
+                    self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
+        log.info("Seeded the definitions store from %s", seed_file)
 
     def _transact(self, operations: list[Any], kind: str, name: str) -> list[Any]:
         """Run the operations as one transaction; what each one answered, in order."""

@@ -26,11 +26,11 @@ LOCAL_PRINCIPALS = {
     "header": "",
 }
 # Variables a hosting platform sets (App Service and Functions, Container Apps, Kubernetes):
-# with any of them the app is hosted, and trusts only the platform's sign-in.
+# with any of them the app is hosted, and trusts only the platform's sign-in. (Not
+# WEBSITE_HOSTNAME: Core Tools sets it to localhost:7071 for ``func start`` too.)
 HOSTED_MARKERS = (
     "WEBSITE_INSTANCE_ID",
     "WEBSITE_SITE_NAME",
-    "WEBSITE_HOSTNAME",
     "CONTAINER_APP_NAME",
     "KUBERNETES_SERVICE_HOST",
 )
