@@ -160,8 +160,4 @@ def import_file(
 
 def export_document(rt: Runtime) -> dict[str, Any]:
     """The stored definitions as one ``exports.json`` document."""
-    store = rt.definition_store
-    return {
-        "connections": [e.document for e in store.current("connection") if e.document],
-        "exports": [e.document for e in store.current("export") if e.document],
-    }
+    return rt.definition_store.document()

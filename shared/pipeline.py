@@ -245,27 +245,43 @@ def run(
 
 def _cells(plan: Plan, source: BlobSource, column: str, progress: Progress) -> Iterator[str]:
     """The column's cells of every segment, one after another (so that de-duplication and
-    the mirror diff work on their union), counting each segment's rows."""
+    the mirror diff work on their union), counting each segment's rows in ``by_segment``.
+    One segment (the usual case) is read as it is: ``rows_read`` counts its rows, and the
+    export loop carries no per-row work for the count."""
+    if len(plan.segments) == 1:
+        return _segment_cells(plan.segments[0], source, column)
+    return _counted_cells(plan, source, column, progress)
+
+
+def _segment_cells(segment: SegmentPlan, source: BlobSource, column: str) -> Iterator[str]:
+    return column_cells(
+        segment.partitions,
+        functools.partial(source.open, segment.source.container),
+        column=column,
+        model=segment.model,
+    )
+
+
+def _counted_cells(
+    plan: Plan, source: BlobSource, column: str, progress: Progress
+) -> Iterator[str]:
     for segment in plan.segments:
-        where = segment.source
-        cells = column_cells(
-            segment.partitions,
-            functools.partial(source.open, where.container),
-            column=column,
-            model=segment.model,
-        )
         rows = 0
-        for rows, cell in enumerate(cells, 1):  # noqa: B007 - rows is read below
+        for rows, cell in enumerate(_segment_cells(segment, source, column), 1):  # noqa: B007
             yield cell
-        progress.by_segment[where.label] = {"rows": rows}
+        progress.by_segment[segment.source.label] = {"rows": rows}
+
+
+def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:
+    if len(plan.segments) == 1:
+        return progress.rows_read
+    return progress.by_segment.get(segment.source.label, {}).get("rows", 0)
 
 
 def _require_rows(plan: Plan, progress: Progress) -> None:
     """Every segment must hold data rows: an empty segment export is treated as a fault (in
     mirror mode it would otherwise remove its members from the audience)."""
-    empty = [
-        s for s in plan.segments if progress.by_segment.get(s.source.label, {}).get("rows", 0) == 0
-    ]
+    empty = [s for s in plan.segments if _segment_rows(plan, progress, s) == 0]
     if empty:
         where = ", ".join(s.source.label for s in empty)
         snapshot = empty[0].snapshot.id

@@ -18,7 +18,7 @@ from shared import runtime
 from shared.adapters.definition_store import SEEDED_BY
 from shared.cli import main
 from shared.core.settings import Settings
-from tests.conftest import AUDIENCE, App, export_definition
+from tests.conftest import AUDIENCE, CLIENT_SECRET, App, export_definition
 from tests.snapshots import emails, hashes, snapshot
 
 SECOND = "aud-second-02"
@@ -141,15 +141,12 @@ def test_connections_show_secret_names_never_values_and_stay_while_used(app: App
     assert shown["definition"]["allowed"] == ["6F1C2B3A-4D5E-6F70-8192-A3B4C5D6E7F8"]
     assert shown["secrets"] == ["snapchat-eu-client-id", "snapchat-eu-client-secret",
                                 "snapchat-eu-refresh-token"]  # fmt: skip
-    assert CLIENT_SECRET_VALUE not in json.dumps(shown)
+    assert CLIENT_SECRET not in json.dumps(shown)
     _, _main_connection, headers = call(function_app.get_connection, "GET", "connections/main")
     status, body, _ = call(function_app.delete_connection, "DELETE", "connections/main",
                            **{"If-Match": headers["ETag"]})  # fmt: skip
     assert (status, body["error"]) == (409, "in_use")
     assert "high-value" in body["message"]
-
-
-CLIENT_SECRET_VALUE = "s3cr3t-Client-Value-9d8e7f6a"
 
 
 def test_import_and_export_round_trip_with_prune_and_dry_run(

@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.adapters.runlog import RunLog
+from shared.adapters.runlog import RunLog, table_failure
 from shared.core import definitions
 from shared.core.definitions import Definitions
 from shared.core.errors import PreconditionFailed, StorageError
@@ -181,12 +181,16 @@ class DefinitionStore:
         self._transact([delete, ("create", record)], kind, name)
         return _entry(record)
 
+    def document(self) -> dict[str, Any]:
+        """The definitions as stored now, as one ``exports.json`` document."""
+        return {
+            "connections": [e.document for e in self.current("connection") if e.document],
+            "exports": [e.document for e in self.current("export") if e.document],
+        }
+
     def definitions(self) -> Definitions:
         """The definitions as stored now, checked (broken entries set aside)."""
-        connections = [e.document for e in self.current("connection") if e.document]
-        exports = [e.document for e in self.current("export") if e.document]
-        document = {"connections": connections, "exports": exports}
-        return definitions.parse(document, allow_empty=True)
+        return definitions.parse(self.document(), allow_empty=True)
 
     def _seed(self, seed_file: Path) -> None:
         """Import the seed file once: each definition that has no history yet (so that one
@@ -294,5 +298,4 @@ def _entry(row: Any) -> Entry:
 
 
 def _failure(action: str, exc: AzureError) -> StorageError:
-    log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
-    return StorageError(f"definitions: could not {action} ({type(exc).__name__})")
+    return table_failure(action, exc, "definitions")

@@ -128,8 +128,8 @@ class RunLog:
             raise table_failure("query runs", exc) from None
 
 
-def table_failure(action: str, exc: AzureError) -> StorageError:
+def table_failure(action: str, exc: AzureError, what: str = "run log") -> StorageError:
     """The StorageError for a failed Table Storage call (the SDK's message is not kept: it
     can quote the request)."""
     log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
-    return StorageError(f"run log: could not {action} ({type(exc).__name__})")
+    return StorageError(f"{what}: could not {action} ({type(exc).__name__})")
