@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import api, service, signin
+from shared import api, browser_connect, service, signin, web
 from shared.adapters.definition_store import Kind
 from shared.adapters.jobqueue import Job
 from shared.core.access import Principal
@@ -35,11 +35,18 @@ def _serve(
 ) -> func.HttpResponse:
     def answer() -> api.Reply:
         rt = current()
-        return call(rt, signin.caller(rt.settings, req.headers, str(req.url)))
+        return call(rt, signin.caller(rt.settings, req.headers, str(req.url), req.method))
 
     reply = api.handle_errors(answer)
+    headers = {**web.API_HEADERS, **reply.headers}
     return func.HttpResponse(
-        reply.json(), status_code=reply.status, headers=reply.headers, mimetype="application/json"
+        reply.json(), status_code=reply.status, headers=headers, mimetype="application/json"
+    )
+
+
+def _page(page: web.Page) -> func.HttpResponse:
+    return func.HttpResponse(
+        page.body, status_code=page.status, headers=page.headers, mimetype=page.content_type
     )
 
 
@@ -149,6 +156,31 @@ def connection_history(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="me", methods=["GET"], auth_level=ANONYMOUS)
 def me(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, api.me)
+
+
+@app.route(route="connections/{name}/connect", methods=["POST"], auth_level=ANONYMOUS)
+def start_connect(req: func.HttpRequest) -> func.HttpResponse:
+    base = _base_url(req)
+    return _serve(req, lambda rt, who: api.start_connect(rt, who, _name(req), base))
+
+
+# -- the console --------------------------------------------------------------------------
+
+
+@app.route(route="console/{*path}", methods=["GET"], auth_level=ANONYMOUS)
+def console(req: func.HttpRequest) -> func.HttpResponse:
+    def signed_in() -> object:
+        return signin.caller(current().settings, req.headers, str(req.url))
+
+    path = str(req.route_params.get("path") or "")
+    return _page(web.console_page(path, str(req.url), signed_in))
+
+
+@app.route(route=browser_connect.CALLBACK_ROUTE, methods=["GET"], auth_level=ANONYMOUS)
+def finish_connect(req: func.HttpRequest) -> func.HttpResponse:
+    """Where Snapchat sends the browser back; answers a redirect to the console."""
+    query = {k: str(v) for k, v in req.params.items()}
+    return _page(api.finish_connect(current, req.headers, str(req.url), query))
 
 
 # -- timer and queue ----------------------------------------------------------------------

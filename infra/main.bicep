@@ -208,6 +208,7 @@ var appSettings = {
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'
   SNAPCHAT_TOKEN_URL: 'https://accounts.snapchat.com/login/oauth2/access_token'
+  SNAPCHAT_AUTHORIZE_URL: 'https://accounts.snapchat.com/login/oauth2/authorize'
   UPLOAD_BATCH_SIZE: '100000'
   HTTP_TIMEOUT_SECONDS: '60'
   RETRY_ATTEMPTS: '6'

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from shared import definition_changes, service
+from shared import browser_connect, definition_changes, service, signin, web
+from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import Entry, Kind
+from shared.core import advice, schedule
 from shared.core.access import Action, Principal, Role, authorize
 from shared.core.definitions import Definitions, Export
 from shared.core.errors import (
     BadRequest,
+    ConfigurationError,
     ExportError,
     Forbidden,
     NotFound,
@@ -77,7 +83,7 @@ def start_run(rt: Runtime, who: Principal, name: str, body: bytes, base_url: str
     status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
     return Reply(
         202,
-        {"run_id": record.run_id, "status_url": status_url, "run": record.as_dict()},
+        {"run_id": record.run_id, "status_url": status_url, "run": _run(record)},
         {"Location": status_url},
     )
 
@@ -118,7 +124,7 @@ def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
     record = rt.runs.get(name, run_id)
     if record is None:
         return _error(404, "not_found", f"export {name!r} has no run {run_id!r}")
-    return Reply(200, record.as_dict())
+    return Reply(200, _run(record))
 
 
 def list_runs(rt: Runtime, who: Principal, name: str, limit: str | None) -> Reply:
@@ -126,7 +132,7 @@ def list_runs(rt: Runtime, who: Principal, name: str, limit: str | None) -> Repl
     _known_export(rt, name)
     count = _limit(limit)
     runs = rt.runs.recent(name, limit=count)
-    return Reply(200, {"export": name, "runs": [r.as_dict() for r in runs]})
+    return Reply(200, {"export": name, "runs": [_run(r) for r in runs]})
 
 
 def list_exports(rt: Runtime, who: Principal) -> Reply:
@@ -135,7 +141,10 @@ def list_exports(rt: Runtime, who: Principal) -> Reply:
         200,
         {
             "exports": [
-                {**describe(status.export, status.last_run), "last_run": _run(status.last_run)}
+                {
+                    **describe(status.export, status.last_run),
+                    "last_run": status.last_run and _run(status.last_run),
+                }
                 for status in service.exports_overview(rt)
             ],
             "invalid": [
@@ -143,8 +152,17 @@ def list_exports(rt: Runtime, who: Principal) -> Reply:
                 for broken in rt.definitions.broken
             ],
             "problems": list(rt.definitions.other_problems),
+            "schedule": rt.settings.export_schedule,
+            "next_check": _next_check(rt.settings.export_schedule),
         },
     )
+
+
+def _next_check(expression: str) -> str | None:
+    """When the timer looks for new snapshots next (UTC), or None if the schedule is not
+    understood here."""
+    found = schedule.next_run(expression, datetime.now(UTC))
+    return found.isoformat().replace("+00:00", "Z") if found else None
 
 
 def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any]:
@@ -175,8 +193,11 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
     }
 
 
-def _run(record: RunRecord | None) -> dict[str, Any] | None:
-    return record.as_dict() if record else None
+def _run(record: RunRecord) -> dict[str, Any]:
+    """A run as the API answers it: the record, and for a failed run the advice of the
+    *When a run fails* table that matches its error."""
+    found = advice.for_error(record.error) if record.error else None
+    return {**record.as_dict(), "advice": found.what_to_do if found else ""}
 
 
 # -- definitions: /api/exports/{name}, /api/connections/{name} ------------------------------
@@ -192,9 +213,34 @@ def get_definition(rt: Runtime, who: Principal, kind: Kind, name: str) -> Reply:
 
 
 def list_connections(rt: Runtime, who: Principal) -> Reply:
+    """Every connection with whether each of its secrets is present (never their values)
+    and when the app last got an access token with it."""
     authorize(who, Action.READ)
     entries = rt.definition_store.current("connection")
-    return Reply(200, {"connections": [_definition(rt, e) for e in entries]})
+    refreshed = TokenRefreshes(rt.runs).last()
+    found = []
+    for entry in entries:
+        body = _definition(rt, entry)
+        body["secrets_present"] = {n: _present(rt, n) for n in body.get("secrets", [])}
+        body["token_refreshed_at"] = refreshed.get(entry.name) or None
+        found.append(body)
+    return Reply(200, {"connections": found})
+
+
+def _present(rt: Runtime, secret: str) -> bool | None:
+    """Whether the secret has a value: None when the store could not say."""
+    try:
+        rt.secrets.get(secret)
+    except ConfigurationError:
+        return False
+    except ExportError:
+        return None
+    return True
+
+
+def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Reply:
+    """``POST /api/connections/{name}/connect``: where the browser goes to consent."""
+    return Reply(200, browser_connect.start(rt, who, name, base_url))
 
 
 def put_definition(
@@ -317,3 +363,25 @@ def _definition(rt: Runtime, entry: Entry) -> dict[str, Any]:
         if connection is not None:  # the secrets' names, never their values
             body["secrets"] = list(connection.secret_names)
     return body
+
+
+def finish_connect(
+    runtime: Callable[[], Runtime], headers: Mapping[str, str], url: str, query: dict[str, str]
+) -> web.Page:
+    """``GET /api/oauth/snapchat/callback``: finish a Connect and send the browser back to
+    the console's connections, saying how it went (in the URL's fragment, which the browser
+    never sends on)."""
+    try:
+        rt = runtime()
+        who = signin.caller(rt.settings, headers, url)
+    except ExportError as exc:
+        return web.text_page(exc.http_status, f"The Connect cannot finish: {exc}")
+    try:
+        name = browser_connect.finish(rt, who, query)
+    except ExportError as exc:
+        log.warning("A Connect did not finish: %s", exc)
+        return web.redirect(f"{CONSOLE_PATH}#/connections?{urlencode({'connect_error': str(exc)})}")
+    return web.redirect(f"{CONSOLE_PATH}#/connections?{urlencode({'connected': name})}")
+
+
+CONSOLE_PATH = "/api/console/"

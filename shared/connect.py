@@ -147,13 +147,34 @@ def connect(
         got = parse_redirect(paste())
     if not hmac.compare_digest(got.state, state):
         raise AuthenticationError("the redirect's state does not match this flow's; nothing stored")
+    refresh = exchange_code(
+        session, token_url, client_id=client_id, client_secret=client_secret,
+        code=got.code, redirect_uri=redirect_uri,
+    )  # fmt: skip
+    store.set(connection.client_id_secret, client_id)
+    store.set(connection.client_secret_secret, client_secret)
+    store.set(connection.refresh_token_secret, refresh)
+    log.info("Connection %s: client ID, client secret and refresh token stored", connection.name)
+
+
+def exchange_code(
+    session: requests.Session,
+    token_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    redirect_uri: str,
+) -> str:
+    """Exchange an authorization code for the refresh token (AuthenticationError if
+    Snapchat does not); the tokens join the values the log filter hides."""
     answer = session.post(
         token_url,
         data={
             "grant_type": "authorization_code",
             "client_id": client_id,
             "client_secret": client_secret,
-            "code": got.code,
+            "code": code,
             "redirect_uri": redirect_uri,
         },
         timeout=60,
@@ -170,7 +191,4 @@ def connect(
         raise AuthenticationError(f"Snapchat did not exchange the code ({error}); nothing stored")
     SECRETS.add(refresh)
     SECRETS.add(str(document.get("access_token") or ""), short_lived=True)
-    store.set(connection.client_id_secret, client_id)
-    store.set(connection.client_secret_secret, client_secret)
-    store.set(connection.refresh_token_secret, refresh)
-    log.info("Connection %s: client ID, client secret and refresh token stored", connection.name)
+    return refresh

@@ -6,6 +6,7 @@ Handlers and the command line call ``current()``; tests build a ``Runtime`` of t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from shared.adapters.blobsource import BlobSource
+from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import DefinitionStore
 from shared.adapters.jobqueue import JobQueue, encode_policy
 from shared.adapters.runlog import RunLog
@@ -35,6 +37,8 @@ from shared.core.definitions import Connection, Definitions
 from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import SECRETS
 from shared.core.settings import Settings, StorageTarget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,9 +90,18 @@ class Runtime:
             ),
             on_new_refresh_token=lambda value: self._store_rotated(connection, value),
             stored_refresh_token=lambda: self.secrets.get(connection.refresh_token_secret),
+            on_access_token=lambda: self._note_token(connection),
             requests_per_second=self.settings.requests_per_second,
             connection=connection,
         )
+
+    def _note_token(self, connection: Connection) -> None:
+        """Remember when the connection last worked (the console shows it); a failure to
+        remember it never fails the run."""
+        try:
+            TokenRefreshes(self.runs).record(connection.name)
+        except ExportError as exc:
+            log.warning("Connection %s: %s", connection.name, exc)
 
     def _store_rotated(self, connection: Connection, value: str) -> None:
         """Keep a refresh token Snapchat rotated, before the old one is relied on again."""

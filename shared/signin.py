@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from shared.core.access import Principal, Role, from_client_principal
-from shared.core.errors import SignInNotEnabled, Unauthenticated
+from shared.core.errors import CrossSiteRequest, SignInNotEnabled, Unauthenticated
 from shared.core.settings import LOCAL_PRINCIPALS, Settings
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
@@ -25,8 +25,13 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _LOCAL_ROLES = {"admin": Role.ADMIN, "operator": Role.OPERATOR, "reader": Role.READER}
 
 
-def caller(settings: Settings, headers: Mapping[str, str], url: str) -> Principal:
-    header = next((v for k, v in headers.items() if k.lower() == PRINCIPAL_HEADER), "")
+def caller(
+    settings: Settings, headers: Mapping[str, str], url: str, method: str = "GET"
+) -> Principal:
+    """The signed-in principal of a request; a state-changing request must also come from
+    the app's own pages (``same_site``)."""
+    same_site(method, headers, url)
+    header = _header(headers, PRINCIPAL_HEADER)
     if settings.in_azure:
         if not settings.platform_sign_in:
             raise SignInNotEnabled(
@@ -57,6 +62,42 @@ def caller(settings: Settings, headers: Mapping[str, str], url: str) -> Principa
         "no signed-in principal: send X-MS-CLIENT-PRINCIPAL as the platform does, or set "
         "LOCAL_PRINCIPAL to admin, operator or reader"
     )
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CONSOLE_HEADER = ("x-requested-with", "XMLHttpRequest")  # what the console's calls carry
+
+
+def same_site(method: str, headers: Mapping[str, str], url: str) -> None:
+    """Refuse a cross-site request forgery: a state-changing request sent by a browser from
+    another site, riding on the platform's session cookie (or, locally, on the local mode).
+
+    A browser tells where a request comes from (``Sec-Fetch-Site``, ``Origin``); either,
+    when present, must say this origin. And a request that carries cookies must carry the
+    header the console's calls send, which another site cannot add without a CORS preflight
+    that the app never grants. A caller with a bearer token and no cookie (a script, the
+    Azure CLI) needs neither: no browser sends its token for it.
+    """
+    if method.upper() in SAFE_METHODS:
+        return
+    fetch_site = _header(headers, "sec-fetch-site").lower()
+    if fetch_site and fetch_site not in ("same-origin", "none"):
+        raise CrossSiteRequest(f"refused: a {fetch_site} request may not change anything")
+    origin = _header(headers, "origin")
+    parsed = urlparse(url)
+    own = f"{parsed.scheme}://{parsed.netloc}".lower()
+    if origin and origin.rstrip("/").lower() != own:
+        raise CrossSiteRequest("refused: the request comes from another site (Origin)")
+    name, value = CONSOLE_HEADER
+    if _header(headers, "cookie") and _header(headers, name) != value:
+        raise CrossSiteRequest(
+            f"refused: a request with cookies must carry {name.title()}: {value} "
+            "(the console sends it)"
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), "")
 
 
 def command_line() -> Principal:

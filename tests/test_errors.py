@@ -16,6 +16,7 @@ TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.BadRequest("limit must be a whole number"), 400, "bad_request", 1, False),
     (errors.Unauthenticated("no principal"), 401, "unauthenticated", 1, False),
     (errors.Forbidden("needs Exporter.Operator"), 403, "forbidden", 1, False),
+    (errors.CrossSiteRequest("refused: a cross-site request"), 403, "cross_site_request", 1, False),
     (errors.SignInNotEnabled(["sign-in is off"]), 503, "sign_in_not_enabled", 2, False),
     (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 1, False),
     (errors.SourceError("no snapshot found"), 409, "no_snapshot", 1, False),

@@ -58,6 +58,9 @@ def test_http_routes_are_left_to_the_platforms_sign_in(functions: dict[str, Any]
         "delete_connection": ("connections/{name}", ("DELETE",)),
         "connection_history": ("connections/{name}/history", ("GET",)),
         "me": ("me", ("GET",)),
+        "start_connect": ("connections/{name}/connect", ("POST",)),
+        "console": ("console/{*path}", ("GET",)),
+        "finish_connect": ("oauth/snapchat/callback", ("GET",)),
     }
     for name in routes:  # what the host reads from the generated function.json
         bindings = json.loads(functions[name].get_function_json())["bindings"]

@@ -111,6 +111,7 @@ class SnapchatClient:
         policy: RetryPolicy,
         on_new_refresh_token: Callable[[str], None] | None = None,
         stored_refresh_token: Callable[[], str] | None = None,
+        on_access_token: Callable[[], None] | None = None,
         requests_per_second: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         connection: Connection | None = None,
@@ -123,6 +124,7 @@ class SnapchatClient:
         self._policy = policy
         self._on_new_refresh_token = on_new_refresh_token
         self._stored_refresh_token = stored_refresh_token
+        self._on_access_token = on_access_token  # told each time a refresh succeeds
         # 5% under the limit, so that scheduling jitter never puts an 11th request in a second.
         self._interval = 1.05 / requests_per_second if requests_per_second > 0 else 0.0
         self._sleep = sleep
@@ -345,6 +347,8 @@ class SnapchatClient:
             self._credentials = Credentials(
                 self._credentials.client_id, self._credentials.client_secret, rotated
             )
+        if self._on_access_token is not None:
+            self._on_access_token()
         return token
 
 

@@ -21,6 +21,7 @@ the command line read these attributes; no other table maps errors to answers.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 
@@ -70,6 +71,27 @@ class InvalidExport(ConfigurationError):  # noqa: N818
     kind = "invalid_definition"
     http_status = 400
 
+    def details(self) -> dict[str, Any]:
+        """Besides ``problems``, each problem split into the field it is about (a dotted
+        path such as ``audience.name`` or ``sources[1].path``; "" for the whole definition)
+        and what is wrong, so that a form can show each one next to its field."""
+        return {**super().details(), "fields": [field_problem(p) for p in self.problems]}
+
+
+_DEFINITION = re.compile(r"^(?:export|connection) '[^']*'(?: \([^)]*\))?: |^\w+\[\d+\]: ")
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*(?:\[\d+\])?$")
+
+
+def field_problem(problem: str) -> dict[str, str]:
+    """``export 'x': audience: name: at most 375 characters`` is about field
+    ``audience.name``: the path is the leading names, the message the rest."""
+    rest = _DEFINITION.sub("", problem, count=1)
+    path: list[str] = []
+    parts = rest.split(": ")
+    while len(parts) > 1 and _FIELD.fullmatch(parts[0]):
+        path.append(parts.pop(0))
+    return {"field": ".".join(path), "message": ": ".join(parts)}
+
 
 class BadRequest(ExportError):  # noqa: N818
     """An HTTP request's parameters or body are malformed."""
@@ -90,6 +112,12 @@ class Forbidden(ExportError):  # noqa: N818
 
     kind = "forbidden"
     http_status = 403
+
+
+class CrossSiteRequest(Forbidden):
+    """A state-changing request that did not come from the app's own pages."""
+
+    kind = "cross_site_request"
 
 
 class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNotFoundError's stem

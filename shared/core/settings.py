@@ -130,6 +130,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SNAPCHAT_API_URL", "https://adsapi.snapchat.com/v1", "Base URL of the Snap Marketing API."
     ),
     SettingSpec(
+        "SNAPCHAT_AUTHORIZE_URL",
+        "https://accounts.snapchat.com/login/oauth2/authorize",
+        "Snapchat's OAuth authorize page, where the console's Connect Snapchat sends the browser.",
+    ),
+    SettingSpec(
         "SNAPCHAT_TOKEN_URL",
         "https://accounts.snapchat.com/login/oauth2/access_token",
         "Snapchat's OAuth token endpoint.",
@@ -201,6 +206,8 @@ class Settings:
     platform_sign_in: bool  # the platform's built-in authentication is on (WEBSITE_AUTH_ENABLED)
     snapchat_api_url: str
     snapchat_token_url: str
+    snapchat_authorize_url: str
+    export_schedule: str
     upload_batch_size: int
     http_timeout_seconds: float
     retry_attempts: int
@@ -253,6 +260,8 @@ class Settings:
             platform_sign_in=reader.env.get("WEBSITE_AUTH_ENABLED", "").lower() == "true",
             snapchat_api_url=reader.url("SNAPCHAT_API_URL") or "",
             snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",
+            snapchat_authorize_url=reader.url("SNAPCHAT_AUTHORIZE_URL") or "",
+            export_schedule=reader.text("EXPORT_SCHEDULE") or "",
             upload_batch_size=reader.integer("UPLOAD_BATCH_SIZE", 1, MAX_BATCH_SIZE),
             http_timeout_seconds=reader.number("HTTP_TIMEOUT_SECONDS", 0.1, 600),
             retry_attempts=reader.integer("RETRY_ATTEMPTS", 1, 20),

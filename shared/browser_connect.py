@@ -1,0 +1,112 @@
+"""Connect Snapchat from the console: the OAuth authorization-code flow, in the browser.
+
+An admin presses **Connect Snapchat**; ``start`` records a pending flow (under the SHA-256 of
+a fresh ``state``, with who started it and a ten-minute deadline) and answers Snapchat's
+authorize URL, which the browser opens. Snapchat sends the browser back to
+``/api/oauth/snapchat/callback``; ``finish`` takes the pending flow (once: a second use of the
+same state finds nothing), checks that the same person is signed in and that it has not
+expired, exchanges the code and stores the new refresh token.
+
+The client ID and client secret are those already stored for the connection: the app only
+ever writes the refresh-token secret, which it must be able to write anyway (Snapchat
+rotates refresh tokens), so the console needs no wider right on Key Vault than the app has
+(see docs/console.md, *Connect Snapchat*). No secret, code or token is shown or logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.adapters.connection_status import PendingConnect, PendingConnects, TokenRefreshes
+from shared.connect import authorize_url, exchange_code
+from shared.core.access import Action, Principal, authorize
+from shared.core.errors import AuthenticationError, ConfigurationError
+from shared.core.privacy import SECRETS, scrub
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CALLBACK_ROUTE = "oauth/snapchat/callback"
+FLOW_MINUTES = 10
+
+
+def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, Any]:
+    """Begin a Connect of connection ``name``; the browser goes to ``authorize_url``."""
+    rt.forget_definitions()
+    connection = rt.definitions.connection(name)
+    authorize(who, Action.EDIT_CONNECTION, connection)
+    client_id = _stored(rt, connection.client_id_secret, name)
+    _stored(rt, connection.client_secret_secret, name)  # present before Snapchat is asked
+    state = secrets.token_urlsafe(32)
+    redirect_uri = f"{base_url.rstrip('/')}/api/{CALLBACK_ROUTE}"
+    expires = datetime.now(UTC) + timedelta(minutes=FLOW_MINUTES)
+    PendingConnects(rt.runs).start(
+        state,
+        PendingConnect(
+            connection=name,
+            started_by=who.object_id,
+            redirect_uri=redirect_uri,
+            expires_at=expires.isoformat(timespec="seconds"),
+        ),
+    )
+    log.info("Connection %s: Connect started by %s", name, who.label)
+    url = authorize_url(rt.settings.snapchat_authorize_url, client_id, redirect_uri, state)
+    return {"authorize_url": url, "redirect_uri": redirect_uri, "expires_at": expires.isoformat()}
+
+
+def finish(rt: Runtime, who: Principal, query: dict[str, str]) -> str:
+    """Complete the flow Snapchat redirected back from; the connection's name. Raises an
+    ExportError saying what went wrong; nothing is stored then."""
+    state = query.get("state", "")
+    flow = PendingConnects(rt.runs).take(state) if state else None
+    if flow is None:
+        raise AuthenticationError(
+            "this Connect is unknown, finished already or was started elsewhere: start it "
+            "again from the console"
+        )
+    if not hmac.compare_digest(flow.started_by, who.object_id):
+        raise AuthenticationError(
+            "this Connect was started by someone else: whoever presses Connect must finish it"
+        )
+    if datetime.fromisoformat(flow.expires_at) < datetime.now(UTC):
+        raise AuthenticationError(
+            f"this Connect took longer than {FLOW_MINUTES} minutes: start it again"
+        )
+    if "error" in query:
+        reason = scrub(query.get("error_description") or query["error"])
+        raise AuthenticationError(f"Snapchat refused the authorization: {reason}")
+    code = query.get("code", "")
+    if not code:
+        raise ConfigurationError("Snapchat's redirect carries no code")
+    SECRETS.add(code, short_lived=True)
+    rt.forget_definitions()
+    connection = rt.definitions.connection(flow.connection)
+    authorize(who, Action.EDIT_CONNECTION, connection)  # still an admin, connection still there
+    refresh = exchange_code(
+        rt.http,
+        rt.settings.snapchat_token_url,
+        client_id=_stored(rt, connection.client_id_secret, connection.name),
+        client_secret=_stored(rt, connection.client_secret_secret, connection.name),
+        code=code,
+        redirect_uri=flow.redirect_uri,
+    )
+    rt.secrets.set(connection.refresh_token_secret, refresh)
+    TokenRefreshes(rt.runs).record(connection.name)
+    log.info("Connection %s: connected by %s; refresh token stored", connection.name, who.label)
+    return connection.name
+
+
+def _stored(rt: Runtime, secret: str, connection: str) -> str:
+    try:
+        value = rt.secrets.get(secret)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"connection {connection!r}: {exc}; add the Snapchat "
+            "app's client ID and client secret to Key Vault first (docs/console.md)"
+        ) from None
+    SECRETS.add(value)
+    return value
