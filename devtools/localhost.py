@@ -121,9 +121,13 @@ class LocalHost:
         for route in self._routes:
             matched = route.pattern.match(path)
             if matched and method in route.methods:
+                # The URL as the browser asked for it (Host: localhost or 127.0.0.1), as the
+                # Functions host builds it: the same-site check compares it with Origin.
+                host = next((v for k, v in headers.items() if k.lower() == "host"), "")
+                base = f"http://{host}" if host else self.url
                 request = func.HttpRequest(
                     method,
-                    f"{self.url}{target}",
+                    f"{base}{target}",
                     headers=headers,
                     params=dict(parse_qsl(parts.query)),
                     route_params={k: v or "" for k, v in matched.groupdict().items()},

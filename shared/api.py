@@ -173,6 +173,8 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
             name=export.new_audience.name,
             retention_in_days=export.new_audience.retention_in_days,
         )
+    if last_run is not None and last_run.audience_name and export.new_audience is None:
+        audience["name"] = last_run.audience_name
     if last_run is not None and last_run.approximate_number_users is not None:
         audience.update(
             approximate_number_users=last_run.approximate_number_users,

@@ -54,3 +54,4 @@ def read_status(client: SnapchatClient, record: RunRecord) -> None:
     record.approximate_number_users = size if isinstance(size, int) else None
     record.upload_status = str(segment.get("upload_status") or "")
     record.targetable_status = str(segment.get("targetable_status") or "")
+    record.audience_name = str(segment.get("name") or "")[:375]

@@ -308,6 +308,7 @@ def _add(
             normalise = identifiers.normaliser(kind, export.default_country_code)
             cells = _cells(plan, source, column, progress)
             for batch in identifiers.digest_batches(cells, normalise, attempt.batch_size, tally):
+                progress.rows_read = max(progress.rows_read, tally.rows)  # live, per batch
                 sender.send("POST", kind, batch)
             sender.drain()
             _count(kind, tally, progress)

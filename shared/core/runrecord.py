@@ -103,6 +103,7 @@ class RunRecord:
     mode: str = "add"  # a definitions.Mode
     dry_run: bool = False
     audience_id: str = ""
+    audience_name: str = ""  # as Snapchat named it when the run read its status
     approximate_number_users: int | None = None  # None: not read (or Snapchat did not say)
     upload_status: str = ""
     targetable_status: str = ""

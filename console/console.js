@@ -1,0 +1,616 @@
+// The console: plain JavaScript on the app's own HTTP API (docs/http-api.md), no build step.
+// Everything on screen is built with textContent, never innerHTML, so no value from the API
+// can become markup. Buttons that change something are shown only to those whose role and
+// connections allow it; the API checks the same rules on every call.
+
+const API = "/api";
+const POLL_MS = 700;
+const main = document.getElementById("main");
+let me = null; // GET /api/me: roles and the connections this user may act on
+let stopPolling = () => {};
+
+// -- small helpers ------------------------------------------------------------------------
+
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "class") element.className = value;
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+function s(tag, attributes = {}, ...children) {
+  const element = document.createElementNS(svgNS, tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+  for (const child of children) {
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+function number(value) {
+  return value === null || value === undefined || value === "" ? "—" : Number(value).toLocaleString("en-US");
+}
+
+function when(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return date.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function ago(iso) {
+  if (!iso) return "";
+  const seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+  const future = seconds < 0;
+  const span = Math.abs(seconds);
+  const text = span < 90 ? `${span} s` : span < 5400 ? `${Math.round(span / 60)} min`
+    : span < 172800 ? `${Math.round(span / 3600)} h` : `${Math.round(span / 86400)} days`;
+  return future ? `in ${text}` : `${text} ago`;
+}
+
+function duration(run) {
+  if (!run || !run.started_at) return null;
+  const end = run.finished_at ? new Date(run.finished_at) : new Date();
+  return Math.max(0, (end - new Date(run.started_at)) / 1000);
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "—";
+  return value < 90 ? `${value.toFixed(1)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+}
+
+function statusBadge(status) {
+  return h("span", { class: `status ${status || "none"}` }, status || "never run");
+}
+
+function mayRun(connection) {
+  if (!me) return false;
+  const roles = me.roles || [];
+  if (roles.includes("Exporter.Admin")) return true;
+  return roles.includes("Exporter.Operator") && (me.connections || []).includes(connection);
+}
+
+function isAdmin() {
+  return Boolean(me && (me.roles || []).includes("Exporter.Admin"));
+}
+
+function mayCreate() {
+  return Boolean(me && (me.roles || []).some((r) => r === "Exporter.Admin" || r === "Exporter.Operator"));
+}
+
+async function api(method, path, { body, etag } = {}) {
+  const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (etag) headers["If-Match"] = etag;
+  let response;
+  try {
+    response = await fetch(API + path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    return { status: 0, body: { error: "network", message: "the app did not answer; reload the page to sign in again" } };
+  }
+  let parsed = {};
+  try { parsed = await response.json(); } catch (error) { parsed = { message: `HTTP ${response.status}` }; }
+  return { status: response.status, body: parsed, etag: response.headers.get("ETag") };
+}
+
+function banner(kind, text) {
+  return h("div", { class: `banner ${kind}`, role: kind === "error" ? "alert" : "status" }, text || "");
+}
+
+function failure(reply) {
+  const text = reply.body.message || reply.body.error || `HTTP ${reply.status}`;
+  return reply.status === 401 ? `Sign in again (reload the page): ${text}` : text;
+}
+
+function show(title, ...content) {
+  stopPolling();
+  main.replaceChildren(h("h1", {}, title), ...content.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  document.title = `${title} · Snapchat audience exports`;
+}
+
+function segmentsOf(exportItem) {
+  return (exportItem.sources || []).map((source) => `${source.container}/${source.path}`);
+}
+
+// -- exports list -------------------------------------------------------------------------
+
+const FILTERS = [["all", "All"], ["failed", "Failed"], ["succeeded", "Succeeded"],
+  ["active", "Running or queued"], ["never", "Never run"], ["disabled", "Disabled"]];
+
+function matches(filter, item) {
+  const status = item.last_run && item.last_run.status;
+  if (filter === "failed") return status === "failed";
+  if (filter === "succeeded") return status === "succeeded";
+  if (filter === "active") return status === "running" || status === "queued";
+  if (filter === "never") return !status;
+  if (filter === "disabled") return !item.enabled;
+  return true;
+}
+
+async function exportsPage(query) {
+  const reply = await api("GET", "/exports");
+  if (reply.status !== 200) return show("Exports", banner("error", failure(reply)));
+  const { exports, invalid, next_check: nextCheck, schedule } = reply.body;
+  const filter = query.get("status") || "all";
+  const select = h("select", { id: "status-filter", "aria-label": "Filter by last run status",
+    onchange: (event) => { location.hash = `#/exports?status=${event.target.value}`; } },
+  FILTERS.map(([value, label]) => h("option", { value, selected: value === filter }, label)));
+  const failedCount = exports.filter((e) => matches("failed", e)).length;
+  const rows = exports.filter((e) => matches(filter, e)).map((item) => exportRow(item, nextCheck));
+  const table = h("table", { id: "exports" },
+    h("thead", {}, h("tr", {}, ["Export", "Segments", "Audience", "Mode", "Enabled", "Last run",
+      "Uploaded / added / removed", "Audience size", "Next check"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No export matches this filter."))));
+  const toolbar = h("div", { class: "toolbar" },
+    h("label", { for: "status-filter" }, "Show"), select,
+    failedCount ? h("span", { class: "status failed", id: "failed-count" }, `${failedCount} failed`) : null,
+    h("span", { class: "muted" }, `Timer schedule ${schedule || "—"} (UTC)`),
+    mayCreate() ? h("a", { class: "button", href: "#/new-export" }, "New export") : null);
+  const broken = invalid.length ? [h("h2", {}, "Definitions with problems"),
+    h("ul", { id: "invalid" }, invalid.map((b) => h("li", {}, h("strong", {}, b.name), ": ", b.problems.join("; "))))] : [];
+  show("Exports", toolbar, table, ...broken);
+}
+
+function exportRow(item, nextCheck) {
+  const run = item.last_run;
+  const audience = item.audience || {};
+  const counts = run ? `${number(run.uploaded)} / ${number(run.added)} / ${number(run.removed)}` : "—";
+  const size = audience.approximate_number_users !== undefined
+    ? [number(audience.approximate_number_users), h("br"), h("span", { class: "muted" }, audience.targetable_status || "")]
+    : "—";
+  const lastRun = run
+    ? [statusBadge(run.status), run.dry_run ? " dry run" : "", h("br"),
+      h("a", { href: `#/exports/${encodeURIComponent(item.name)}/runs/${encodeURIComponent(run.run_id)}` }, when(run.finished_at || run.started_at || run.queued_at)),
+      h("span", { class: "muted" }, ` · ${seconds(duration(run))}`)]
+    : statusBadge(null);
+  return h("tr", { class: run && run.status === "failed" ? "failed" : "", "data-export": item.name },
+    h("td", {}, h("a", { href: `#/exports/${encodeURIComponent(item.name)}` }, item.name)),
+    h("td", {}, segmentsOf(item).map((path, i) => [i ? h("br") : null, h("code", {}, path)])),
+    h("td", {}, audience.name || "", audience.name ? h("br") : null, h("code", {}, audience.id || "created on first run")),
+    h("td", {}, item.mode),
+    h("td", {}, item.enabled ? "yes" : "no"),
+    h("td", {}, lastRun),
+    h("td", { class: "num" }, counts),
+    h("td", { class: "num" }, size),
+    h("td", {}, item.enabled && nextCheck ? [when(nextCheck), h("br"), h("span", { class: "muted" }, ago(nextCheck))] : "—"));
+}
+
+// -- one export ---------------------------------------------------------------------------
+
+const FIELDS = [
+  // [field path, label, kind, hint]
+  ["description", "Description", "text", ""],
+  ["source", "Segments", "segments", "One container/path per line: the folder Customer Insights exports the segment to."],
+  ["audience_id", "Audience ID", "text", "An existing Snapchat audience. Leave empty to have the app create one (below)."],
+  ["audience.ad_account_id", "New audience: ad account", "text", ""],
+  ["audience.name", "New audience: name", "text", ""],
+  ["connection", "Connection", "connection", ""],
+  ["columns.email", "Email column", "text", ""],
+  ["columns.phone", "Phone column", "text", ""],
+  ["columns.mobile_ad_id", "Mobile ad ID column", "text", ""],
+  ["mode", "Mode", "mode", "add: only adds. mirror: the audience becomes the segment (adds and removes)."],
+  ["default_country_code", "Default country code", "text", "Digits only, e.g. 44, for phone numbers without one."],
+  ["max_removal_percent", "Safeguard: most removed (%)", "number", "A mirror run that would remove more of the audience fails before sending anything."],
+  ["always_allowed_removals", "Safeguard: always allowed removals", "number", ""],
+  ["enabled", "Enabled", "checkbox", "The timer runs enabled exports when a new snapshot lands."],
+  ["data_transfer_acknowledged", "Data transfer acknowledged", "checkbox", "Hashed personal data leaves your compliance boundary for Snapchat: tick once your organisation approved it."],
+];
+
+function fieldId(path) { return `field-${path.replace(/[^a-z0-9]+/gi, "-")}`; }
+
+function valueAt(document, path) {
+  if (path === "source") {
+    const sources = document.sources || (document.source ? [document.source] : []);
+    return sources.map((x) => `${x.container || ""}/${x.path || ""}`).join("\n");
+  }
+  return path.split(".").reduce((value, key) => (value && typeof value === "object" ? value[key] : undefined), document);
+}
+
+function definitionForm(document, { editable, connections, onSave }) {
+  const form = h("form", { class: "definition", id: "definition", novalidate: true });
+  const general = banner("error", "");
+  general.id = "form-problems";
+  for (const [path, label, kind, hint] of FIELDS) {
+    const id = fieldId(path);
+    const value = valueAt(document, path);
+    let control;
+    if (kind === "segments") control = h("textarea", { id, rows: 2 }, value || "");
+    else if (kind === "checkbox") control = h("input", { id, type: "checkbox", checked: path === "enabled" ? value !== false : value === true });
+    else if (kind === "mode") control = h("select", { id }, ["add", "mirror"].map((m) => h("option", { value: m, selected: (value || "add") === m }, m)));
+    else if (kind === "connection") control = h("select", { id }, connections.map((c) => h("option", { value: c, selected: value === c }, c)));
+    else control = h("input", { id, type: kind === "number" ? "number" : "text", value: value ?? "" });
+    control.dataset.field = path;
+    if (!editable) control.disabled = true;
+    const problem = h("p", { class: "problem", id: `${id}-problem`, "aria-live": "polite" });
+    control.setAttribute("aria-describedby", `${id}-problem${hint ? ` ${id}-hint` : ""}`);
+    form.append(h("label", { class: "field", for: id }, label),
+      h("div", { class: "control" }, control, hint ? h("span", { class: "hint", id: `${id}-hint` }, hint) : null, problem));
+  }
+  if (editable) {
+    form.append(h("span"), h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary", id: "save" }, "Save")));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearProblems(form, general);
+      await onSave(collect(form, document), (problems, message) => placeProblems(form, general, problems, message));
+    });
+  }
+  return [general, form];
+}
+
+function collect(form, original) {
+  const read = (path) => form.querySelector(`[data-field="${path}"]`);
+  const text = (path) => read(path).value.trim();
+  const document = JSON.parse(JSON.stringify(original));
+  for (const key of ["source", "sources", "audience", "audience_id", "columns"]) delete document[key];
+  const segments = read("source").value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+    const cut = line.indexOf("/");
+    return cut < 0 ? { container: line, path: "" } : { container: line.slice(0, cut), path: line.slice(cut + 1) };
+  });
+  if (segments.length === 1) document.source = segments[0];
+  else document.sources = segments;
+  if (text("audience_id")) document.audience_id = text("audience_id");
+  else {
+    const kept = original.audience && typeof original.audience === "object" ? original.audience : {};
+    document.audience = { ...kept, ad_account_id: text("audience.ad_account_id"), name: text("audience.name") };
+  }
+  document.columns = {};
+  for (const key of ["email", "phone", "mobile_ad_id"]) if (text(`columns.${key}`)) document.columns[key] = text(`columns.${key}`);
+  for (const key of ["description", "default_country_code"]) {
+    if (text(key)) document[key] = text(key); else delete document[key];
+  }
+  document.connection = read("connection").value;
+  document.mode = read("mode").value;
+  for (const key of ["max_removal_percent", "always_allowed_removals"]) {
+    const raw = text(key);
+    if (raw === "") delete document[key];
+    else document[key] = Number.isNaN(Number(raw)) ? raw : Number(raw);
+  }
+  document.enabled = read("enabled").checked;
+  document.data_transfer_acknowledged = read("data_transfer_acknowledged").checked;
+  return document;
+}
+
+function clearProblems(form, general) {
+  general.replaceChildren();
+  for (const element of form.querySelectorAll("[aria-invalid]")) element.removeAttribute("aria-invalid");
+  for (const element of form.querySelectorAll(".problem")) element.replaceChildren();
+}
+
+function controlFor(form, field) {
+  // The problem's field, or the nearest enclosing one the form has: sources[1].path -> source.
+  const candidates = [field];
+  let path = field;
+  while (path) {
+    path = path.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
+    if (path === candidates[candidates.length - 1]) break;
+    candidates.push(path);
+  }
+  for (const name of candidates) {
+    const key = name === "sources" ? "source" : name === "audience" ? "audience.name" : name;
+    const found = form.querySelector(`[data-field="${key}"]`);
+    if (found) return found;
+  }
+  return null;
+}
+
+function placeProblems(form, general, problems, message) {
+  const unplaced = [];
+  let first = null;
+  for (const { field, message: text } of problems || []) {
+    const control = field ? controlFor(form, field) : null;
+    if (!control) { unplaced.push(field ? `${field}: ${text}` : text); continue; }
+    control.setAttribute("aria-invalid", "true");
+    const slot = document.getElementById(`${control.id}-problem`);
+    slot.append(slot.textContent ? `; ${text}` : text);
+    first = first || control;
+  }
+  if (unplaced.length || message) general.append(message || "", unplaced.length ? ` ${unplaced.join("; ")}` : "");
+  (first || general).focus?.();
+}
+
+async function exportPage(name) {
+  const [definition, runs, connections] = await Promise.all([
+    api("GET", `/exports/${encodeURIComponent(name)}`),
+    api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=50`),
+    api("GET", "/connections"),
+  ]);
+  if (definition.status !== 200) return show(name, banner("error", failure(definition)));
+  const document = definition.body.definition || {};
+  let etag = definition.etag || definition.body.etag;
+  const names = (connections.body.connections || []).map((c) => c.name);
+  const canRun = mayRun(document.connection);
+  const notice = banner("info", "");
+  notice.id = "notice";
+  const progress = h("section", { id: "progress", "aria-live": "polite" });
+  const actions = canRun ? h("div", { class: "toolbar", id: "actions" },
+    h("button", { class: "primary", id: "run-now", type: "button", onclick: () => startRun(name, false, progress, notice) }, "Run now"),
+    h("button", { id: "dry-run", type: "button", onclick: () => startRun(name, true, progress, notice) }, "Dry run"),
+    h("span", { class: "hint" }, "A dry run reads the snapshot and reports what would change; it sends nothing.")) : null;
+  const [problems, form] = definitionForm(document, {
+    editable: canRun, connections: names.includes(document.connection) ? names : [document.connection, ...names],
+    onSave: async (changed, showProblems) => {
+      const reply = await api("PUT", `/exports/${encodeURIComponent(name)}`, { body: changed, etag });
+      if (reply.status === 200) {
+        etag = reply.etag || reply.body.etag;
+        notice.className = "banner ok";
+        notice.replaceChildren(`Saved: version ${reply.body.version}.`);
+        return;
+      }
+      if (reply.status === 412) {
+        return showProblems([], "Not saved: someone changed this export since you opened it. Reload the page to see their version, then make your change again.");
+      }
+      showProblems(reply.body.fields || [], reply.body.fields ? "Not saved: fix the fields marked below." : `Not saved: ${failure(reply)}`);
+    },
+  });
+  const history = runs.status === 200 ? runs.body.runs : [];
+  const summary = h("p", { class: "muted" }, `Version ${definition.body.version}, changed by ${definition.body.changed_by || "—"} at ${when(definition.body.changed_at)}`);
+  show(name, notice, actions, progress, h("h2", {}, "Run history"), runChart(history), runTable(name, history),
+    h("h2", {}, "Definition"), summary, canRun ? null : h("p", { class: "hint" }, "Read only: your role or the connection does not let you change this export."),
+    problems, form);
+  const active = history.find((run) => run.status === "running" || run.status === "queued");
+  if (active) follow(name, active.run_id, progress, notice, history);
+}
+
+async function startRun(name, dryRun, progress, notice) {
+  for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
+  const reply = await api("POST", `/exports/${encodeURIComponent(name)}/runs`, { body: dryRun ? { dry_run: true } : {} });
+  if (reply.status !== 202) {
+    notice.className = "banner error";
+    notice.replaceChildren(`Not started: ${failure(reply)}`);
+    for (const button of document.querySelectorAll("#actions button")) button.disabled = false;
+    return;
+  }
+  const runs = await api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=10`);
+  follow(name, reply.body.run_id, progress, notice, runs.status === 200 ? runs.body.runs : []);
+}
+
+function follow(name, runId, progress, notice, history) {
+  // The expected rows: the last finished run's, so the bar can say how far along this is.
+  const previous = history.find((run) => run.run_id !== runId && run.status === "succeeded");
+  const expected = previous ? previous.rows_read : 0;
+  const bar = h("progress", { id: "run-progress", max: expected || 1, "aria-label": "Rows read" });
+  if (!expected) bar.removeAttribute("value");
+  const counts = h("p", { id: "run-counts" });
+  const title = h("h2", {}, "Run in progress");
+  progress.replaceChildren(title, bar, counts);
+  for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
+  let stopped = false;
+  stopPolling = () => { stopped = true; };
+  const tick = async () => {
+    if (stopped) return;
+    const reply = await api("GET", `/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(runId)}`);
+    if (stopped) return;
+    if (reply.status !== 200) { counts.replaceChildren(failure(reply)); return; }
+    const run = reply.body;
+    if (expected) bar.value = Math.min(run.rows_read, expected);
+    bar.dataset.rowsRead = run.rows_read;
+    const sentWord = run.dry_run ? "would send" : "sent";
+    counts.replaceChildren(statusBadge(run.status), ` ${number(run.rows_read)} rows read`,
+      expected ? ` of about ${number(expected)}` : "", ` · ${number(run.dry_run ? run.added + run.removed : run.uploaded)} identifiers ${sentWord}`,
+      ` · ${number(run.batches)} batches`);
+    if (run.status === "running" || run.status === "queued") { setTimeout(tick, POLL_MS); return; }
+    if (expected) bar.value = run.status === "succeeded" ? expected : bar.value;
+    title.replaceChildren(run.dry_run ? "Dry run finished" : "Run finished");
+    notice.className = run.status === "succeeded" ? "banner ok" : "banner error";
+    const link = h("a", { href: `#/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(runId)}` }, "the run's details");
+    notice.replaceChildren(run.status === "succeeded"
+      ? (run.dry_run ? `Dry run succeeded: would add ${number(run.added)}, would remove ${number(run.removed)}. See ` : `Run succeeded: ${number(run.uploaded)} uploaded, ${number(run.added)} added, ${number(run.removed)} removed. See `)
+      : `Run failed: ${run.error}. See `, link, ".");
+    const runs = await api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=50`);
+    if (runs.status === 200 && !stopped) {
+      document.getElementById("run-chart")?.replaceWith(runChart(runs.body.runs));
+      document.getElementById("runs")?.replaceWith(runTable(name, runs.body.runs));
+    }
+    for (const button of document.querySelectorAll("#actions button")) button.disabled = false;
+  };
+  tick();
+}
+
+function runTable(name, runs) {
+  const rows = runs.map((run) => h("tr", { class: run.status === "failed" ? "failed" : "" },
+    h("td", {}, h("a", { href: `#/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(run.run_id)}` }, when(run.queued_at))),
+    h("td", {}, statusBadge(run.status), run.dry_run ? " dry run" : ""),
+    h("td", {}, run.trigger), h("td", {}, run.requested_by || "—"),
+    h("td", { class: "num" }, number(run.rows_read)), h("td", { class: "num" }, number(run.uploaded)),
+    h("td", { class: "num" }, number(run.added)), h("td", { class: "num" }, number(run.removed)),
+    h("td", { class: "num" }, seconds(duration(run)))));
+  return h("table", { id: "runs" },
+    h("thead", {}, h("tr", {}, ["Queued", "Status", "Trigger", "Started by", "Rows read", "Uploaded", "Added", "Removed", "Duration"]
+      .map((t, i) => h("th", { scope: "col", class: i > 3 ? "num" : "" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No run yet."))));
+}
+
+function runChart(runs) {
+  // Oldest on the left: per run, bars for uploaded, added and removed, and a line for duration.
+  const finished = runs.filter((run) => run.finished_at).slice().reverse();
+  const width = 960, height = 240, left = 64, right = 56, top = 16, bottom = 36;
+  const svg = s("svg", { id: "run-chart", class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `Run history chart of ${finished.length} runs`, "data-runs": String(finished.length) });
+  svg.append(s("title", {}, `Uploaded, added and removed identifiers and duration of the last ${finished.length} runs`));
+  const plotW = width - left - right, plotH = height - top - bottom;
+  svg.append(s("line", { class: "axis", x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH }));
+  if (!finished.length) {
+    svg.append(s("text", { x: left + 8, y: top + plotH / 2 }, "No finished run yet."));
+    return h("figure", { id: "chart" }, svg);
+  }
+  const most = Math.max(1, ...finished.flatMap((run) => [run.uploaded, run.added, run.removed]));
+  const longest = Math.max(0.1, ...finished.map((run) => duration(run) || 0));
+  const slot = plotW / finished.length, bar = Math.max(2, Math.min(18, (slot - 6) / 3));
+  const points = [];
+  finished.forEach((run, i) => {
+    const x0 = left + i * slot + (slot - bar * 3) / 2;
+    const group = s("g", { class: "run", "data-run": run.run_id });
+    group.append(s("title", {}, `${when(run.queued_at)}: ${run.status}${run.dry_run ? " (dry run)" : ""}, uploaded ${number(run.uploaded)}, added ${number(run.added)}, removed ${number(run.removed)}, ${seconds(duration(run))}`));
+    ["uploaded", "added", "removed"].forEach((key, k) => {
+      const barHeight = (run[key] / most) * plotH;
+      group.append(s("rect", { class: `s-${key}`, x: x0 + k * bar, y: top + plotH - barHeight, width: bar - 1, height: Math.max(barHeight, 0) }));
+    });
+    svg.append(group);
+    points.push([left + i * slot + slot / 2, top + plotH - ((duration(run) || 0) / longest) * plotH]);
+  });
+  svg.append(s("polyline", { class: "duration", points: points.map((p) => p.join(",")).join(" ") }));
+  for (const [x, y] of points) svg.append(s("circle", { class: "dot", cx: x, cy: y, r: 3 }));
+  svg.append(s("text", { x: 4, y: top + 10 }, number(most)), s("text", { x: 4, y: top + plotH }, "0"),
+    s("text", { x: width - right + 6, y: top + 10 }, seconds(longest)),
+    s("text", { x: left, y: height - 12 }, when(finished[0].queued_at)),
+    s("text", { x: width - right - 120, y: height - 12 }, when(finished[finished.length - 1].queued_at)));
+  const legend = h("div", { class: "legend" }, ["uploaded", "added", "removed", "duration"].map((key) =>
+    h("span", {}, h("span", { class: `swatch s-${key}` }), key === "duration" ? "duration (right scale)" : key)));
+  return h("figure", { id: "chart" }, svg, legend);
+}
+
+// -- one run ------------------------------------------------------------------------------
+
+async function runPage(name, runId) {
+  const reply = await api("GET", `/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(runId)}`);
+  if (reply.status !== 200) return show(`Run ${runId}`, banner("error", failure(reply)));
+  const run = reply.body;
+  const fact = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
+  const facts = h("dl", { class: "facts", id: "run-facts" },
+    fact("Export", h("a", { href: `#/exports/${encodeURIComponent(name)}` }, name)),
+    fact("Status", [statusBadge(run.status), run.dry_run ? " dry run: nothing was sent" : ""]),
+    fact("Started by", run.requested_by || run.trigger), fact("Trigger", run.trigger),
+    fact("Snapshot", h("code", {}, run.snapshot || "—")), fact("Audience", h("code", {}, run.audience_id || "—")),
+    fact("Queued", when(run.queued_at)), fact("Started", when(run.started_at)), fact("Finished", when(run.finished_at)),
+    fact("Duration", seconds(duration(run))), fact("Attempts", number(run.attempts)),
+    fact("Requests to Snapchat", `${number(run.requests)} (${number(run.retries)} retried)`),
+    fact("Audience size", run.approximate_number_users === null ? "—" : `${number(run.approximate_number_users)} (${run.targetable_status || "status unknown"})`));
+  const totals = h("table", { id: "run-totals" },
+    h("thead", {}, h("tr", {}, ["Rows read", "Empty", "Invalid", "Already hashed", "Repeated",
+      run.dry_run ? "Would add" : "Added", run.dry_run ? "Would remove" : "Removed", "Unchanged", "Uploaded", "Batches"].map((t) => h("th", { class: "num" }, t)))),
+    h("tbody", {}, h("tr", {}, [run.rows_read, run.empty, run.invalid, run.prehashed, run.duplicates,
+      run.added, run.removed, run.unchanged, run.uploaded, run.batches].map((v) => h("td", { class: "num" }, number(v))))));
+  const kinds = Object.entries(run.by_type || {});
+  const columns = ["rows", "empty", "invalid", "prehashed", "duplicates", "added", "removed", "unchanged"];
+  const byKind = h("table", { id: "by-kind" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Identifier kind"), columns.map((c) => h("th", { class: "num" }, c)))),
+    h("tbody", {}, kinds.length ? kinds.map(([kind, counts]) => h("tr", {}, h("td", {}, kind),
+      columns.map((c) => h("td", { class: "num" }, number(counts[c] ?? 0))))) : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No identifier read."))));
+  const segments = Object.entries(run.by_segment || {});
+  const problem = run.error ? [h("h2", {}, "What went wrong"), h("p", { id: "run-error" }, h("code", {}, run.error)),
+    run.advice ? h("div", { class: "advice", id: "run-advice" }, h("strong", {}, "What to do: "), run.advice)
+      : h("p", { class: "hint" }, "See Reliability → When a run fails in the manual.")] : [];
+  const safeguard = run.safeguard && run.safeguard.decision ? [h("h2", {}, "Removal safeguard"),
+    h("p", {}, `Decision: ${run.safeguard.decision}`), ...(run.safeguard.problems || []).map((p) => h("p", { class: "problem" }, p))] : [];
+  show(`Run ${runId}`, facts, ...problem, h("h2", {}, "Counts"), totals, h("h2", {}, "By identifier kind"), byKind,
+    segments.length ? [h("h2", {}, "By segment"), h("ul", {}, segments.map(([label, c]) => h("li", {}, h("code", {}, label), `: ${number(c.rows)} rows`)))] : null,
+    ...safeguard);
+}
+
+// -- new export ---------------------------------------------------------------------------
+
+async function newExportPage() {
+  const connections = await api("GET", "/connections");
+  const names = (connections.body.connections || []).map((c) => c.name)
+    .filter((n) => isAdmin() || (me.connections || []).includes(n));
+  const nameInput = h("input", { id: "field-name", type: "text", "data-field": "name", "aria-describedby": "field-name-problem" });
+  const nameProblem = h("p", { class: "problem", id: "field-name-problem" });
+  const template = { enabled: false, mode: "add", columns: { email: "" }, connection: names[0] };
+  const [problems, form] = definitionForm(template, {
+    editable: true, connections: names,
+    onSave: async (document, showProblems) => {
+      const name = nameInput.value.trim();
+      if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+        nameInput.setAttribute("aria-invalid", "true");
+        nameProblem.replaceChildren("1-63 lowercase letters, digits or '-'");
+        return;
+      }
+      const reply = await api("PUT", `/exports/${encodeURIComponent(name)}`, { body: document });
+      if (reply.status === 201) { location.hash = `#/exports/${encodeURIComponent(name)}`; return; }
+      if (reply.status === 412) return showProblems([], `Not saved: an export named ${name} exists already.`);
+      showProblems(reply.body.fields || [], reply.body.fields ? "Not saved: fix the fields marked below." : `Not saved: ${failure(reply)}`);
+    },
+  });
+  form.prepend(h("label", { class: "field", for: "field-name" }, "Name"), h("div", { class: "control" }, nameInput, nameProblem));
+  show("New export", problems, form);
+}
+
+// -- connections --------------------------------------------------------------------------
+
+async function connectionsPage(query) {
+  const reply = await api("GET", "/connections");
+  if (reply.status !== 200) return show("Connections", banner("error", failure(reply)));
+  const notice = query.get("connected") ? banner("ok", `Connected: the refresh token of ${query.get("connected")} is stored.`)
+    : query.get("connect_error") ? banner("error", `Connect did not finish: ${query.get("connect_error")}`) : banner("info", "");
+  notice.id = "notice";
+  const rows = reply.body.connections.map((connection) => {
+    const present = connection.secrets_present || {};
+    const secrets = Object.entries(present).map(([secret, has]) =>
+      h("div", { "data-secret": secret }, has === true ? "✓ " : has === false ? "✗ " : "? ", h("code", {}, secret),
+        has === true ? "" : has === false ? " missing" : " (could not check)"));
+    const document = connection.definition || {};
+    const allowed = (document.allowed || []).length ? document.allowed.join(", ") : "Exporter.Admin only";
+    const idSecret = (connection.secrets || [])[0], secretSecret = (connection.secrets || [])[1];
+    const ready = present[idSecret] === true && present[secretSecret] === true;
+    return h("tr", { "data-connection": connection.name },
+      h("td", {}, document.display_name || connection.name, h("br"), h("code", {}, connection.name)),
+      h("td", {}, allowed),
+      h("td", {}, secrets),
+      h("td", {}, connection.token_refreshed_at ? [when(connection.token_refreshed_at), h("br"), h("span", { class: "muted" }, ago(connection.token_refreshed_at))] : "never"),
+      h("td", {}, isAdmin() ? [h("button", { type: "button", class: "primary", disabled: !ready,
+        "data-connect": connection.name, onclick: (event) => connect(connection.name, event.target, notice) }, "Connect Snapchat"),
+      ready ? null : h("p", { class: "hint" }, "Add the client ID and client secret to Key Vault first.")] : null));
+  });
+  show("Connections", notice, h("table", { id: "connections" },
+    h("thead", {}, h("tr", {}, ["Connection", "Who may use it", "Secrets", "Token last refreshed", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows)),
+  h("p", { class: "hint" }, "Secrets are never shown: only whether each one is present."));
+}
+
+async function connect(name, button, notice) {
+  button.disabled = true;
+  const reply = await api("POST", `/connections/${encodeURIComponent(name)}/connect`, { body: {} });
+  if (reply.status !== 200) {
+    notice.className = "banner error";
+    notice.replaceChildren(`Connect did not start: ${failure(reply)}`);
+    button.disabled = false;
+    return;
+  }
+  location.assign(reply.body.authorize_url); // Snapchat's consent page; it sends the browser back
+}
+
+// -- routing ------------------------------------------------------------------------------
+
+async function route() {
+  const [path, queryText] = (location.hash.slice(1) || "/exports").split("?");
+  const query = new URLSearchParams(queryText || "");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === (parts[0] === "connections" ? "connections" : "exports")) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (parts[0] === "connections") await connectionsPage(query);
+  else if (parts[0] === "new-export" && mayCreate()) await newExportPage();
+  else if (parts[0] === "exports" && parts.length === 4 && parts[2] === "runs") await runPage(parts[1], parts[3]);
+  else if (parts[0] === "exports" && parts.length === 2) await exportPage(parts[1]);
+  else await exportsPage(query);
+  main.dataset.ready = location.hash || "#/exports";
+}
+
+async function start() {
+  const reply = await api("GET", "/me");
+  if (reply.status !== 200) {
+    main.replaceChildren(h("h1", {}, "Not signed in"), banner("error", failure(reply)));
+    return;
+  }
+  me = reply.body;
+  const role = (me.roles || []).map((r) => r.replace("Exporter.", "")).join(", ") || "no role";
+  document.getElementById("who").replaceChildren(`${me.name || me.object_id} · ${role}`);
+  document.body.dataset.roles = (me.roles || []).join(" ");
+  window.addEventListener("hashchange", () => { route(); });
+  await route();
+}
+
+start();
