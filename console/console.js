@@ -208,7 +208,7 @@ const FIELDS = [
   ["data_transfer_acknowledged", "Data transfer acknowledged", "checkbox", "Hashed personal data leaves your compliance boundary for Snapchat: tick once your organisation approved it."],
 ];
 
-function fieldId(path) { return `field-${path.replace(/[^a-z0-9]+/gi, "-")}`; }
+function fieldId(path) { return `field-${path.replace(/[^a-z0-9_]+/gi, "-")}`; }
 
 function valueAt(document, path) {
   if (path === "source") {
@@ -584,6 +584,7 @@ async function connect(name, button, notice) {
 // -- routing ------------------------------------------------------------------------------
 
 async function route() {
+  delete main.dataset.ready; // set again once this page is drawn (the tests wait for it)
   const [path, queryText] = (location.hash.slice(1) || "/exports").split("?");
   const query = new URLSearchParams(queryText || "");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);

@@ -25,7 +25,7 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient
 
 from devtools.azurite import Azurite
-from devtools.ci_export import segment_path, write_export
+from devtools.ci_export import GeneratedExport, segment_path, write_export
 from devtools.localhost import LocalHost
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
@@ -45,7 +45,7 @@ STATE_KEY = "7c" * 32  # the local mirror-state key: a demo value, never used in
 @dataclass(frozen=True)
 class Site:
     env: dict[str, str]
-    expected: int  # distinct valid identifiers of the demo export
+    export: GeneratedExport  # the demo export: what its audience should hold
 
 
 def definitions(high_value: str, lapsed: str) -> dict[str, object]:
@@ -123,7 +123,7 @@ def prepare(
         stem = f"SECRET_SNAPCHAT_{connection.upper().replace('-', '_')}"
         env |= {f"{stem}_CLIENT_ID": client_id, f"{stem}_CLIENT_SECRET": secret,
                 f"{stem}_REFRESH_TOKEN": refresh}  # fmt: skip
-    return Site(env=env, expected=len(export.expected))
+    return Site(env=env, export=export)
 
 
 def run_once(env: dict[str, str]) -> None:

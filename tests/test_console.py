@@ -1,0 +1,580 @@
+"""The console in a real headless Chromium (Debian's package, driven by Playwright), served by
+the app's real HTTP handlers on loopback (``devtools.localhost``) with the data
+``scripts/console`` shows: Azurite, the Snapchat sandbox, the demo exports run once.
+
+Each role signs in as the platform would sign it in: the browser sends
+``X-MS-CLIENT-PRINCIPAL`` for an Admin, an Operator (of connection ``demo`` only) or a Reader.
+Every page a test opens must leave the browser's console free of errors.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devtools import console as demo_console
+from devtools.azurite import Azurite
+from devtools.localhost import LocalHost
+from devtools.snapchat_sandbox import SnapchatSandbox
+from shared import definition_changes, runtime
+from shared.core.access import client_principal_header
+from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
+
+pytestmark = pytest.mark.integration
+playwright_api = pytest.importorskip("playwright.sync_api")  # in requirements-dev.txt
+
+ROOT = Path(__file__).resolve().parent.parent
+HIGH_VALUE, LAPSED = demo_console.EXPORTS
+ROLES = {
+    "admin": ("Exporter.Admin",),
+    "operator": ("Exporter.Operator",),
+    "reader": ("Exporter.Reader",),
+}
+
+
+@dataclass
+class Site:
+    url: str
+    sandbox: SnapchatSandbox
+    demo: demo_console.Site
+    rt: runtime.Runtime
+
+    def api(self, path: str) -> Any:
+        answer = requests.get(f"{self.url}/api{path}", headers=principal("admin"), timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+def principal(role: str) -> dict[str, str]:
+    header = client_principal_header(LOCAL_PRINCIPALS[role], f"test {role}", ROLES[role])
+    return {"X-MS-CLIENT-PRINCIPAL": header}
+
+
+@pytest.fixture(scope="module")
+def site(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("console")
+    with pytest.MonkeyPatch.context() as patch, SnapchatSandbox() as sandbox:
+        demo = demo_console.prepare(
+            azurite, sandbox, folder, profiles=30_000, suffix=f"-{secrets.token_hex(3)}"
+        )
+        for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "WEBSITE_AUTH_ENABLED", *HOSTED_MARKERS):
+            patch.delenv(name, raising=False)
+        # Local mode as the platform's header only: the browser says who it is, per test.
+        env = {**demo.env, "LOCAL_PRINCIPAL": "header", "UPLOAD_BATCH_SIZE": "2000"}
+        for name, value in env.items():
+            patch.setenv(name, value)
+        rt = runtime.build(Settings.from_env())
+        runtime.install(rt)
+        demo_console.run_once(env)
+        with LocalHost(env["AzureWebJobsStorage"], env["JOBS_QUEUE"]) as host:
+            yield Site(url=host.url, sandbox=sandbox, demo=demo, rt=rt)
+        rt.http.close()
+        runtime.install(None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("no chromium on PATH: apt-get install -y chromium chromium-driver")
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Tab:
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)  # expected refusals, e.g. "status of 412"
+
+    def open(self, site: Site, fragment: str) -> Any:
+        self.page.goto("about:blank")  # a fresh load, even of the page already open
+        self.page.goto(f"{site.url}/api/console/{fragment}")
+        self.page.wait_for_function("(f) => document.querySelector('main').dataset.ready === f",
+                                    arg=fragment)  # fmt: skip
+        return self.page
+
+
+@pytest.fixture
+def tab(browser: Any) -> Iterator[Callable[[str], Tab]]:
+    """``tab(role)``: a fresh browser context signed in as that role."""
+    opened: list[tuple[Any, Tab]] = []
+
+    def open_as(role: str) -> Tab:
+        context = browser.new_context(
+            extra_http_headers=principal(role), viewport={"width": 1360, "height": 900}
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        state = Tab(page)
+        page.on("console", lambda m: m.type == "error" and state.errors.append(m.text))
+        page.on("pageerror", lambda e: state.errors.append(f"uncaught: {e}"))
+        opened.append((context, state))
+        return state
+
+    yield open_as
+    for context, state in opened:
+        context.close()
+        unexpected = [e for e in state.errors if not any(a in e for a in state.allowed)]
+        assert not unexpected, f"errors in the browser console: {unexpected}"
+
+
+def rows_of(page: Any, table: str) -> dict[str, Any]:
+    return {
+        row.get_attribute("data-export"): row
+        for row in page.locator(f"#{table} tbody tr[data-export]").all()
+    }
+
+
+# -- what each role sees -----------------------------------------------------------------
+
+
+def test_the_exports_page_shows_the_demo_run_and_the_failed_export(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    page = tab("reader").open(site, "#/exports")
+    rows = rows_of(page, "exports")
+    assert set(rows) == {HIGH_VALUE, LAPSED}
+    high_value = rows[HIGH_VALUE].inner_text()
+    expected = len(site.demo.export.expected)
+    assert "succeeded" in high_value
+    assert f"{expected:,} / {expected:,} / 0" in high_value  # uploaded / added / removed
+    assert "Demo high-value customers" in high_value  # the audience's name, from Snapchat
+    assert "READY" in high_value  # the sandbox's targetable_status
+    assert "failed" in rows[LAPSED].inner_text()
+    assert "failed" in (rows[LAPSED].get_attribute("class") or "")  # failed rows stand out
+    assert page.locator("#failed-count").inner_text() == "1 failed"
+    next_check = site.api("/exports")["next_check"]
+    assert next_check[:16].replace("T", " ") in high_value
+
+    page.select_option("#status-filter", "failed")
+    page.wait_for_function(
+        "(f) => document.querySelector('main').dataset.ready === f", arg="#/exports?status=failed"
+    )
+    assert set(rows_of(page, "exports")) == {LAPSED}
+
+
+@pytest.mark.parametrize("role", ["admin", "operator", "reader"])
+def test_each_role_sees_only_the_actions_it_may_take(
+    site: Site, tab: Callable[[str], Tab], role: str
+) -> None:
+    may_run = {"admin": {HIGH_VALUE, LAPSED}, "operator": {HIGH_VALUE}, "reader": set()}[role]
+    browser_tab = tab(role)
+    page = browser_tab.open(site, "#/exports")
+    assert page.locator("text=New export").count() == (0 if role == "reader" else 1)
+    for name in (HIGH_VALUE, LAPSED):
+        page = browser_tab.open(site, f"#/exports/{name}")
+        page.wait_for_selector("#definition")
+        allowed = name in may_run
+        assert page.locator("#run-now").count() == int(allowed)
+        assert page.locator("#dry-run").count() == int(allowed)
+        assert page.locator("#save").count() == int(allowed)
+        assert page.locator("#field-description").is_disabled() is (not allowed)
+    page = browser_tab.open(site, "#/connections")
+    page.wait_for_selector("#connections")
+    assert page.locator("[data-connect]").count() == (2 if role == "admin" else 0)
+
+
+@pytest.mark.parametrize(
+    ("role", "export", "status"),
+    [("reader", HIGH_VALUE, 403), ("operator", LAPSED, 403), ("operator", HIGH_VALUE, 202)],
+)
+def test_the_api_refuses_what_the_page_hides(
+    site: Site, tab: Callable[[str], Tab], role: str, export: str, status: int
+) -> None:
+    """Hiding a button is not the protection: the same call from the page is refused."""
+    browser_tab = tab(role)
+    browser_tab.allowed.append("status of 403")
+    page = browser_tab.open(site, "#/exports")
+    answer = page.evaluate(
+        """async (name) => {
+            const r = await fetch(`/api/exports/${name}/runs`, {method: "POST",
+              headers: {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"},
+              body: JSON.stringify({dry_run: true})});
+            return {status: r.status, body: await r.json()};
+        }""",
+        export,
+    )
+    assert answer["status"] == status, answer
+    if status == 202:
+        wait_for_run(site, export, answer["body"]["run_id"])
+
+
+def wait_for_run(site: Site, export: str, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = site.api(f"/exports/{export}/runs/{run_id}")
+        if run["status"] not in ("queued", "running"):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not end")
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+def test_run_now_shows_live_progress_until_it_succeeds(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    expected = len(site.demo.export.expected)
+    # Slow each upload a little, so that the run takes a few seconds and progress shows.
+    batches = -(-expected // 2000)
+    site.sandbox.inject("slow:0.35", times=batches, path_contains="/users", method="POST")
+    page = tab("operator").open(site, f"#/exports/{HIGH_VALUE}")
+    before = len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"])
+    page.click("#run-now")
+    page.wait_for_selector("#run-progress")
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not page.locator("#notice.ok").count():
+        value = page.locator("#run-progress").get_attribute("data-rows-read")
+        if value is not None:
+            seen.append(int(value))
+        time.sleep(0.1)
+    notice = page.locator("#notice").inner_text()
+    assert f"Run succeeded: {expected:,} uploaded, {expected:,} added, 0 removed" in notice
+    moving = sorted({v for v in seen if 0 < v < site.demo.export.rows})
+    assert len(moving) >= 2, f"the progress bar did not move: {sorted(set(seen))}"
+    assert seen == sorted(seen), "progress went backwards"
+    bar = page.locator("#run-progress")
+    assert bar.evaluate("b => b.value") == bar.evaluate("b => b.max")  # full at the end
+    runs = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]
+    assert len(runs) == before + 1
+    assert runs[0]["requested_by"].endswith("(test operator)")
+    assert site.sandbox.identifiers("demo-audience-0001") == site.demo.export.expected_hex
+
+
+def test_a_dry_run_shows_what_would_change_and_sends_nothing(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    expected = len(site.demo.export.expected)
+    uploads = len([r for r in site.sandbox.requests() if "/users" in r.path])
+    page = tab("admin").open(site, f"#/exports/{HIGH_VALUE}")
+    page.click("#dry-run")
+    page.wait_for_selector("#notice.ok", timeout=60_000)
+    notice = page.locator("#notice").inner_text()
+    assert f"Dry run succeeded: would add {expected:,}, would remove 0" in notice
+    assert len([r for r in site.sandbox.requests() if "/users" in r.path]) == uploads
+    page.click("text=the run's details")
+    page.wait_for_selector("#run-facts")
+    headers = page.locator("#run-totals th").all_inner_texts()
+    assert "Would add" in headers
+    assert "Would remove" in headers
+    assert "dry run: nothing was sent" in page.locator("#run-facts").inner_text()
+
+
+def test_a_run_page_shows_counts_by_kind_who_started_it_and_advice(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    failed = site.api(f"/exports/{LAPSED}/runs")["runs"][-1]  # the oldest: scripts/console's
+    page = tab("reader").open(site, f"#/exports/{LAPSED}/runs/{failed['run_id']}")
+    facts = page.locator("#run-facts").inner_text()
+    assert "scripts/console" in facts
+    assert "failed" in facts
+    assert "no column named 'EMail'" in page.locator("#run-error").inner_text()
+    assert "fix `columns.email`" in page.locator("#run-advice").inner_text()
+    assert page.locator("#by-kind tbody tr").first.inner_text().startswith("EMAIL_SHA256")
+
+    run = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"][-1]
+    page = tab("reader").open(site, f"#/exports/{HIGH_VALUE}/runs/{run['run_id']}")
+    cells = page.locator("#by-kind tbody tr").first.locator("td").all_inner_texts()
+    counts = run["by_type"]["EMAIL_SHA256"]
+    assert cells[0] == "EMAIL_SHA256"
+    assert cells[1:6] == [f"{counts[k]:,}" for k in ("rows", "empty", "invalid", "prehashed",
+                                                    "duplicates")]  # fmt: skip
+
+
+def test_the_chart_draws_every_finished_run(site: Site, tab: Callable[[str], Tab]) -> None:
+    runs = site.api(f"/exports/{HIGH_VALUE}/runs?limit=50")["runs"]
+    finished = [r for r in runs if r["finished_at"]]
+    page = tab("reader").open(site, f"#/exports/{HIGH_VALUE}")
+    chart = page.locator("#run-chart")
+    assert chart.get_attribute("data-runs") == str(len(finished))
+    groups = chart.locator("g.run")
+    assert groups.count() == len(finished)
+    drawn = [g.get_attribute("data-run") for g in groups.all()]
+    assert drawn == [r["run_id"] for r in reversed(finished)]  # oldest on the left
+    tallest = max(r["uploaded"] for r in finished)
+    for group, run in zip(groups.all(), reversed(finished), strict=True):
+        height = float(group.locator("rect.s-uploaded").get_attribute("height") or 0)
+        assert height == pytest.approx(run["uploaded"] / tallest * 188, abs=0.5)
+    assert chart.locator("polyline.duration").count() == 1
+    assert page.locator("#runs tbody tr").count() == len(runs)
+
+
+# -- editing -----------------------------------------------------------------------------
+
+
+def test_a_bad_field_is_shown_next_to_it_and_nothing_is_saved(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    before = site.api(f"/exports/{HIGH_VALUE}")
+    browser_tab = tab("admin")
+    browser_tab.allowed.append("status of 400")
+    page = browser_tab.open(site, f"#/exports/{HIGH_VALUE}")
+    page.fill("#field-default_country_code", "abc")
+    page.fill("#field-max_removal_percent", "150")
+    page.uncheck("#field-data_transfer_acknowledged")
+    page.click("#save")
+    page.wait_for_selector("#field-default_country_code[aria-invalid=true]")
+    assert "1 to 3 digits" in page.locator("#field-default_country_code-problem").inner_text()
+    assert "0 to 100" in page.locator("#field-max_removal_percent-problem").inner_text()
+    assert "must be true" in page.locator("#field-data_transfer_acknowledged-problem").inner_text()
+    assert page.locator("#field-description[aria-invalid]").count() == 0
+    assert "fix the fields marked below" in page.locator("#form-problems").inner_text()
+    after = site.api(f"/exports/{HIGH_VALUE}")
+    assert after["version"] == before["version"]
+    assert after["definition"] == before["definition"]
+
+
+def test_a_stale_edit_is_refused_with_a_clear_message(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    browser_tab = tab("admin")
+    browser_tab.allowed.append("status of 412")
+    page = browser_tab.open(site, f"#/exports/{HIGH_VALUE}")
+    stored = site.rt.definition_store.get("export", HIGH_VALUE)
+    assert stored is not None
+    changed = {**stored.document, "description": "changed elsewhere meanwhile"}
+    definition_changes.put(site.rt, "export", HIGH_VALUE, changed, etag=stored.etag, by="other")
+    page.fill("#field-description", "my edit")
+    page.click("#save")
+    page.wait_for_selector("#form-problems:has-text('someone changed this export')")
+    assert site.api(f"/exports/{HIGH_VALUE}")["definition"]["description"] == (
+        "changed elsewhere meanwhile"
+    )
+
+    page = browser_tab.open(site, f"#/exports/{HIGH_VALUE}")  # reloaded: saving works again
+    page.fill("#field-description", "my edit, on the current version")
+    page.click("#save")
+    page.wait_for_selector("#notice.ok:has-text('Saved')")
+    assert site.api(f"/exports/{HIGH_VALUE}")["definition"]["description"] == (
+        "my edit, on the current version"
+    )
+
+
+def test_the_main_actions_work_from_the_keyboard(site: Site, tab: Callable[[str], Tab]) -> None:
+    page = tab("admin").open(site, "#/exports")
+
+    def tab_to(matches: Callable[[dict[str, str]], bool], limit: int = 60) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            focused = page.evaluate(
+                "() => ({tag: document.activeElement.tagName, "
+                "text: document.activeElement.textContent.trim(), id: document.activeElement.id})"
+            )
+            if matches(focused):
+                return
+        raise AssertionError("never reached by Tab")
+
+    tab_to(lambda f: f["tag"] == "A" and f["text"] == HIGH_VALUE)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#run-now")
+    tab_to(lambda f: f["id"] == "dry-run")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#notice.ok:has-text('Dry run succeeded')", timeout=60_000)
+    tab_to(lambda f: f["id"] == "field-description")
+    page.keyboard.type(" (edited with the keyboard)")
+    page.keyboard.press("Enter")  # submits the form
+    page.wait_for_selector("#notice.ok:has-text('Saved')")
+    assert site.api(f"/exports/{HIGH_VALUE}")["definition"]["description"].endswith(
+        "(edited with the keyboard)"
+    )
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+def test_connect_snapchat_stores_a_new_refresh_token_without_showing_it(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    secret = "snapchat-demo-refresh-token"
+    site.rt.secrets.set(secret, "revoked-refresh-token-0000")  # as if it no longer worked
+    page = tab("admin").open(site, "#/connections")
+    page.click("[data-connect='demo']")  # to Snapchat's consent page, and back
+    page.wait_for_selector("#notice.ok:has-text('Connected')")
+    client_id = demo_console.CLIENTS["demo"][0]
+    assert site.rt.secrets.get(secret) == site.sandbox.current_refresh_token(client_id)
+    row = page.locator("tr[data-connection='demo']").inner_text()
+    assert "s ago" in row  # the token was refreshed just now
+    content = page.content()
+    for value in (*demo_console.CLIENTS["demo"][1:], site.rt.secrets.get(secret)):
+        assert value not in content
+
+
+def test_a_connect_callback_with_an_unknown_state_stores_nothing(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    secret = "snapchat-brand-b-refresh-token"
+    before = site.rt.secrets.get(secret)
+    page = tab("admin").page
+    page.goto(f"{site.url}/api/oauth/snapchat/callback?code=forged-code&state=forged-state")
+    page.wait_for_selector("#notice.error:has-text('Connect did not finish')")
+    assert "unknown" in page.locator("#notice").inner_text()
+    assert site.rt.secrets.get(secret) == before
+
+
+def test_a_connect_started_by_one_admin_cannot_be_finished_by_another(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    started = requests.post(
+        f"{site.url}/api/connections/brand-b/connect", headers=principal("admin"), timeout=30
+    )
+    assert started.status_code == 200, started.text
+    state = re.search(r"state=([^&]+)", started.json()["authorize_url"])
+    assert state is not None
+    other = client_principal_header("00000000-0000-4000-8000-0000000000ff", "other", ROLES["admin"])
+    answer = requests.get(
+        f"{site.url}/api/oauth/snapchat/callback",
+        params={"code": "any", "state": requests.utils.unquote(state.group(1))},
+        headers={"X-MS-CLIENT-PRINCIPAL": other},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 302
+    assert "started%20by%20someone%20else" in answer.headers["Location"].replace("+", "%20")
+
+
+# -- the page's own protections ----------------------------------------------------------
+
+
+def test_pages_carry_a_strict_content_security_policy(site: Site) -> None:
+    answer = requests.get(f"{site.url}/api/console/", headers=principal("reader"), timeout=30)
+    assert answer.status_code == 200
+    policy = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "default-src 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in policy
+    for name in ("index.html", "console.js", "console.css"):
+        text = (ROOT / "console" / name).read_text("utf-8")
+        assert "://" not in re.sub(r'"http://www.w3.org/2000/svg"', "", text), name  # no CDN
+    html = (ROOT / "console" / "index.html").read_text("utf-8")
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+    assert not re.search(r"\sstyle=", html), "inline style"
+
+
+@pytest.mark.parametrize(
+    "path", ["../host.json", "%2e%2e/host.json", "..%2fhost.json", "nothing.js", "console.py"]
+)
+def test_only_the_console_files_are_served(site: Site, path: str) -> None:
+    answer = requests.get(f"{site.url}/api/console/{path}", headers=principal("reader"), timeout=30)
+    assert answer.status_code == 404
+    assert "extensionBundle" not in answer.text
+
+
+def test_the_console_is_refused_without_a_signed_in_principal(site: Site) -> None:
+    answer = requests.get(f"{site.url}/api/console/", timeout=30)
+    assert answer.status_code == 401
+    assert "<script" not in answer.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Cookie": "AppServiceAuthSession=abc"},  # a browser's cookie, without the header
+        {"Origin": "null"},
+    ],
+)
+def test_a_state_changing_call_from_another_site_is_refused(
+    site: Site, headers: dict[str, str]
+) -> None:
+    before = len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"])
+    answer = requests.post(
+        f"{site.url}/api/exports/{HIGH_VALUE}/runs",
+        headers={**principal("admin"), **headers},
+        json={"dry_run": True},
+        timeout=30,
+    )
+    assert answer.status_code == 403
+    assert answer.json()["error"] == "cross_site_request"
+    assert len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]) == before
+
+
+def test_a_page_on_another_origin_cannot_start_a_run(site: Site, tab: Callable[[str], Tab]) -> None:
+    """A real cross-site forgery: a page on another origin (the sandbox's port) posts to
+    the app with the browser's credentials; the browser says where it comes from."""
+    before = len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"])
+    browser_tab = tab("admin")
+    browser_tab.allowed += ["status of 403", "status of 404"]  # the refusal; the page itself
+    page = browser_tab.page
+    page.goto(f"{site.sandbox.base_url}/_sandbox/state")
+    page.evaluate(
+        """async (url) => { await fetch(url, {method: "POST", mode: "no-cors",
+             headers: {"Content-Type": "text/plain"}, body: "{}"}); }""",
+        f"{site.url}/api/exports/{HIGH_VALUE}/runs",
+    )
+    time.sleep(0.5)
+    assert len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]) == before
+
+
+def test_no_identifier_hash_or_secret_reaches_a_page(site: Site, tab: Callable[[str], Tab]) -> None:
+    hashes = sorted(site.demo.export.expected_hex)[:200]
+    secret_values = [v for client in demo_console.CLIENTS.values() for v in client[1:]]
+    browser_tab = tab("admin")
+    bodies: list[str] = []
+    browser_tab.page.on(
+        "response", lambda r: bodies.append(r.text()) if "/api/" in r.url and r.ok else None
+    )
+    runs = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]
+    for fragment in ("#/exports", f"#/exports/{HIGH_VALUE}", "#/connections",
+                     f"#/exports/{HIGH_VALUE}/runs/{runs[0]['run_id']}"):  # fmt: skip
+        page = browser_tab.open(site, fragment)
+        page.wait_for_timeout(300)
+        bodies.append(page.content())
+    seen = "\n".join(bodies)
+    assert len(seen) > 10_000
+    for value in (*hashes, *(h.upper() for h in hashes[:20]), *secret_values):
+        assert value not in seen
+
+
+# -- the local command -------------------------------------------------------------------
+
+
+def test_scripts_console_serves_the_demo_with_its_succeeded_run() -> None:
+    """``python -m devtools.console`` (what scripts/console runs), on a free port."""
+    command = [sys.executable, "-m", "devtools.console", "--port", "0", "--profiles", "3000",
+               "--as", "reader"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        url = ""
+        assert process.stdout is not None
+        for line in process.stdout:
+            if found := re.search(r"(http://127\.0\.0\.1:\d+)/api/console/", line):
+                url = found.group(1)
+                break
+        assert url, "scripts/console printed no URL"
+        me = requests.get(f"{url}/api/me", timeout=30).json()
+        assert me["roles"] == ["Exporter.Reader"]
+        exports = {e["name"]: e for e in requests.get(f"{url}/api/exports", timeout=30).json()[
+            "exports"]}  # fmt: skip
+        assert exports[HIGH_VALUE]["last_run"]["status"] == "succeeded"
+        assert exports[LAPSED]["last_run"]["status"] == "failed"
+        page = requests.get(f"{url}/api/console/", timeout=30)
+        assert page.status_code == 200
+        assert "console.js" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
