@@ -26,3 +26,14 @@ if [ "${WITH_AZURITE:-1}" = 1 ] && ! cmp -s package-lock.json node_modules/.inst
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-lock
 fi
+# The console's browser tests drive Debian's Chromium (never a downloaded build): the test
+# command sets WITH_BROWSER=1, and as root (CI) the packages are installed when missing.
+if [ "${WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's chromium and chromium-driver (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "bootstrap: no chromium; the browser tests need it: sudo apt-get install -y chromium chromium-driver" >&2
+  fi
+fi

@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devtools.ci_export import write_export
 from devtools.worker import drain
-from tests.conftest import App, export_definition, write_definitions
+from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App, export_definition, write_definitions
 
 BASE = "http://127.0.0.1:7071"  # the local host (local mode answers loopback only)
 PATH = "CustomerInsights_t1/BlobExport/HighValue"
@@ -208,3 +208,51 @@ def test_broken_definitions_are_a_500_that_names_the_problem(
     status, body, _ = call(function_app.list_exports, "GET", "exports")
     assert (status, body["error"]) == (500, "configuration")
     assert body["problems"] == ["connections: expected a non-empty list"]
+
+
+def test_connections_say_which_secrets_are_present_and_when_a_token_last_worked(
+    app: App, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def connection() -> dict[str, Any]:
+        _, body, _ = call(function_app.list_connections, "GET", "connections")
+        [only] = body["connections"]
+        return only
+
+    before = connection()
+    assert before["secrets_present"] == {
+        "snapchat-main-client-id": True,
+        "snapchat-main-client-secret": True,
+        "snapchat-main-refresh-token": True,
+    }
+    assert before["token_refreshed_at"] is None
+    write_export(blob_service, container=app.container, path=PATH, profiles=50)
+    status, body, _ = call(function_app.start_run, "POST", "exports/high-value/runs",
+                           name="high-value")  # fmt: skip
+    assert status == 202
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    after = connection()
+    assert after["token_refreshed_at"] >= body["run"]["queued_at"]
+    for value in (CLIENT_SECRET, REFRESH_TOKEN):
+        assert value not in json.dumps(after)
+
+    monkeypatch.delenv("SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN")
+    app.rebuild(monkeypatch)
+    assert connection()["secrets_present"]["snapchat-main-refresh-token"] is False
+
+
+def test_a_failed_run_carries_the_advice_of_the_manual(
+    app: App, blob_service: BlobServiceClient
+) -> None:
+    write_export(blob_service, container=app.container, path=PATH, profiles=20,
+                 email_column="Mail")  # fmt: skip
+    _, body, _ = call(function_app.start_run, "POST", "exports/high-value/runs", name="high-value")
+    drain(app.env["AzureWebJobsStorage"], app.env["JOBS_QUEUE"])
+    run_id = body["run_id"]
+    _, run, _ = call(function_app.get_run, "GET", "exports/high-value/runs/x",
+                     name="high-value", run_id=run_id)  # fmt: skip
+    assert run["status"] == "failed"
+    assert "no column named" in run["error"]
+    assert run["advice"].startswith("fix `columns.email`")
+    _, listed, _ = call(function_app.list_exports, "GET", "exports")
+    assert listed["exports"][0]["last_run"]["advice"] == run["advice"]
+    assert listed["next_check"].endswith("Z")

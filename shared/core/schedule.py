@@ -23,8 +23,6 @@ class Schedule:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 is Sunday, as in NCRONTAB
-    any_day: bool
-    any_weekday: bool
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first firing strictly after ``moment`` (UTC), or None within four years."""
@@ -42,11 +40,9 @@ class Schedule:
         return None
 
     def _day_matches(self, day: datetime) -> bool:
+        """Both day fields must match, as NCRONTAB reads them (unlike Vixie cron's OR)."""
         weekday = (day.weekday() + 1) % 7  # Python: Monday 0; cron: Sunday 0
-        in_days, in_weekdays = day.day in self.days, weekday in self.weekdays
-        if self.any_day or self.any_weekday:  # one restricted field, or neither
-            return in_days and in_weekdays
-        return in_days or in_weekdays  # both restricted: cron fires on either
+        return day.day in self.days and weekday in self.weekdays
 
 
 def parse(expression: str) -> Schedule:
@@ -66,8 +62,6 @@ def parse(expression: str) -> Schedule:
         days=days,
         months=months,
         weekdays=frozenset(weekdays - {7}),
-        any_day=fields[3] in ("*", "?"),
-        any_weekday=fields[5] in ("*", "?"),
     )
 
 
