@@ -208,6 +208,8 @@ const FIELDS = [
   ["data_transfer_acknowledged", "Data transfer acknowledged", "checkbox", "Hashed personal data leaves your compliance boundary for Snapchat: tick once your organisation approved it."],
 ];
 
+const PLACEHOLDERS = { max_removal_percent: "20 (the default)", always_allowed_removals: "10 (the default)" };
+
 function fieldId(path) { return `field-${path.replace(/[^a-z0-9_]+/gi, "-")}`; }
 
 function valueAt(document, path) {
@@ -230,7 +232,7 @@ function definitionForm(document, { editable, connections, onSave }) {
     else if (kind === "checkbox") control = h("input", { id, type: "checkbox", checked: path === "enabled" ? value !== false : value === true });
     else if (kind === "mode") control = h("select", { id }, ["add", "mirror"].map((m) => h("option", { value: m, selected: (value || "add") === m }, m)));
     else if (kind === "connection") control = h("select", { id }, connections.map((c) => h("option", { value: c, selected: value === c }, c)));
-    else control = h("input", { id, type: kind === "number" ? "number" : "text", value: value ?? "" });
+    else control = h("input", { id, type: kind === "number" ? "number" : "text", value: value ?? "", placeholder: PLACEHOLDERS[path] });
     control.dataset.field = path;
     if (!editable) control.disabled = true;
     const problem = h("p", { class: "problem", id: `${id}-problem`, "aria-live": "polite" });
@@ -399,7 +401,7 @@ function follow(name, runId, progress, notice, history) {
     const sentWord = run.dry_run ? "would send" : "sent";
     counts.replaceChildren(statusBadge(run.status), ` ${number(run.rows_read)} rows read`,
       expected ? ` of about ${number(expected)}` : "", ` · ${number(run.dry_run ? run.added + run.removed : run.uploaded)} identifiers ${sentWord}`,
-      ` · ${number(run.batches)} batches`);
+      ` · batches accepted: ${number(run.batches)}`);
     if (run.status === "running" || run.status === "queued") { setTimeout(tick, POLL_MS); return; }
     if (expected) bar.value = run.status === "succeeded" ? expected : bar.value;
     title.replaceChildren(run.dry_run ? "Dry run finished" : "Run finished");

@@ -136,8 +136,14 @@ def run_once(env: dict[str, str]) -> None:
     drain(env["AzureWebJobsStorage"], env["JOBS_QUEUE"])
 
 
+@dataclass(frozen=True)
+class Running:
+    host: LocalHost
+    sandbox: SnapchatSandbox
+
+
 @contextmanager
-def running(role: str, *, port: int = 0, profiles: int = 100_000) -> Iterator[LocalHost]:
+def running(role: str, *, port: int = 0, profiles: int = 100_000) -> Iterator[Running]:
     """Everything ``scripts/console`` starts, as a context: the host serving the console."""
     from shared import runtime  # noqa: PLC0415
     from shared.core.settings import Settings  # noqa: PLC0415
@@ -148,7 +154,7 @@ def running(role: str, *, port: int = 0, profiles: int = 100_000) -> Iterator[Lo
         runtime.install(runtime.build(Settings.from_env()))
         run_once(site.env)
         with LocalHost(site.env["AzureWebJobsStorage"], site.env["JOBS_QUEUE"], port=port) as host:
-            yield host
+            yield Running(host, snap)
         runtime.current().http.close()
 
 
@@ -164,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     print("Starting Azurite and the Snapchat sandbox; running the demo exports once ...")
     try:
-        with running(args.role, port=args.port, profiles=args.profiles) as host:
-            print(f"\nThe console, signed in as the local {args.role}: {host.url}/api/console/")
+        with running(args.role, port=args.port, profiles=args.profiles) as started:
+            url = f"{started.host.url}/api/console/"
+            print(f"\nThe console, signed in as the local {args.role}: {url}")
             print("Press Ctrl-C to stop.", flush=True)
             threading.Event().wait()
     except KeyboardInterrupt:

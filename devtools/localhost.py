@@ -9,6 +9,7 @@ handlers, not a second implementation. Requests go to ``/api/<route>`` as on the
 
 from __future__ import annotations
 
+import functools
 import http.server
 import logging
 import re
@@ -35,12 +36,19 @@ class Route:
     literal_segments: int  # more literal segments win, as in the host's routing
 
 
-def routes() -> list[Route]:
-    """Every HTTP-triggered function of ``function_app``, most specific first."""
+@functools.cache
+def app_functions() -> tuple[Any, ...]:
+    """``function_app``'s functions, built once: the SDK refuses to build them twice in one
+    process (as the host never does), so everything that needs them asks here."""
     import function_app  # noqa: PLC0415 - imported late: it builds the app on import
 
+    return tuple(function_app.app.get_functions())
+
+
+def routes() -> list[Route]:
+    """Every HTTP-triggered function of ``function_app``, most specific first."""
     found = []
-    for function in function_app.app.get_functions():
+    for function in app_functions():
         trigger: Any = function.get_bindings()[0]
         if trigger.type != "httpTrigger":
             continue

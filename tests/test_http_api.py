@@ -11,6 +11,7 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from devtools.ci_export import write_export
+from devtools.localhost import app_functions
 from devtools.worker import drain
 from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App, export_definition, write_definitions
 
@@ -31,7 +32,7 @@ def call(handler: Any, method: str, route: str, body: bytes = b"", **params: str
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, Any]:
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {f.get_function_name(): f for f in app_functions()}
 
 
 def test_http_routes_are_left_to_the_platforms_sign_in(functions: dict[str, Any]) -> None:
