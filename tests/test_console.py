@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import sync_playwright
 
 from devtools import console as demo_console
 from devtools.azurite import Azurite
@@ -32,7 +33,6 @@ from shared.core.access import client_principal_header
 from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
 
 pytestmark = pytest.mark.integration
-playwright_api = pytest.importorskip("playwright.sync_api")  # in requirements-dev.txt
 
 ROOT = Path(__file__).resolve().parent.parent
 HIGH_VALUE, LAPSED = demo_console.EXPORTS
@@ -88,7 +88,7 @@ def browser() -> Iterator[Any]:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("no chromium on PATH: apt-get install -y chromium chromium-driver")
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield launched
         launched.close()
