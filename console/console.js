@@ -114,6 +114,10 @@ function failure(reply) {
   return reply.status === 401 ? `Sign in again (reload the page): ${text}` : text;
 }
 
+let generation = 0; // the page being drawn: an answer for an older one is dropped
+
+function current(drawn) { return drawn === generation; }
+
 function show(title, ...content) {
   stopPolling();
   main.replaceChildren(h("h1", {}, title), ...content.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
@@ -139,9 +143,9 @@ function matches(filter, item) {
   return true;
 }
 
-async function exportsPage(query) {
+async function exportsPage(render, query) {
   const reply = await api("GET", "/exports");
-  if (reply.status !== 200) return show("Exports", banner("error", failure(reply)));
+  if (reply.status !== 200) return render("Exports", banner("error", failure(reply)));
   const { exports, invalid, next_check: nextCheck, schedule } = reply.body;
   const filter = query.get("status") || "all";
   const select = h("select", { id: "status-filter", "aria-label": "Filter by last run status",
@@ -160,7 +164,7 @@ async function exportsPage(query) {
     mayCreate() ? h("a", { class: "button", href: "#/new-export" }, "New export") : null);
   const broken = invalid.length ? [h("h2", {}, "Definitions with problems"),
     h("ul", { id: "invalid" }, invalid.map((b) => h("li", {}, h("strong", {}, b.name), ": ", b.problems.join("; "))))] : [];
-  show("Exports", toolbar, table, ...broken);
+  render("Exports", toolbar, table, ...broken);
 }
 
 function exportRow(item, nextCheck) {
@@ -275,9 +279,12 @@ function collect(form, original) {
   document.connection = read("connection").value;
   document.mode = read("mode").value;
   for (const key of ["max_removal_percent", "always_allowed_removals"]) {
-    const raw = text(key);
+    // A number the browser could not read is sent as typed, so the API names the problem;
+    // an empty field means the default.
+    const control = read(key);
+    const raw = control.validity.badInput ? "not a number" : text(key);
     if (raw === "") delete document[key];
-    else document[key] = Number.isNaN(Number(raw)) ? raw : Number(raw);
+    else document[key] = /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
   }
   document.enabled = read("enabled").checked;
   document.data_transfer_acknowledged = read("data_transfer_acknowledged").checked;
@@ -322,13 +329,13 @@ function placeProblems(form, general, problems, message) {
   (first || general).focus?.();
 }
 
-async function exportPage(name) {
+async function exportPage(render, name) {
   const [definition, runs, connections] = await Promise.all([
     api("GET", `/exports/${encodeURIComponent(name)}`),
     api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=50`),
     api("GET", "/connections"),
   ]);
-  if (definition.status !== 200) return show(name, banner("error", failure(definition)));
+  if (definition.status !== 200) return render(name, banner("error", failure(definition)));
   const document = definition.body.definition || {};
   let etag = definition.etag || definition.body.etag;
   const names = (connections.body.connections || []).map((c) => c.name);
@@ -358,16 +365,18 @@ async function exportPage(name) {
   });
   const history = runs.status === 200 ? runs.body.runs : [];
   const summary = h("p", { class: "muted" }, `Version ${definition.body.version}, changed by ${definition.body.changed_by || "—"} at ${when(definition.body.changed_at)}`);
-  show(name, notice, actions, progress, h("h2", {}, "Run history"), runChart(history), runTable(name, history),
+  render(name, notice, actions, progress, h("h2", {}, "Run history"), runChart(history), runTable(name, history),
     h("h2", {}, "Definition"), summary, canRun ? null : h("p", { class: "hint" }, "Read only: your role or the connection does not let you change this export."),
     problems, form);
   const active = history.find((run) => run.status === "running" || run.status === "queued");
-  if (active) follow(name, active.run_id, progress, notice, history);
+  if (active && main.contains(progress)) follow(name, active.run_id, progress, notice, history);
 }
 
 async function startRun(name, dryRun, progress, notice) {
+  const drawn = generation;
   for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
   const reply = await api("POST", `/exports/${encodeURIComponent(name)}/runs`, { body: dryRun ? { dry_run: true } : {} });
+  if (!current(drawn)) return; // the page changed meanwhile; the run goes on regardless
   if (reply.status !== 202) {
     notice.className = "banner error";
     notice.replaceChildren(`Not started: ${failure(reply)}`);
@@ -375,31 +384,40 @@ async function startRun(name, dryRun, progress, notice) {
     return;
   }
   const runs = await api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=10`);
+  if (!current(drawn)) return;
   follow(name, reply.body.run_id, progress, notice, runs.status === 200 ? runs.body.runs : []);
 }
 
 function follow(name, runId, progress, notice, history) {
   // The expected rows: the last finished run's, so the bar can say how far along this is.
   const previous = history.find((run) => run.run_id !== runId && run.status === "succeeded");
-  const expected = previous ? previous.rows_read : 0;
+  const expected = previous ? (previous.rows_scanned || previous.rows_read * Math.max(1, Object.keys(previous.by_type || {}).length)) : 0;
   const bar = h("progress", { id: "run-progress", max: expected || 1, "aria-label": "Rows read" });
   if (!expected) bar.removeAttribute("value");
   const counts = h("p", { id: "run-counts" });
   const title = h("h2", {}, "Run in progress");
   progress.replaceChildren(title, bar, counts);
   for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
-  let stopped = false;
+  let stopped = false, misses = 0;
   stopPolling = () => { stopped = true; };
   const tick = async () => {
     if (stopped) return;
     const reply = await api("GET", `/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(runId)}`);
     if (stopped) return;
-    if (reply.status !== 200) { counts.replaceChildren(failure(reply)); return; }
+    if (reply.status !== 200) {
+      // Keep following: the app may be restarting. Say so, and look again a little later.
+      misses += 1;
+      counts.replaceChildren(`${failure(reply)} (trying again)`);
+      setTimeout(tick, Math.min(10_000, POLL_MS * 2 ** misses));
+      return;
+    }
+    misses = 0;
     const run = reply.body;
-    if (expected) bar.value = Math.min(run.rows_read, expected);
-    bar.dataset.rowsRead = run.rows_read;
+    const scanned = run.rows_scanned || run.rows_read;
+    if (expected) bar.value = Math.min(scanned, expected);
+    bar.dataset.rowsRead = scanned;
     const sentWord = run.dry_run ? "would send" : "sent";
-    counts.replaceChildren(statusBadge(run.status), ` ${number(run.rows_read)} rows read`,
+    counts.replaceChildren(statusBadge(run.status), ` ${number(scanned)} rows read`,
       expected ? ` of about ${number(expected)}` : "", ` · ${number(run.dry_run ? run.added + run.removed : run.uploaded)} identifiers ${sentWord}`,
       ` · batches accepted: ${number(run.batches)}`);
     if (run.status === "running" || run.status === "queued") { setTimeout(tick, POLL_MS); return; }
@@ -475,9 +493,9 @@ function runChart(runs) {
 
 // -- one run ------------------------------------------------------------------------------
 
-async function runPage(name, runId) {
+async function runPage(render, name, runId) {
   const reply = await api("GET", `/exports/${encodeURIComponent(name)}/runs/${encodeURIComponent(runId)}`);
-  if (reply.status !== 200) return show(`Run ${runId}`, banner("error", failure(reply)));
+  if (reply.status !== 200) return render(`Run ${runId}`, banner("error", failure(reply)));
   const run = reply.body;
   const fact = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
   const facts = h("dl", { class: "facts", id: "run-facts" },
@@ -506,14 +524,14 @@ async function runPage(name, runId) {
       : h("p", { class: "hint" }, "See Reliability → When a run fails in the manual.")] : [];
   const safeguard = run.safeguard && run.safeguard.decision ? [h("h2", {}, "Removal safeguard"),
     h("p", {}, `Decision: ${run.safeguard.decision}`), ...(run.safeguard.problems || []).map((p) => h("p", { class: "problem" }, p))] : [];
-  show(`Run ${runId}`, facts, ...problem, h("h2", {}, "Counts"), totals, h("h2", {}, "By identifier kind"), byKind,
+  render(`Run ${runId}`, facts, ...problem, h("h2", {}, "Counts"), totals, h("h2", {}, "By identifier kind"), byKind,
     segments.length ? [h("h2", {}, "By segment"), h("ul", {}, segments.map(([label, c]) => h("li", {}, h("code", {}, label), `: ${number(c.rows)} rows`)))] : null,
     ...safeguard);
 }
 
 // -- new export ---------------------------------------------------------------------------
 
-async function newExportPage() {
+async function newExportPage(render) {
   const connections = await api("GET", "/connections");
   const names = (connections.body.connections || []).map((c) => c.name)
     .filter((n) => isAdmin() || (me.connections || []).includes(n));
@@ -536,16 +554,21 @@ async function newExportPage() {
     },
   });
   form.prepend(h("label", { class: "field", for: "field-name" }, "Name"), h("div", { class: "control" }, nameInput, nameProblem));
-  show("New export", problems, form);
+  render("New export", problems, form);
 }
 
 // -- connections --------------------------------------------------------------------------
 
-async function connectionsPage(query) {
+async function connectionsPage(render, query) {
   const reply = await api("GET", "/connections");
-  if (reply.status !== 200) return show("Connections", banner("error", failure(reply)));
-  const notice = query.get("connected") ? banner("ok", `Connected: the refresh token of ${query.get("connected")} is stored.`)
-    : query.get("connect_error") ? banner("error", `Connect did not finish: ${query.get("connect_error")}`) : banner("info", "");
+  if (reply.status !== 200) return render("Connections", banner("error", failure(reply)));
+  // The outcome of a Connect, as the callback reports it: a fixed code, never free text, so
+  // a link cannot make this page say something of its choosing.
+  const names = reply.body.connections.map((c) => c.name);
+  const connected = query.get("connect") === "ok" && names.includes(query.get("connection")) ? query.get("connection") : null;
+  const reason = query.get("connect") === "failed" ? CONNECT_FAILURES[query.get("reason")] || CONNECT_FAILURES.error : null;
+  const notice = connected ? banner("ok", `Connected: the refresh token of ${connected} is stored.`)
+    : reason ? banner("error", `Connect did not finish: ${reason}`) : banner("info", "");
   notice.id = "notice";
   const rows = reply.body.connections.map((connection) => {
     const present = connection.secrets_present || {};
@@ -565,11 +588,22 @@ async function connectionsPage(query) {
         "data-connect": connection.name, onclick: (event) => connect(connection.name, event.target, notice) }, "Connect Snapchat"),
       ready ? null : h("p", { class: "hint" }, "Add the client ID and client secret to Key Vault first.")] : null));
   });
-  show("Connections", notice, h("table", { id: "connections" },
+  render("Connections", notice, h("table", { id: "connections" },
     h("thead", {}, h("tr", {}, ["Connection", "Who may use it", "Secrets", "Token last refreshed", ""].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows)),
   h("p", { class: "hint" }, "Secrets are never shown: only whether each one is present."));
 }
+
+const CONNECT_FAILURES = {
+  unknown: "this Connect is unknown or finished already. Start it again.",
+  someone_else: "it was started by someone else. Whoever presses Connect Snapchat must finish it.",
+  expired: "it took longer than 10 minutes. Start it again.",
+  refused: "Snapchat refused the authorization, or the code could not be exchanged. Check the Snapchat app's client ID, secret and redirect URI, then start again.",
+  secrets: "the client ID or client secret is missing. Add them to Key Vault first.",
+  not_allowed: "only an Exporter.Admin may connect Snapchat accounts.",
+  unavailable: "Snapchat or the app's storage did not answer. Try again in a moment.",
+  error: "something went wrong; the app's log says what. Nothing was stored.",
+};
 
 async function connect(name, button, notice) {
   button.disabled = true;
@@ -586,20 +620,30 @@ async function connect(name, button, notice) {
 // -- routing ------------------------------------------------------------------------------
 
 async function route() {
+  generation += 1;
+  const drawn = generation;
   delete main.dataset.ready; // set again once this page is drawn (the tests wait for it)
   const [path, queryText] = (location.hash.slice(1) || "/exports").split("?");
   const query = new URLSearchParams(queryText || "");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch (error) {
+    show("Not found", banner("error", "This address names no page of the console."));
+    main.dataset.ready = location.hash;
+    return;
+  }
   for (const link of document.querySelectorAll("[data-nav]")) {
     if (link.dataset.nav === (parts[0] === "connections" ? "connections" : "exports")) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (parts[0] === "connections") await connectionsPage(query);
-  else if (parts[0] === "new-export" && mayCreate()) await newExportPage();
-  else if (parts[0] === "exports" && parts.length === 4 && parts[2] === "runs") await runPage(parts[1], parts[3]);
-  else if (parts[0] === "exports" && parts.length === 2) await exportPage(parts[1]);
-  else await exportsPage(query);
-  main.dataset.ready = location.hash || "#/exports";
+  const render = (...content) => { if (current(drawn)) show(...content); };
+  if (parts[0] === "connections") await connectionsPage(render, query);
+  else if (parts[0] === "new-export" && mayCreate()) await newExportPage(render);
+  else if (parts[0] === "exports" && parts.length === 4 && parts[2] === "runs") await runPage(render, parts[1], parts[3]);
+  else if (parts[0] === "exports" && parts.length === 2) await exportPage(render, parts[1]);
+  else await exportsPage(render, query);
+  if (current(drawn)) main.dataset.ready = location.hash || "#/exports";
 }
 
 async function start() {
@@ -612,6 +656,7 @@ async function start() {
   const role = (me.roles || []).map((r) => r.replace("Exporter.", "")).join(", ") || "no role";
   document.getElementById("who").replaceChildren(`${me.name || me.object_id} · ${role}`);
   document.body.dataset.roles = (me.roles || []).join(" ");
+  document.querySelector(".skip").addEventListener("click", (event) => { event.preventDefault(); main.focus(); });
   window.addEventListener("hashchange", () => { route(); });
   await route();
 }

@@ -160,7 +160,8 @@ class LocalHost:
                 try:
                     response = host.dispatch(self.command, self.path, headers, body)
                 except Exception:  # the host answers 500 and logs
-                    log.exception("Handler failed for %s %s", self.command, self.path)
+                    where = urlsplit(self.path).path  # never the query: it can hold a code
+                    log.exception("Handler failed for %s %s", self.command, where)
                     self._send(500, b"internal error", {"Content-Type": "text/plain"})
                     return
                 if response is None:

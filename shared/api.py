@@ -22,7 +22,6 @@ from shared.core.access import Action, Principal, Role, authorize
 from shared.core.definitions import Definitions, Export
 from shared.core.errors import (
     BadRequest,
-    ConfigurationError,
     ExportError,
     Forbidden,
     NotFound,
@@ -223,21 +222,10 @@ def list_connections(rt: Runtime, who: Principal) -> Reply:
     found = []
     for entry in entries:
         body = _definition(rt, entry)
-        body["secrets_present"] = {n: _present(rt, n) for n in body.get("secrets", [])}
+        body["secrets_present"] = {n: rt.secrets.present(n) for n in body.get("secrets", [])}
         body["token_refreshed_at"] = refreshed.get(entry.name) or None
         found.append(body)
     return Reply(200, {"connections": found})
-
-
-def _present(rt: Runtime, secret: str) -> bool | None:
-    """Whether the secret has a value: None when the store could not say."""
-    try:
-        rt.secrets.get(secret)
-    except ConfigurationError:
-        return False
-    except ExportError:
-        return None
-    return True
 
 
 def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Reply:
@@ -371,8 +359,7 @@ def finish_connect(
     runtime: Callable[[], Runtime], headers: Mapping[str, str], url: str, query: dict[str, str]
 ) -> web.Page:
     """``GET /api/oauth/snapchat/callback``: finish a Connect and send the browser back to
-    the console's connections, saying how it went (in the URL's fragment, which the browser
-    never sends on)."""
+    the console's connections with the outcome as a fixed code (what went wrong is logged)."""
     try:
         rt = runtime()
         who = signin.caller(rt.settings, headers, url)
@@ -380,10 +367,15 @@ def finish_connect(
         return web.text_page(exc.http_status, f"The Connect cannot finish: {exc}")
     try:
         name = browser_connect.finish(rt, who, query)
-    except ExportError as exc:
-        log.warning("A Connect did not finish: %s", exc)
-        return web.redirect(f"{CONSOLE_PATH}#/connections?{urlencode({'connect_error': str(exc)})}")
-    return web.redirect(f"{CONSOLE_PATH}#/connections?{urlencode({'connected': name})}")
+    except browser_connect.NotConnected as exc:
+        log.warning("A Connect did not finish (%s): %s", exc.reason, exc)
+        outcome = {"connect": "failed", "reason": exc.reason}
+    except Exception as exc:  # noqa: BLE001 - the browser gets the console, not a stack trace
+        log.error("A Connect failed: %s", type(exc).__name__)
+        outcome = {"connect": "failed", "reason": "error"}
+    else:
+        outcome = {"connect": "ok", "connection": name}
+    return web.redirect(f"{CONSOLE_PATH}#/connections?{urlencode(outcome)}")
 
 
 CONSOLE_PATH = "/api/console/"

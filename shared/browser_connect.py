@@ -3,14 +3,15 @@
 An admin presses **Connect Snapchat**; ``start`` records a pending flow (under the SHA-256 of
 a fresh ``state``, with who started it and a ten-minute deadline) and answers Snapchat's
 authorize URL, which the browser opens. Snapchat sends the browser back to
-``/api/oauth/snapchat/callback``; ``finish`` takes the pending flow (once: a second use of the
-same state finds nothing), checks that the same person is signed in and that it has not
-expired, exchanges the code and stores the new refresh token.
+``/api/oauth/snapchat/callback``; ``finish`` finds the pending flow, checks that the same
+person is signed in and that it has not expired, takes it (once: a second use of the same
+state finds nothing), exchanges the code and stores the new refresh token.
 
 The client ID and client secret are those already stored for the connection: the app only
 ever writes the refresh-token secret, which it must be able to write anyway (Snapchat
 rotates refresh tokens), so the console needs no wider right on Key Vault than the app has
-(see docs/console.md, *Connect Snapchat*). No secret, code or token is shown or logged.
+(see docs/console.md). No secret, code or token is shown or logged; the browser is told how
+it went with a fixed reason code (``NotConnected.reason``), never with free text.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from typing import Any
 from shared.adapters.connection_status import PendingConnect, PendingConnects, TokenRefreshes
 from shared.connect import authorize_url, exchange_code
 from shared.core.access import Action, Principal, authorize
-from shared.core.errors import AuthenticationError, ConfigurationError
+from shared.core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ExportError,
+    Forbidden,
+    Transient,
+)
 from shared.core.privacy import SECRETS, scrub
 from shared.runtime import Runtime
 
@@ -32,6 +39,14 @@ log = logging.getLogger(__name__)
 
 CALLBACK_ROUTE = "oauth/snapchat/callback"
 FLOW_MINUTES = 10
+
+
+class NotConnected(AuthenticationError):  # noqa: N818 - reads as the outcome
+    """A Connect that did not finish; ``reason`` is the code the console shows text for."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, Any]:
@@ -42,9 +57,12 @@ def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, An
     client_id = _stored(rt, connection.client_id_secret, name)
     _stored(rt, connection.client_secret_secret, name)  # present before Snapchat is asked
     state = secrets.token_urlsafe(32)
-    redirect_uri = f"{base_url.rstrip('/')}/api/{CALLBACK_ROUTE}"
-    expires = datetime.now(UTC) + timedelta(minutes=FLOW_MINUTES)
-    PendingConnects(rt.runs).start(
+    redirect_uri = f"{(rt.settings.public_url or base_url).rstrip('/')}/api/{CALLBACK_ROUTE}"
+    now = datetime.now(UTC)
+    pending = PendingConnects(rt.runs)
+    pending.forget_expired(now.isoformat(timespec="seconds"))
+    expires = now + timedelta(minutes=FLOW_MINUTES)
+    pending.start(
         state,
         PendingConnect(
             connection=name,
@@ -59,29 +77,43 @@ def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, An
 
 
 def finish(rt: Runtime, who: Principal, query: dict[str, str]) -> str:
-    """Complete the flow Snapchat redirected back from; the connection's name. Raises an
-    ExportError saying what went wrong; nothing is stored then."""
+    """Complete the flow Snapchat redirected back from; the connection's name. Raises
+    NotConnected (nothing stored) saying why."""
+    try:
+        return _finish(rt, who, query)
+    except NotConnected:
+        raise
+    except Forbidden as exc:
+        raise NotConnected("not_allowed", str(exc)) from None
+    except AuthenticationError as exc:
+        raise NotConnected("refused", str(exc)) from None
+    except ConfigurationError as exc:
+        raise NotConnected("secrets", str(exc)) from None
+    except Transient as exc:
+        raise NotConnected("unavailable", str(exc)) from None
+    except ExportError as exc:
+        raise NotConnected("error", str(exc)) from None
+
+
+def _finish(rt: Runtime, who: Principal, query: dict[str, str]) -> str:
     state = query.get("state", "")
-    flow = PendingConnects(rt.runs).take(state) if state else None
+    pending = PendingConnects(rt.runs)
+    flow = pending.find(state) if state else None
     if flow is None:
-        raise AuthenticationError(
-            "this Connect is unknown, finished already or was started elsewhere: start it "
-            "again from the console"
-        )
+        raise NotConnected("unknown", "a Connect callback for no pending flow (unknown state)")
     if not hmac.compare_digest(flow.started_by, who.object_id):
-        raise AuthenticationError(
-            "this Connect was started by someone else: whoever presses Connect must finish it"
-        )
-    if datetime.fromisoformat(flow.expires_at) < datetime.now(UTC):
-        raise AuthenticationError(
-            f"this Connect took longer than {FLOW_MINUTES} minutes: start it again"
-        )
+        # Left pending: the person who started it can still finish it.
+        raise NotConnected("someone_else", "a Connect callback from someone other than its starter")
+    if not _in_time(flow.expires_at):
+        raise NotConnected("expired", f"a Connect callback after {FLOW_MINUTES} minutes")
+    if not pending.take(state, flow):
+        raise NotConnected("unknown", "a Connect callback for a flow finished meanwhile")
     if "error" in query:
         reason = scrub(query.get("error_description") or query["error"])
-        raise AuthenticationError(f"Snapchat refused the authorization: {reason}")
+        raise NotConnected("refused", f"Snapchat refused the authorization: {reason}")
     code = query.get("code", "")
     if not code:
-        raise ConfigurationError("Snapchat's redirect carries no code")
+        raise NotConnected("refused", "Snapchat's redirect carries no code")
     SECRETS.add(code, short_lived=True)
     rt.forget_definitions()
     connection = rt.definitions.connection(flow.connection)
@@ -95,9 +127,19 @@ def finish(rt: Runtime, who: Principal, query: dict[str, str]) -> str:
         redirect_uri=flow.redirect_uri,
     )
     rt.secrets.set(connection.refresh_token_secret, refresh)
-    TokenRefreshes(rt.runs).record(connection.name)
     log.info("Connection %s: connected by %s; refresh token stored", connection.name, who.label)
+    try:
+        TokenRefreshes(rt.runs).record(connection.name)
+    except ExportError as exc:  # the token is stored: the Connect succeeded all the same
+        log.warning("Connection %s: %s", connection.name, exc)
     return connection.name
+
+
+def _in_time(expires_at: str) -> bool:
+    try:
+        return datetime.now(UTC) <= datetime.fromisoformat(expires_at)
+    except ValueError:
+        return False
 
 
 def _stored(rt: Runtime, secret: str, connection: str) -> str:
@@ -105,8 +147,8 @@ def _stored(rt: Runtime, secret: str, connection: str) -> str:
         value = rt.secrets.get(secret)
     except ConfigurationError as exc:
         raise ConfigurationError(
-            f"connection {connection!r}: {exc}; add the Snapchat "
-            "app's client ID and client secret to Key Vault first (docs/console.md)"
+            f"connection {connection!r}: {exc}; add the Snapchat app's client ID and client "
+            "secret to Key Vault first (docs/console.md)"
         ) from None
     SECRETS.add(value)
     return value

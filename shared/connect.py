@@ -23,7 +23,7 @@ import requests
 
 from shared.adapters.secretstore import SecretStore
 from shared.core.definitions import Connection
-from shared.core.errors import AuthenticationError, ConfigurationError
+from shared.core.errors import AuthenticationError, ConfigurationError, RetryableError
 from shared.core.privacy import SECRETS, scrub
 
 log = logging.getLogger(__name__)
@@ -168,17 +168,22 @@ def exchange_code(
 ) -> str:
     """Exchange an authorization code for the refresh token (AuthenticationError if
     Snapchat does not); the tokens join the values the log filter hides."""
-    answer = session.post(
-        token_url,
-        data={
-            "grant_type": "authorization_code",
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "code": code,
-            "redirect_uri": redirect_uri,
-        },
-        timeout=60,
-    )
+    try:
+        answer = session.post(
+            token_url,
+            data={
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "code": code,
+                "redirect_uri": redirect_uri,
+            },
+            timeout=60,
+        )
+    except requests.RequestException as exc:
+        raise RetryableError(
+            f"Snapchat's token endpoint did not answer ({type(exc).__name__}); nothing stored"
+        ) from None
     try:
         document = answer.json()
     except ValueError:

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -307,10 +308,14 @@ def _add(
             sender.counts = progress.by_type.setdefault(kind.schema, {})
             normalise = identifiers.normaliser(kind, export.default_country_code)
             cells = _cells(plan, source, column, progress)
-            for batch in identifiers.digest_batches(cells, normalise, attempt.batch_size, tally):
-                progress.rows_read = max(progress.rows_read, tally.rows)  # live, per batch
+            scanned = progress.rows_scanned
+            tick = functools.partial(sender.reading, tally, scanned)
+            batches = identifiers.digest_batches(cells, normalise, attempt.batch_size, tally, tick)
+            for batch in batches:
+                sender.reading(tally, scanned, publish=False)
                 sender.send("POST", kind, batch)
             sender.drain()
+            sender.reading(tally, scanned, publish=False)  # this kind's pass, in full
             _count(kind, tally, progress)
     _require_rows(plan, progress)
 
@@ -337,10 +342,13 @@ def _mirror(
         tally = identifiers.Tally()
         progress.by_type.setdefault(kind.schema, {})
         normalise = identifiers.normaliser(kind, export.default_country_code)
+        scanned = progress.rows_scanned
+        tick = functools.partial(sender.reading, tally, scanned)
         batches = identifiers.digest_batches(
-            _cells(plan, source, column, progress), normalise, 1 << 62, tally
+            _cells(plan, source, column, progress), normalise, 1 << 62, tally, tick
         )
         current = [digest for batch in batches for digest in batch]
+        sender.reading(tally, scanned, publish=False)  # this kind's pass, in full
         current.sort()
         _count(kind, tally, progress)
         touched = list(state.read(export.name, audience, kind.schema, TOUCHED))
@@ -424,6 +432,9 @@ def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, progress:
     progress.duplicates += tally.duplicates
 
 
+_PUBLISH_SECONDS = 1.0  # progress while reading, or of a dry run, is saved at most this often
+
+
 class _Sender:
     """Sends users requests one after another on a background thread, while the caller
     prepares the next; keeps the run's checkpoint (``progress.batches``) an unbroken count of
@@ -457,6 +468,7 @@ class _Sender:
         self.restart = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
         self.counts: dict[str, int] = {}  # the current kind's entry of progress.by_type
+        self._published = time.monotonic()
 
     def send(self, method: str, kind: identifiers.IdentifierType, batch: list[bytes]) -> None:
         index, self._index = self._index, self._index + 1
@@ -481,6 +493,7 @@ class _Sender:
             return
         if attempt.dry_run:
             self._account(method, len(batch), self.counts, resumed=False)
+            self._publish()
             return
         self._check_lease()
         body = identifiers.UsersBody(kind.schema, batch)
@@ -508,7 +521,22 @@ class _Sender:
         future.result()
         self._account(method, size, counts, resumed=False)
         self._progress.checkpoint = mark
-        self._on_progress(self._progress)
+        self._publish(now=True)  # each accepted request: the checkpoint moves on
+
+    def reading(self, tally: identifiers.Tally, scanned: int, *, publish: bool = True) -> None:
+        """While a kind's pass reads the snapshot: the rows so far (``scanned``: the rows of
+        the passes before this one), published at most every ``_PUBLISH_SECONDS``."""
+        progress = self._progress
+        progress.rows_read = max(progress.rows_read, tally.rows)
+        progress.rows_scanned = scanned + tally.rows
+        if publish:
+            self._publish()
+
+    def _publish(self, *, now: bool = False) -> None:
+        moment = time.monotonic()
+        if now or moment - self._published >= _PUBLISH_SECONDS:
+            self._published = moment
+            self._on_progress(self._progress)
 
     def _account(self, method: str, size: int, counts: dict[str, int], *, resumed: bool) -> None:
         attempt, progress = self._attempt, self._progress

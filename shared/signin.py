@@ -30,7 +30,12 @@ def caller(
 ) -> Principal:
     """The signed-in principal of a request; a state-changing request must also come from
     the app's own pages (``same_site``)."""
-    same_site(method, headers, url)
+    who = _principal(settings, headers, url)
+    same_site(method, headers, url, public_url=settings.public_url, hosted=settings.in_azure)
+    return who
+
+
+def _principal(settings: Settings, headers: Mapping[str, str], url: str) -> Principal:
     header = _header(headers, PRINCIPAL_HEADER)
     if settings.in_azure:
         if not settings.platform_sign_in:
@@ -68,32 +73,47 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CONSOLE_HEADER = ("x-requested-with", "XMLHttpRequest")  # what the console's calls carry
 
 
-def same_site(method: str, headers: Mapping[str, str], url: str) -> None:
+def same_site(
+    method: str,
+    headers: Mapping[str, str],
+    url: str,
+    *,
+    public_url: str | None = None,
+    hosted: bool = False,
+) -> None:
     """Refuse a cross-site request forgery: a state-changing request sent by a browser from
     another site, riding on the platform's session cookie (or, locally, on the local mode).
 
     A browser tells where a request comes from (``Sec-Fetch-Site``, ``Origin``); either,
-    when present, must say this origin. And a request that carries cookies must carry the
-    header the console's calls send, which another site cannot add without a CORS preflight
-    that the app never grants. A caller with a bearer token and no cookie (a script, the
-    Azure CLI) needs neither: no browser sends its token for it.
+    when present, must say this app: the request's own origin, or ``public_url`` (the
+    address browsers use, which a front end may not pass on as the request's). And a
+    request must carry the header the console's calls send, which another site's page
+    cannot add without a CORS preflight that the app never grants, when it carries cookies,
+    and when hosted unless it carries a token (``Authorization``): no browser sends a
+    script's token for it.
     """
     if method.upper() in SAFE_METHODS:
         return
     fetch_site = _header(headers, "sec-fetch-site").lower()
     if fetch_site and fetch_site not in ("same-origin", "none"):
         raise CrossSiteRequest(f"refused: a {fetch_site} request may not change anything")
-    origin = _header(headers, "origin")
-    parsed = urlparse(url)
-    own = f"{parsed.scheme}://{parsed.netloc}".lower()
-    if origin and origin.rstrip("/").lower() != own:
+    origin = _header(headers, "origin").rstrip("/").lower()
+    if origin and origin not in {_origin(url), _origin(public_url or url)}:
         raise CrossSiteRequest("refused: the request comes from another site (Origin)")
     name, value = CONSOLE_HEADER
-    if _header(headers, "cookie") and _header(headers, name) != value:
+    needs_header = bool(_header(headers, "cookie")) or (
+        hosted and not _header(headers, "authorization")
+    )
+    if needs_header and _header(headers, name) != value:
         raise CrossSiteRequest(
-            f"refused: a request with cookies must carry {name.title()}: {value} "
-            "(the console sends it)"
+            f"refused: a browser's request must carry {name.title()}: {value} "
+            "(the console sends it); a script sends its token (Authorization)"
         )
+
+
+def _origin(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}".lower()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

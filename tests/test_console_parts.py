@@ -3,7 +3,9 @@ a failed run, problems by field, the same-site check and the static pages."""
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,15 @@ import pytest
 
 from shared import web
 from shared.core import advice, schedule
-from shared.core.errors import CrossSiteRequest, InvalidExport, Unauthenticated, field_problem
+from shared.core.csvstream import column_cells
+from shared.core.errors import (
+    ConfigurationError,
+    CrossSiteRequest,
+    InvalidExport,
+    SourceError,
+    Unauthenticated,
+    field_problem,
+)
 from shared.signin import same_site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,22 +64,40 @@ def test_the_manual_holds_exactly_the_advice_the_console_shows() -> None:
     assert advice.markdown_table() in text
 
 
-@pytest.mark.parametrize(
-    ("error", "row"),
-    [
-        ("blob a/b.csv: no column named 'EMail'; model.json's columns are X", 0),
-        ("export 'x': blob a/b_1.csv: not valid UTF-8 text: bad byte on line 12 (byte 40)", 1),
-        ("blob a/b_1.csv: holds no data rows", 2),
-        ("blob a/b_1.csv: holds a NUL byte on line 3", 3),
-        ("removal safeguard: would remove 80% of EMAIL_SHA256 members. Check", 4),
-        ("secret 'snapchat-main-client-id': not found in Key Vault https://v", 5),
-        ("secret 'snapchat-main-refresh-token': empty in Key Vault https://v", 5),
-        ("Snapchat token endpoint refused the credentials of connection 'main' (x)", 6),
-        ("gave up after 5 attempt(s): Snapchat answered 503", 9),
-    ],
-)
-def test_a_failed_runs_error_finds_its_advice(error: str, row: int) -> None:
-    assert advice.for_error(error) is advice.ROWS[row]
+def error_of(files: dict[str, bytes], column: str = "EMail") -> str:
+    """The message the CSV reader raises for these partitions: a real one, not a copy."""
+    with pytest.raises(SourceError) as raised:
+        list(column_cells(files, lambda name: io.BytesIO(files[name]), column=column, model=None))
+    return str(raised.value)
+
+
+REAL_ERRORS = [
+    (lambda: error_of({"p_1.csv": b"CustomerId,Mail\n1,a@example.com\n"}), 0),
+    (lambda: error_of({"p_1.csv": b"1,a@example.com\n"}), 0),
+    (lambda: error_of({"p_1.csv": b"CustomerId,EMail\n1,caf\xe9@example.com\n"}), 1),
+    (lambda: error_of({"p_1.csv": b"CustomerId,EMail\n1,a\x00b@example.com\n"}), 3),
+    (
+        lambda: str(SourceError("export 'x': snapshot 2026/11/05/1200 holds no data rows; 0 sent")),
+        2,
+    ),
+    (
+        lambda: str(
+            ConfigurationError("secret 'snapchat-main-client-id': not found in Key Vault v")
+        ),
+        5,
+    ),
+    (
+        lambda: str(
+            ConfigurationError("secret 'snapchat-main-refresh-token': empty in Key Vault v")
+        ),
+        5,
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "row"), REAL_ERRORS)
+def test_a_failed_runs_error_finds_its_advice(make: Callable[[], str], row: int) -> None:
+    assert advice.for_error(make()) is advice.ROWS[row]
 
 
 def test_an_error_the_table_does_not_know_has_no_advice() -> None:
@@ -178,3 +206,20 @@ def test_the_console_loads_nothing_from_elsewhere_and_runs_no_inline_script() ->
     assert not re.search(r"\s(on[a-z]+|style)=", html)
     script = (folder / "console.js").read_text("utf-8")
     assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|\beval\(", script)
+
+
+def test_when_hosted_a_call_needs_a_token_or_the_consoles_header() -> None:
+    with pytest.raises(CrossSiteRequest):
+        same_site("POST", {}, URL, hosted=True)
+    same_site("POST", {"Authorization": "Bearer t"}, URL, hosted=True)
+    same_site("POST", {"X-Requested-With": "XMLHttpRequest"}, URL, hosted=True)
+
+
+def test_the_public_address_counts_as_the_apps_own_origin() -> None:
+    """Behind the platform's front end the request may arrive as http://: browsers send
+    the https:// origin they use, which PUBLIC_URL (or WEBSITE_HOSTNAME) names."""
+    inside = "http://exporter.example.net/api/exports/x/runs"
+    headers = {"Origin": "https://exporter.example.net", "X-Requested-With": "XMLHttpRequest"}
+    same_site("POST", headers, inside, public_url="https://exporter.example.net", hosted=True)
+    with pytest.raises(CrossSiteRequest):
+        same_site("POST", headers, inside, public_url=None, hosted=True)

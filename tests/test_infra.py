@@ -79,7 +79,10 @@ PLATFORM_SETTINGS = {
 }
 # Settings the app reads (with a default) that the template deliberately leaves unset, with the
 # reason. Empty: the template sets every one of them.
-OPTIONAL_SETTINGS_LEFT_OUT: dict[str, str] = {}
+OPTIONAL_SETTINGS_LEFT_OUT: dict[str, str] = {
+    "PUBLIC_URL": "defaults to https://$WEBSITE_HOSTNAME, which the platform sets; set it for "
+    "a custom domain or a front door",
+}
 
 SECRET_MARKERS = ("AccountKey=", "SharedAccessSignature", "sig=", "listKeys", "listAccountSas")
 SECRET_FUNCTIONS = ("list_keys", "list_account_sas", "list_service_sas", "listKeys", "listSecrets")

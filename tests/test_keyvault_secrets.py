@@ -127,3 +127,13 @@ def test_a_run_refused_an_old_refresh_token_uses_the_one_another_run_stored(
     grants = [r.status for r in rotating_sandbox.requests() if r.path.endswith("/access_token")]
     assert grants == [200, 400, 200]
     assert len(vault.versions("snapchat-main-refresh-token")) == 3
+
+
+def test_whether_a_secret_is_present_comes_from_its_metadata(vault: KeyVaultFake) -> None:
+    store = KeyVaultSecrets(secret_client(vault, retry_total=0))
+    vault.set_secret("snapchat-main-client-id", CLIENT_ID)
+    assert store.present("snapchat-main-client-id") is True
+    assert store.present("snapchat-main-refresh-token") is False
+    paths = [path for method, path, _ in vault.requests() if method == "GET"]
+    assert paths  # it asked the vault
+    assert all(path.split("?")[0].endswith("/versions") for path in paths)  # never a value

@@ -113,3 +113,18 @@ def test_local_settings_example_sets_every_setting() -> None:
         s.name for s in SETTINGS if s.default is None
     }
     Settings.from_env(values)  # and it is valid
+
+
+def test_the_public_address_defaults_to_the_platforms_host_name_when_hosted() -> None:
+    storage = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    hosted = {**storage, "WEBSITE_INSTANCE_ID": "1", "WEBSITE_HOSTNAME": "ex.azurewebsites.net"}
+    assert Settings.from_env(hosted).public_url == "https://ex.azurewebsites.net"
+    custom = {**hosted, "PUBLIC_URL": "https://exports.contoso.com"}
+    assert Settings.from_env(custom).public_url == "https://exports.contoso.com"
+    # func start sets WEBSITE_HOSTNAME too (localhost:7071): not hosted, so not used.
+    local = {**storage, "WEBSITE_HOSTNAME": "localhost:7071"}
+    assert Settings.from_env(local).public_url is None
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL"):
+        Settings.from_env({**hosted, "PUBLIC_URL": "https://exports.contoso.com/app"})
+    with pytest.raises(ConfigurationError, match="PUBLIC_URL"):
+        Settings.from_env({**hosted, "PUBLIC_URL": "http://exports.contoso.com"})

@@ -70,6 +70,7 @@ def request(
         headers["X-MS-CLIENT-PRINCIPAL"] = client_principal_header(object_id, name, roles)
         headers["X-MS-CLIENT-PRINCIPAL-ID"] = object_id
         headers["X-MS-CLIENT-PRINCIPAL-NAME"] = name
+        headers["Authorization"] = "Bearer token-the-platform-checked"  # as a script's call
     parts = path.split("/")
     params = {"name": parts[1]} if len(parts) > 1 else {}
     if len(parts) > 3:

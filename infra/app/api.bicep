@@ -128,7 +128,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // The platform's sign-in (App Service Authentication) in front of every HTTP route: a request
-// without a valid Entra ID token for the app registration gets 401, and the app reads the
+// without a session or a valid Entra ID token for the app registration is sent to the sign-in
+// page (so the console signs people in; scripts send a token), and the app reads the
 // caller and their app roles from X-MS-CLIENT-PRINCIPAL. The app refuses every call while
 // this is off (WEBSITE_AUTH_ENABLED unset), so a misconfiguration never opens the API.
 resource signIn 'Microsoft.Web/sites/config@2024-04-01' = {

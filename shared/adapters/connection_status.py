@@ -5,11 +5,13 @@ browser's Connect Snapchat flows in progress. Entities in the run table:
   connection's refresh token (a run, or a Connect);
 - partition ``~connect``, one per flow started and not yet finished: keyed by the SHA-256 of
   its ``state`` (the state itself is never stored), with who started it and until when it
-  may finish. Finishing deletes it, on the condition that nobody finished it first.
+  may finish. Finishing marks it taken, on the condition that nobody did first, then
+  deletes it; starting a flow deletes those whose time ran out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 
@@ -75,31 +77,59 @@ class PendingConnects:
         except AzureError as exc:
             raise table_failure(f"record a Connect of {flow.connection}", exc) from None
 
-    def take(self, state: str) -> PendingConnect | None:
-        """The flow this state started, removed so that it cannot finish twice; None when
-        there is none (never started, finished already, or taken by a concurrent call)."""
-        table = self._runs.table()
+    def find(self, state: str) -> PendingConnect | None:
+        """The flow this state started, if it is still pending."""
         try:
-            entity = table.get_entity(CONNECT_PARTITION, _key(state))
+            entity = self._runs.table().get_entity(CONNECT_PARTITION, _key(state))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
             raise table_failure("read a Connect flow", exc) from None
-        try:
-            table.delete_entity(
-                entity,
-                etag=entity.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            if getattr(exc, "status_code", None) == 412:
-                return None
-            raise table_failure("finish a Connect flow", exc) from None
+        if entity.get("taken"):
+            return None  # finished, or being finished, by another call
         return PendingConnect(
             connection=str(entity.get("connection", "")),
             started_by=str(entity.get("started_by", "")),
             redirect_uri=str(entity.get("redirect_uri", "")),
             expires_at=str(entity.get("expires_at", "")),
+            etag=str(entity.metadata["etag"]),
         )
+
+    def take(self, state: str, flow: PendingConnect) -> bool:
+        """Mark the flow taken, on the condition that it is as read, then remove it: False
+        when another call took it first, so that a flow is used once. (A conditional
+        update, not a delete: the SDK reports no error for deleting what is gone.)"""
+        table = self._runs.table()
+        mark = {"PartitionKey": CONNECT_PARTITION, "RowKey": _key(state), "taken": True}
+        try:
+            table.update_entity(
+                mark,
+                mode=UpdateMode.MERGE,
+                etag=flow.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            if getattr(exc, "status_code", None) == 412:
+                return False
+            raise table_failure("finish a Connect flow", exc) from None
+        with contextlib.suppress(AzureError):  # taken already; forget_expired removes it later
+            table.delete_entity(CONNECT_PARTITION, _key(state))
+        return True
+
+    def forget_expired(self, now: str) -> int:
+        """Delete the flows whose time is up (nobody finished them); how many."""
+        table = self._runs.table()
+        try:
+            expired = list(
+                table.query_entities(
+                    "PartitionKey eq @p and expires_at lt @now",
+                    parameters={"p": CONNECT_PARTITION, "now": now},
+                )
+            )
+            for entity in expired:
+                table.delete_entity(CONNECT_PARTITION, entity["RowKey"])
+        except AzureError as exc:
+            raise table_failure("forget expired Connect flows", exc) from None
+        return len(expired)

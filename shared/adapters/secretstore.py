@@ -43,6 +43,11 @@ class SecretStore(Protocol):
         """Store a new value (a new version, in Key Vault)."""
         ...
 
+    def present(self, name: str) -> bool | None:
+        """Whether the secret has a value, without reading it where the store allows
+        (Key Vault: its versions' metadata); None when the store could not say."""
+        ...
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -97,6 +102,13 @@ class EnvironmentSecrets:
                 f"secret {name!r}: not set (environment variable {environment_name(name)})"
             )
         return seed
+
+    def present(self, name: str) -> bool | None:
+        try:
+            self.get(name)
+        except ConfigurationError:
+            return False
+        return True
 
     def set(self, name: str, value: str) -> None:
         if self._file is None:
@@ -185,6 +197,18 @@ class KeyVaultSecrets:
                 f"secret {name!r}: empty in Key Vault {self._client.vault_url}"
             )
         return value.strip()
+
+    def present(self, name: str) -> bool | None:
+        """From the versions' metadata (the Secrets User role may read it): no value is
+        fetched. An empty value is not seen this way; a run reports it."""
+        try:
+            versions = self._client.list_properties_of_secret_versions(name)
+            return any(version.enabled is not False for version in versions)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            log.warning("Key Vault: could not look at secret %s: %s", name, type(exc).__name__)
+            return None
 
     def set(self, name: str, value: str) -> None:
         try:

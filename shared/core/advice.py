@@ -100,13 +100,15 @@ def _pattern(fragment: str) -> re.Pattern[str]:
 
 
 def for_error(error: str) -> Advice | None:
-    """The first row whose fragments the error contains, or None."""
-    if not error:
-        return None
+    """The row with the longest fragment the error contains (the most specific: ``holds a
+    NUL byte`` rather than ``line N …``), or None."""
+    best: tuple[int, Advice] | None = None
     for row in ROWS:
-        if any(p.search(error) for p in row.patterns):
-            return row
-    return None
+        for pattern in row.patterns:
+            found = pattern.search(error)
+            if found and (best is None or len(found.group()) > best[0]):
+                best = (len(found.group()), row)
+    return best[1] if best else None
 
 
 def markdown_table() -> str:

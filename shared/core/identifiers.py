@@ -189,11 +189,16 @@ def email_digest(raw: str) -> bytes | Rejection:
     return digest(IdentifierType.EMAIL, raw)
 
 
+TICK_ROWS = 1 << 16
+_TICK_MASK = TICK_ROWS - 1
+
+
 def digest_batches(
     cells: Iterable[str],
     normalise_value: Normaliser,
     size: int,
     tally: Tally,
+    tick: Callable[[], None] | None = None,
 ) -> Iterator[list[bytes]]:
     """The export loop: ``digest`` of every cell, first occurrences only, in batches.
 
@@ -201,7 +206,8 @@ def digest_batches(
     date whenever a batch is handed out). Batches are a pure function of the cells and
     ``size``, which is what lets an interrupted run rebuild the same ones. Memory: one
     32-byte bytes object per distinct identifier, about 100 bytes each with the set's own
-    table, is the only state that grows with the segment.
+    table, is the only state that grows with the segment. ``tick`` is called, with
+    ``tally`` up to date, every ``TICK_ROWS`` rows (so that a long read can show progress).
     """
     sha256 = hashlib.sha256
     is_hex = _HEX64.fullmatch
@@ -217,7 +223,10 @@ def digest_batches(
         tally.prehashed, tally.duplicates = prehashed, rows - empty - invalid - distinct
 
     try:
-        for rows, raw in enumerate(cells, 1):  # noqa: B007 - rows is read by count()
+        for rows, raw in enumerate(cells, 1):
+            if not rows & _TICK_MASK and tick is not None:
+                count()
+                tick()
             value = raw.strip()
             if not value:
                 empty += 1

@@ -47,6 +47,7 @@ class Progress:
     attempt resume after the requests Snapchat accepted (see ``shared.pipeline``)."""
 
     rows_read: int = 0
+    rows_scanned: int = 0  # rows read over every identifier kind's pass (progress)
     empty: int = 0
     invalid: int = 0
     prehashed: int = 0
@@ -117,6 +118,7 @@ class RunRecord:
     etag: str = dataclasses.field(default="", repr=False, compare=False)
 
     rows_read = _FromProgress[int]()
+    rows_scanned = _FromProgress[int]()
     empty = _FromProgress[int]()
     invalid = _FromProgress[int]()
     prehashed = _FromProgress[int]()

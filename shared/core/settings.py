@@ -130,6 +130,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SNAPCHAT_API_URL", "https://adsapi.snapchat.com/v1", "Base URL of the Snap Marketing API."
     ),
     SettingSpec(
+        "PUBLIC_URL",
+        None,
+        "The app's address as browsers see it (https://host, no path). Unset: "
+        "https://$WEBSITE_HOSTNAME when hosted, the request's own address locally. Set it "
+        "for a custom domain or a front door; the console's cross-site check and the Connect "
+        "Snapchat redirect URI use it.",
+    ),
+    SettingSpec(
         "SNAPCHAT_AUTHORIZE_URL",
         "https://accounts.snapchat.com/login/oauth2/authorize",
         "Snapchat's OAuth authorize page, where the console's Connect Snapchat sends the browser.",
@@ -208,6 +216,7 @@ class Settings:
     snapchat_token_url: str
     snapchat_authorize_url: str
     export_schedule: str
+    public_url: str | None  # https://host as browsers see the app; None: the request's own
     upload_batch_size: int
     http_timeout_seconds: float
     retry_attempts: int
@@ -262,6 +271,7 @@ class Settings:
             snapchat_token_url=reader.url("SNAPCHAT_TOKEN_URL") or "",
             snapchat_authorize_url=reader.url("SNAPCHAT_AUTHORIZE_URL") or "",
             export_schedule=reader.text("EXPORT_SCHEDULE") or "",
+            public_url=_public_url(reader, in_azure),
             upload_batch_size=reader.integer("UPLOAD_BATCH_SIZE", 1, MAX_BATCH_SIZE),
             http_timeout_seconds=reader.number("HTTP_TIMEOUT_SECONDS", 0.1, 600),
             retry_attempts=reader.integer("RETRY_ATTEMPTS", 1, 20),
@@ -284,6 +294,17 @@ _DEVELOPMENT_STORAGE = (
     "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
+
+
+def _public_url(reader: _Reader, in_azure: bool) -> str | None:
+    """PUBLIC_URL, or when hosted https:// and the platform's WEBSITE_HOSTNAME."""
+    value = reader.url("PUBLIC_URL", https=in_azure)
+    if value is not None:
+        if urlparse(value).path.strip("/"):
+            reader.problems.append("PUBLIC_URL: give the scheme and host only, no path")
+        return value
+    host = reader.env.get("WEBSITE_HOSTNAME", "").strip()
+    return f"https://{host}" if in_azure and host else None
 
 
 def connection_string(value: str) -> str:
