@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="loopback port (default 7071)")
     parser.add_argument("--profiles", type=int, default=100_000)
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM (a service manager, a test) as with Ctrl-C: everything started stops.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     print("Starting Azurite and the Snapchat sandbox; running the demo exports once ...")

@@ -640,7 +640,7 @@ def test_scripts_console_serves_the_demo_with_its_succeeded_run() -> None:
         assert page.status_code == 200
         assert "console.js" in page.text
     finally:
-        process.terminate()
+        process.terminate()  # as SIGTERM: it stops what it started (Azurite, the sandbox)
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
