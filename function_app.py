@@ -15,6 +15,7 @@ from collections.abc import Callable
 import azure.functions as func
 
 from shared import api, browser_connect, service, signin, web
+from shared.adapters import telemetry
 from shared.adapters.definition_store import Kind
 from shared.adapters.jobqueue import Job
 from shared.core.access import Principal
@@ -22,7 +23,8 @@ from shared.core.privacy import install_log_filter
 from shared.runtime import Runtime, current
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-install_log_filter()
+telemetry.configure()  # Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+install_log_filter()  # on every handler, Azure Monitor's too: no secret leaves in a log
 # The Azure SDKs log every HTTP request at INFO; keep their warnings only.
 logging.getLogger("azure").setLevel(logging.WARNING)
 log = logging.getLogger("function_app")

@@ -15,6 +15,7 @@ import traceback
 from shared import audiences, locking, pipeline
 from shared.core.definitions import Mode
 from shared.core.errors import (
+    AuthenticationError,
     ExportDisabled,
     ExportError,
     LeaseLost,
@@ -55,13 +56,15 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         return reread(rt, record)
     except Transient as exc:
         if not redeliverable:
-            return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started)
+            return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started,
+                        kind=error_kind(exc))  # fmt: skip
         if (taken := _interrupted(rt, record, owner, exc)) is not None:
             return taken
         raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
-        return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started)
+        return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started,
+                    kind=error_kind(exc))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any failure must end in a failed record
         # Unexpected: keep the stack for the operator, but not the message, which could
         # quote data from the export.
@@ -74,10 +77,11 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
             frames,
         )
         message = f"internal error ({type(exc).__name__}); see the function log"
-        return _end(rt, record, owner, RunStatus.FAILED, message, started=started)
+        return _end(rt, record, owner, RunStatus.FAILED, message, started=started,
+                    kind="internal")  # fmt: skip
     except KeyboardInterrupt:
         stopped = "interrupted (the process was stopped)"
-        _end(rt, record, owner, RunStatus.FAILED, stopped, started=started)
+        _end(rt, record, owner, RunStatus.FAILED, stopped, started=started, kind="interrupted")
         raise
     return _end(rt, record, owner, RunStatus.SUCCEEDED, "", started=started)
 
@@ -176,9 +180,24 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
     lease.check()
 
 
+def error_kind(exc: ExportError) -> str:
+    """The kind of a run's failure, as telemetry and the alerts know it: the error's own
+    kind, with Snapchat's refusal of a connection's credentials told apart."""
+    if isinstance(exc, AuthenticationError):
+        return "credentials_refused"
+    return exc.kind
+
+
 def _end(
-    rt: Runtime, record: RunRecord, owner: str, status: str, error: str, *, started: float
+    rt: Runtime,
+    record: RunRecord,
+    owner: str,
+    status: str,
+    error: str,
+    *,
+    started: float,
+    kind: str = "",
 ) -> RunRecord:
-    finished = finish(rt, record, status, error, started)
+    finished = finish(rt, record, status, error, started, kind=kind)
     locking.release(rt, record, owner)
     return finished

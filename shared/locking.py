@@ -51,6 +51,7 @@ def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
             RunStatus.FAILED,
             f"abandoned: no worker renewed its hold on the export in time; run {successor} "
             f"took over ({stale.error or 'no error was recorded'})",
+            kind="abandoned",
         )
 
 
@@ -72,7 +73,8 @@ def end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
         record = rt.runs.get(export, listed.run_id)
         if record is not None and record.status in ACTIVE:
             finish(rt, record, RunStatus.FAILED,
-                    "abandoned: its hold on the export lapsed before it ended")  # fmt: skip
+                   "abandoned: its hold on the export lapsed before it ended",
+                   kind="abandoned")  # fmt: skip
 
 
 def claim_queued(rt: Runtime, record: RunRecord) -> None:

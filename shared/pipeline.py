@@ -11,6 +11,7 @@ every accepted request, with a checkpoint that lets a later delivery resume the 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
@@ -497,7 +498,9 @@ class _Sender:
             return
         self._check_lease()
         body = identifiers.UsersBody(kind.schema, batch)
-        future = self._pool.submit(self._send_one, method, body)
+        # On the sender thread, in this thread's context: the request's span is the run's
+        # child, and its log records carry the run's IDs.
+        future = self._pool.submit(contextvars.copy_context().run, self._send_one, method, body)
         self._pending.append((future, method, len(batch), self.counts, mark))
         while len(self._pending) >= _IN_FLIGHT:
             self._settle_oldest()

@@ -12,6 +12,7 @@ import getpass
 import logging
 import time
 
+from shared.adapters import telemetry
 from shared.core.definitions import Export
 from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, Trigger, new_run_id, now
@@ -55,7 +56,13 @@ def reread(rt: Runtime, record: RunRecord) -> RunRecord:
 
 
 def finish(
-    rt: Runtime, record: RunRecord, status: str, error: str, started: float | None = None
+    rt: Runtime,
+    record: RunRecord,
+    status: str,
+    error: str,
+    started: float | None = None,
+    *,
+    kind: str = "",
 ) -> RunRecord:
     """End the run as ``status``, unless another writer changed its record since it was read.
 
@@ -65,9 +72,11 @@ def finish(
     progress after an orphan check or the poison handler read it is not ended on stale
     grounds (the next check decides again from fresh data).
 
-    Returns ``record`` itself when its write landed, else the record as stored now.
+    Returns ``record`` itself when its write landed, else the record as stored now. A run
+    whose end landed is counted in telemetry once; ``kind`` says what kind of failure it was.
     """
     record.status, record.error, record.finished_at = status, error, now()
+    record.error_kind = kind if error else ""
     try:
         rt.runs.save(record)
     except RecordChanged:
@@ -81,6 +90,7 @@ def finish(
             fresh.status,
         )
         return fresh
+    telemetry.run_ended(record, record.error_kind)
     took = time.monotonic() - started if started is not None else 0.0
     log.info(
         "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "

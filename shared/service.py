@@ -16,9 +16,10 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared import attempts, locking, pipeline
+from shared.adapters import telemetry
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
 from shared.core.errors import (
@@ -118,7 +119,7 @@ def _enqueue(
         # Nothing will run this: free the export at once rather than after the claim expires.
         locking.release(rt, record)
         with contextlib.suppress(StorageError):
-            finish(rt, record, RunStatus.FAILED, str(exc))
+            finish(rt, record, RunStatus.FAILED, str(exc), kind=exc.kind)
         raise
     if allow_large_removal:
         log.warning(
@@ -181,6 +182,10 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
     if any(r.status in ACTIVE for r in runs):
         locking.end_orphans(rt, export.name, runs)
         runs = of_this_export()
+    settled_at = newest.last_modified + timedelta(seconds=rt.settings.snapshot_settle_seconds)
+    exported = any(r.status == RunStatus.SUCCEEDED for r in runs)
+    waited = 0.0 if exported else (at - settled_at).total_seconds() / 3600
+    telemetry.snapshot_waiting(export.name, waited)  # the stale-audience alert watches it
     if any(r.status in (*ACTIVE, RunStatus.SUCCEEDED) for r in runs):
         return None
     if any(r.status == RunStatus.FAILED and r.safeguard.get("decision") == "blocked" for r in runs):
@@ -223,8 +228,10 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
     except RunActive as exc:
         if exc.active_run_id == record.run_id:
             raise RunBusy(f"run {record.run_id} is being exported by another worker") from None
-        return finish(rt, record, RunStatus.FAILED, f"superseded by run {exc.active_run_id}")
-    return attempts.perform(rt, record, owner, redeliverable=True)
+        return finish(rt, record, RunStatus.FAILED, f"superseded by run {exc.active_run_id}",
+                      kind="superseded")  # fmt: skip
+    with telemetry.run_context(record):
+        return attempts.perform(rt, record, owner, redeliverable=True)
 
 
 def give_up(rt: Runtime, job: Job) -> RunRecord | None:
@@ -239,7 +246,11 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
         return record
     reason = record.error or "the worker failed without recording an error"
     ended = finish(
-        rt, record, RunStatus.FAILED, f"gave up after {record.attempts} attempt(s): {reason}"
+        rt,
+        record,
+        RunStatus.FAILED,
+        f"gave up after {record.attempts} attempt(s): {reason}",
+        kind="gave_up",  # the job reached the poison queue
     )
     if ended is record:  # our end landed; otherwise whoever wrote meanwhile owns the run
         locking.release(rt, record)
@@ -270,8 +281,9 @@ def run_now(
     rt.runs.save(record)
     if problem:
         locking.release(rt, record)
-        return finish(rt, record, RunStatus.FAILED, problem)
-    return attempts.perform(rt, record, owner, redeliverable=False)
+        return finish(rt, record, RunStatus.FAILED, problem, kind="no_snapshot")
+    with telemetry.run_context(record):
+        return attempts.perform(rt, record, owner, redeliverable=False)
 
 
 def exports_overview(rt: Runtime) -> list[ExportStatus]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from shared.adapters import telemetry
 from shared.adapters.secretstore import Credentials
 from shared.core.definitions import Connection
 from shared.core.errors import (
@@ -125,6 +126,7 @@ class SnapchatClient:
         self._on_new_refresh_token = on_new_refresh_token
         self._stored_refresh_token = stored_refresh_token
         self._on_access_token = on_access_token  # told each time a refresh succeeds
+        self._label = connection.name if connection is not None else ""
         # 5% under the limit, so that scheduling jitter never puts an 11th request in a second.
         self._interval = 1.05 / requests_per_second if requests_per_second > 0 else 0.0
         self._sleep = sleep
@@ -138,17 +140,21 @@ class SnapchatClient:
 
     def add_users(self, segment_id: str, body: UsersBody) -> int:
         """POST a users body; returns how many identifiers Snapchat says it received."""
-        return _received(self._api("POST", f"/segments/{segment_id}/users", body))
+        return _received(
+            self._api("POST", f"/segments/{segment_id}/users", body, "/segments/{id}/users")
+        )
 
     def remove_users(self, segment_id: str, body: UsersBody) -> int:
         """DELETE a users body (same shape as an add)."""
-        return _received(self._api("DELETE", f"/segments/{segment_id}/users", body))
+        return _received(
+            self._api("DELETE", f"/segments/{segment_id}/users", body, "/segments/{id}/users")
+        )
 
     def find_segment(self, ad_account_id: str, name: str) -> str | None:
         """The ID of the ad account's customer-list audience called ``name``, if there is one."""
         path: str | None = f"/adaccounts/{ad_account_id}/segments"
         while path:
-            answer = self._api("GET", path, None)
+            answer = self._api("GET", path, None, _SEGMENTS)
             for item in answer.get("segments") or ():
                 segment = item.get("segment") if isinstance(item, dict) else None
                 if isinstance(segment, dict) and segment.get("name") == name:
@@ -173,7 +179,9 @@ class SnapchatClient:
             ]
         }
         body = json.dumps(document).encode()
-        answer = self._api("POST", f"/adaccounts/{ad_account_id}/segments", body)
+        answer = self._api(
+            "POST", f"/adaccounts/{ad_account_id}/segments", body, "/adaccounts/{id}/segments"
+        )
         segments = answer.get("segments") or [{}]
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         if not isinstance(segment, dict) or not segment.get("id"):
@@ -181,14 +189,17 @@ class SnapchatClient:
         return str(segment["id"])
 
     def get_segment(self, segment_id: str) -> dict[str, Any]:
-        answer = self._api("GET", f"/segments/{segment_id}", None)
+        answer = self._api("GET", f"/segments/{segment_id}", None, "/segments/{id}")
         segments = answer.get("segments") or [{}]
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         return segment if isinstance(segment, dict) else {}
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _api(self, method: str, path: str, body: UsersBody | bytes | None) -> dict[str, Any]:
+    def _api(
+        self, method: str, path: str, body: UsersBody | bytes | None, route: str
+    ) -> dict[str, Any]:
+        """``route``: the path's template, which telemetry records instead of the path."""
         where = f"{method} {path}"
         refreshed = False
         deadline = time.monotonic() + self._policy.max_seconds
@@ -198,19 +209,26 @@ class SnapchatClient:
             token = self._access_token()
             self._pace()
             self.counters.requests += 1
-            try:
-                response = self._session.request(
-                    method,
-                    self._api_url + path,
-                    data=body,
-                    headers={**_JSON, "Authorization": f"Bearer {token}"},
-                    timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._retry_or_raise(where, attempt, deadline, type(exc).__name__, None)
+            with telemetry.snapchat_request(method, route, self._label) as call:
+                try:
+                    response = self._session.request(
+                        method,
+                        self._api_url + path,
+                        data=body,
+                        headers={**_JSON, "Authorization": f"Bearer {token}"},
+                        timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    call.answered(None, "retried")
+                    unanswered = type(exc).__name__
+                else:
+                    unanswered = ""
+                    answer = _json(response)
+                    action = classify(response.status_code, answer)
+                    call.answered(response.status_code, _OUTCOMES.get(action, "refused"))
+            if unanswered:  # outside the request's span: the back-off is not the request's
+                self._retry_or_raise(where, attempt, deadline, unanswered, None)
                 continue
-            answer = _json(response)
-            action = classify(response.status_code, answer)
             if action is Action.DONE:
                 return answer or {}
             if action is Action.REFRESH and not refreshed:
@@ -276,13 +294,19 @@ class SnapchatClient:
                 "refresh_token": self._credentials.refresh_token,
             }
             self.counters.token_refreshes += 1
-            try:
-                response = self._session.post(
-                    self._token_url, data=form, timeout=(_CONNECT_TIMEOUT, self._policy.timeout)
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._retry_or_raise("token", attempt, deadline, type(exc).__name__, None)
-                continue
+            with telemetry.snapchat_request("POST", TOKEN_ROUTE, self._label) as call:
+                try:
+                    response = self._session.post(
+                        self._token_url,
+                        data=form,
+                        timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    call.answered(None, "retried")
+                    self._retry_or_raise("token", attempt, deadline, type(exc).__name__, None)
+                    continue
+                code = response.status_code
+                call.answered(code, _token_outcome(code))
             answer = _json(response) or {}
             if response.status_code == 200 and isinstance(answer.get("access_token"), str):
                 return self._accept_token(answer)
@@ -350,6 +374,19 @@ class SnapchatClient:
         if self._on_access_token is not None:
             self._on_access_token()
         return token
+
+
+# Route templates, as telemetry names requests (never a path with its IDs).
+TOKEN_ROUTE = "/login/oauth2/access_token"  # noqa: S105 - a path, not a password
+_USERS = "/segments/{id}/users"
+_SEGMENTS = "/adaccounts/{id}/segments"
+_OUTCOMES = {Action.DONE: "accepted", Action.RETRY: "retried", Action.REFRESH: "retried"}
+
+
+def _token_outcome(status: int) -> str:
+    if status == 200:
+        return "accepted"
+    return "retried" if status == 429 or status >= 500 else "refused"
 
 
 def _received(answer: dict[str, Any]) -> int:

@@ -112,6 +112,7 @@ class RunRecord:
     allowed_by: str = ""  # who did: the trigger that asked for the run (http, cli)
     requested_by: str = ""  # who asked: "<object id> (<name>)", "timer" or "cli (<user>)"
     error: str = ""
+    error_kind: str = ""  # what kind of failure (see shared.attempts.error_kind); telemetry
     progress: Progress = dataclasses.field(default_factory=Progress)
     # The stored entity's ETag when this copy was read or last saved ("" for a new record):
     # every save is conditional on it. Not part of the record itself.
