@@ -61,8 +61,20 @@ param operatorIpAddresses string = ''
 @description('NCRONTAB schedule (UTC) of the timer that looks for new Customer Insights snapshots.')
 param exportSchedule string = '0 */15 * * * *'
 
-@description('Client ID of the Entra ID app registration that signs callers in and defines the roles Exporter.Admin, Exporter.Operator and Exporter.Reader (docs/deploy.md). Empty: every call gets 401 until it is set.')
+@description('Client ID of the Entra ID app registration that signs callers in and defines the roles Exporter.Admin, Exporter.Operator and Exporter.Reader (docs/deploy.md). Empty: nobody can sign in until it is set.')
 param authClientId string = ''
+
+@description('Comma-separated e-mail addresses to notify when an export fails, goes stale, has its Snapchat credentials refused or is stopped by the removal safeguard. Empty (and no webhook): the alerts exist without an action group.')
+param alertEmails string = ''
+
+@secure()
+@description('Optional incoming-webhook URL (Teams, Slack) the alerts also call.')
+param alertWebhookUrl string = ''
+
+@minValue(1)
+@maxValue(168)
+@description('Hours an enabled export may have a settled snapshot without a successful run before the stale-audience alert fires.')
+param staleAfterHours int = 6
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -114,6 +126,20 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    namePrefix: 'exports-${resourceToken}'
+    alertEmails: empty(alertEmails) ? [] : split(replace(alertEmails, ' ', ''), ',')
+    alertWebhookUrl: alertWebhookUrl
+    staleAfterHours: staleAfterHours
   }
 }
 

@@ -327,7 +327,13 @@ def test_setting_values_hold_no_secret() -> None:
         for name, spec in parsed(path.relative_to(INFRA).as_posix()).get("parameters", {}).items()
         if any(d.get("type") == "secure" for d in spec.get("decorators", []))
     ]
-    assert not declared_secure, f"the templates take no secrets, yet: {declared_secure}"
+    # The one secret a template takes: the alerts' optional webhook URL (its key is in the
+    # URL). It goes into the action group only, never into an app setting.
+    webhook = [("alerts.bicep", "alertWebhookUrl"), ("main.bicep", "alertWebhookUrl")]
+    assert sorted(declared_secure) == webhook, (
+        f"the templates take no secrets, yet: {declared_secure}"
+    )
+    assert "alertWebhookUrl" not in json.dumps(template_settings())
     for name, (relative, value) in template_settings().items():
         text = json.dumps(value)
         for marker in (*SECRET_MARKERS, *SECRET_FUNCTIONS):
@@ -504,3 +510,38 @@ def test_checkov_reports_no_failed_check() -> None:
     assert summary["parsing_errors"] == 0, f"{counts}; checkov could not parse some files"
     assert summary["passed"] > 0, counts
     assert summary["skipped"] == len(suppressions()), f"{counts}; inline skips: {suppressions()}"
+
+
+# ---------------------------------------------------------------- alerts and workbook
+
+
+def test_alerts_and_the_workbook_watch_the_apps_application_insights() -> None:
+    module = parsed("main.bicep")["modules"]["alerts"]
+    params = json.dumps(module["config"]["params"])
+    assert '"applicationInsightsId": {"operator"' in params
+    assert '"monitoring"' in params and '"applicationInsightsId"' in params  # noqa: PT018
+    assert "alertEmails" in params and "staleAfterHours" in params  # noqa: PT018
+    found = dict(resources("app/alerts.bicep"))
+    assert {found[n]["type"] for n in ("actionGroup", "alertRules", "workbook")} == {
+        "Microsoft.Insights/actionGroups",
+        "Microsoft.Insights/scheduledQueryRules",
+        "Microsoft.Insights/workbooks",
+    }
+    rules = body(found["alertRules"])["properties"]
+    assert json.dumps(rules["scopes"]) == json.dumps(["applicationInsightsId"])
+    assert body(found["workbook"])["properties"]["sourceId"] == "applicationInsightsId"
+    text = (INFRA / "app" / "alerts.bicep").read_text("utf-8")
+    assert "actionGroups: [ actionGroup.id ]" in text  # every rule notifies the group
+
+
+def test_each_alert_queries_a_metric_the_app_emits() -> None:
+    source = (ROOT / "shared" / "adapters" / "telemetry.py").read_text("utf-8")
+    emitted = set(re.findall(r'create_(?:counter|histogram)\(\s*"([^"]+)"', source))
+    text = (INFRA / "app" / "alerts.bicep").read_text("utf-8")
+    queried = set(re.findall(r'"(exporter\.[a-z_.]+)"', text))
+    assert queried, "the alerts query no metric"
+    assert queried <= emitted, f"queried but never emitted: {sorted(queried - emitted)}"
+    names = re.findall(r"name: '([a-z-]+)'\n    severity", text)
+    assert names == ["run-failed", "credentials-refused", "removal-safeguard", "audience-stale"]
+    for kind in ("credentials_refused", "removal_blocked"):
+        assert f'kind == "{kind}"' in text

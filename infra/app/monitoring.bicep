@@ -38,5 +38,6 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output applicationInsightsName string = appInsights.name
+output applicationInsightsId string = appInsights.id
 // The connection string identifies the component; with DisableLocalAuth it grants nothing by itself.
 output connectionString string = appInsights.properties.ConnectionString

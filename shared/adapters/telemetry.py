@@ -70,14 +70,18 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415
 
     client_id = env.get("AzureWebJobsStorage__clientId") or None
-    configure_azure_monitor(
-        credential=ManagedIdentityCredential(client_id=client_id),
-        logger_name="",  # the root logger: the app's records, through its privacy filter
-        enable_live_metrics=False,
-        # Our own spans describe Snapchat requests by route template; the generic HTTP
-        # instrumentations would record full URLs.
-        instrumentation_options={name: {"enabled": False} for name in _HTTP_INSTRUMENTATIONS},
-    )
+    try:
+        configure_azure_monitor(
+            credential=ManagedIdentityCredential(client_id=client_id),
+            logger_name="",  # the root logger: the app's records, through its privacy filter
+            enable_live_metrics=False,
+            # Our own spans describe Snapchat requests by route template; the generic HTTP
+            # instrumentations would record full URLs.
+            instrumentation_options={name: {"enabled": False} for name in _HTTP_INSTRUMENTATIONS},
+        )
+    except ValueError as exc:  # a malformed connection string: run on, without telemetry
+        log.error("Telemetry is off: APPLICATIONINSIGHTS_CONNECTION_STRING %s", exc)
+        return False
     install_log_filter()  # the distribution's log handler is new: it gets the filter too
     return True
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Advice:
     matches: str  # the left cell, as the document shows it
-    what_to_do: str  # the right cell
+    what_to_do: str
+    alerts: str = "`run-failed`"  # the Azure Monitor alerts that fire (infra/app/alerts.bicep)
 
     @property
     def patterns(self) -> tuple[re.Pattern[str], ...]:
@@ -48,6 +49,7 @@ ROWS = (
         "identifier of a kind: check `columns` and the snapshot; if intended, `POST …/runs` "
         'with `{"allow_large_removal": true}` (or `--allow-large-removal`) once, or raise '
         "`max_removal_percent`",
+        "`run-failed`, `removal-safeguard`",
     ),
     Advice(
         "`secret '…': not set / not found / empty`",
@@ -58,6 +60,7 @@ ROWS = (
         "the refresh token was revoked or expired: run `connect <name>` again (or **Connect "
         "Snapchat** in the console); the error names the secret to renew (and the "
         "client-secret secret, if the Snapchat app's secret changed)",
+        "`run-failed`, `credentials-refused`",
     ),
     Advice(
         "`needs Admin or Data Manager`",
@@ -70,6 +73,7 @@ ROWS = (
     Advice(
         "`gave up after N attempt(s)`, `still failing after`",
         "Snapchat or storage was unavailable for a long time; `POST …/runs` once it is back",
+        "`run-failed` (`gave up`: the job reached the poison queue)",
     ),
     Advice(
         "`may not read it (grant Storage Blob Data Reader)`",
@@ -113,6 +117,6 @@ def for_error(error: str) -> Advice | None:
 
 def markdown_table() -> str:
     """The table as docs/reliability.md holds it."""
-    lines = ["| `error` starts with / contains | what to do |", "|---|---|"]
-    lines += [f"| {row.matches} | {row.what_to_do} |" for row in ROWS]
+    lines = ["| `error` starts with / contains | what to do | alerts |", "|---|---|---|"]
+    lines += [f"| {row.matches} | {row.what_to_do} | {row.alerts} |" for row in ROWS]
     return "\n".join(lines)

@@ -1,0 +1,175 @@
+// Alerts and a run-health workbook on the app's own telemetry (shared/adapters/telemetry.py):
+// the custom metrics land in Application Insights' customMetrics, with their dimensions in
+// customDimensions. Each rule is a log search alert scoped to the component; docs/deploy.md
+// says what to do when each fires.
+param location string
+param tags object = {}
+param applicationInsightsId string
+param namePrefix string
+
+@description('E-mail addresses the action group notifies. Empty (and no webhook): no action group; the rules still fire in the portal.')
+param alertEmails array = []
+
+@secure()
+@description('Optional webhook (e.g. a Teams or Slack incoming webhook) the action group calls.')
+param alertWebhookUrl string = ''
+
+@minValue(1)
+@maxValue(168)
+@description('Hours an enabled export may have a settled snapshot without a successful run before the stale-audience alert fires.')
+param staleAfterHours int = 6
+
+var notify = !empty(alertEmails) || !empty(alertWebhookUrl)
+var actions = notify ? { actionGroups: [ actionGroup.id ] } : { actionGroups: [] }
+var runs = 'customMetrics | where name == "exporter.runs" | extend export = tostring(customDimensions.export), status = tostring(customDimensions.status), kind = tostring(customDimensions.error_kind), dryRun = tostring(customDimensions.dry_run)'
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) {
+  name: '${namePrefix}-exports'
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'exports'
+    enabled: true
+    emailReceivers: [for (address, i) in alertEmails: {
+      name: 'email-${i}'
+      emailAddress: address
+      useCommonAlertSchema: true
+    }]
+    webhookReceivers: empty(alertWebhookUrl) ? [] : [
+      {
+        name: 'webhook'
+        serviceUri: alertWebhookUrl
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// name, severity, description, query (a row per export that should alert), window
+var rules = [
+  {
+    name: 'run-failed'
+    severity: 1
+    description: 'An export run failed, including a job that reached the poison queue (error_kind gave_up). Open the run in the console: its error and advice say what to do (docs/reliability.md, When a run fails).'
+    query: '${runs} | where status == "failed" | summarize failed = sum(valueSum) by export'
+    window: 'PT15M'
+  }
+  {
+    name: 'credentials-refused'
+    severity: 1
+    description: 'Snapchat refused a connection\'s credentials (revoked or expired refresh token, or a changed client secret). Press Connect Snapchat on the console\'s Connections page, or run python -m shared connect <name>.'
+    query: '${runs} | where status == "failed" and kind == "credentials_refused" | summarize failed = sum(valueSum) by export'
+    window: 'PT15M'
+  }
+  {
+    name: 'removal-safeguard'
+    severity: 2
+    description: 'The removal safeguard stopped a mirror run before it sent anything. Check the export\'s columns and the snapshot; if the removal is intended, run once with allow_large_removal.'
+    query: '${runs} | where status == "failed" and kind == "removal_blocked" | summarize stopped = sum(valueSum) by export'
+    window: 'PT15M'
+  }
+  {
+    name: 'audience-stale'
+    severity: 2
+    description: 'An enabled export has had a settled snapshot for more than ${staleAfterHours} hours without a successful run, so its audience is out of date. Look at the export\'s last runs in the console.'
+    query: 'customMetrics | where name == "exporter.snapshot.waiting_hours" | extend export = tostring(customDimensions.export) | summarize waited = max(valueMax) by export | where waited > ${staleAfterHours}'
+    window: 'PT1H'
+  }
+]
+
+resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in rules: {
+  name: '${namePrefix}-${rule.name}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Exports: ${rule.name}'
+    description: rule.description
+    severity: rule.severity
+    enabled: true
+    scopes: [ applicationInsightsId ]
+    evaluationFrequency: rule.window
+    windowSize: rule.window
+    criteria: {
+      allOf: [
+        {
+          query: rule.query
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'export'
+              operator: 'Include'
+              values: [ '*' ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: actions
+  }
+}]
+
+// The run-health workbook: runs per export over time, identifiers uploaded / added / removed,
+// failures by kind, durations and audience sizes.
+var workbookQueries = [
+  {
+    title: 'Runs per export'
+    query: '${runs} | summarize runs = sum(valueSum) by export, bin(timestamp, 1h) | render timechart'
+  }
+  {
+    title: 'Identifiers uploaded, added and removed'
+    query: 'customMetrics | where name in ("exporter.identifiers.uploaded", "exporter.identifiers.added", "exporter.identifiers.removed") | summarize total = sum(valueSum) by name, bin(timestamp, 1h) | render columnchart'
+  }
+  {
+    title: 'Failures by export and kind'
+    query: '${runs} | where status == "failed" | summarize failures = sum(valueSum) by export, kind | order by failures desc'
+  }
+  {
+    title: 'Run duration (seconds)'
+    query: 'customMetrics | where name == "exporter.run.duration" | extend export = tostring(customDimensions.export) | summarize average = sum(valueSum) / sum(valueCount), longest = max(valueMax) by export, bin(timestamp, 1h) | render timechart'
+  }
+  {
+    title: 'Audience size as Snapchat reports it'
+    query: 'customMetrics | where name == "exporter.audience.size" | extend export = tostring(customDimensions.export) | summarize users = max(valueMax) by export, bin(timestamp, 1d) | render timechart'
+  }
+]
+
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, namePrefix, 'run-health')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'Customer Insights to Snapchat: run health'
+    category: 'workbook'
+    sourceId: applicationInsightsId
+    serializedData: string({
+      version: 'Notebook/1.0'
+      items: [for (item, i) in workbookQueries: {
+        type: 3
+        name: 'query-${i}'
+        content: {
+          version: 'KqlItem/1.0'
+          title: item.title
+          query: item.query
+          queryType: 0
+          resourceType: 'microsoft.insights/components'
+          timeContext: {
+            durationMs: 604800000
+          }
+        }
+      }]
+      fallbackResourceIds: [ applicationInsightsId ]
+    })
+  }
+}
+
+output actionGroupId string = notify ? actionGroup.id : ''
+output workbookId string = workbook.id
+output alertRuleNames array = [for (rule, i) in rules: alertRules[i].name]
