@@ -64,11 +64,11 @@ param exportSchedule string = '0 */15 * * * *'
 @description('Client ID of the Entra ID app registration that signs callers in and defines the roles Exporter.Admin, Exporter.Operator and Exporter.Reader (docs/deploy.md). Empty: nobody can sign in until it is set.')
 param authClientId string = ''
 
-@description('Comma-separated e-mail addresses to notify when an export fails, goes stale, has its Snapchat credentials refused or is stopped by the removal safeguard. Empty (and no webhook): the alerts exist without an action group.')
+@description('Comma-separated e-mail addresses (no trailing comma) to notify when an export fails, goes stale, has its Snapchat credentials refused or is stopped by the removal safeguard. Empty (and no webhook): the alerts exist without an action group.')
 param alertEmails string = ''
 
 @secure()
-@description('Optional incoming-webhook URL (Teams, Slack) the alerts also call.')
+@description('Optional webhook URL the alerts also call, with the common alert schema (e.g. a Logic App or Teams Workflow that posts to a channel).')
 param alertWebhookUrl string = ''
 
 @minValue(1)

@@ -9,6 +9,8 @@ time may be taken over by another run, which records the one it displaced as aba
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import threading
 import time
@@ -126,7 +128,9 @@ class Lease:
         self._valid_until = time.monotonic() + ttl - self._margin
         self._taken = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{record.run_id}",
+        # In the run's context, so that its log records carry the run's IDs.
+        renew = functools.partial(contextvars.copy_context().run, self._renew)
+        self._thread = threading.Thread(target=renew, name=f"lease-{record.run_id}",
                                         daemon=True)  # fmt: skip
 
     def check(self) -> None:

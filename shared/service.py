@@ -145,6 +145,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     for broken in rt.definitions.broken:
         log.error("Timer skips export %s, whose definition is invalid: %s", broken.name,
                   "; ".join(broken.problems))  # fmt: skip
+    telemetry.timer_ticked()  # the heartbeat the timer-silent alert watches
     enabled = [export for export in rt.definitions.exports if export.enabled]
     for export in enabled:
         try:
@@ -154,6 +155,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
             continue
         except ExportError as exc:  # one export's trouble must not stop the others
             log.error("Timer could not check export %s: %s", export.name, exc)
+            telemetry.timer_check_failed(export.name)
             continue
         if record is not None:
             queued.append(record)
@@ -182,7 +184,10 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
     if any(r.status in ACTIVE for r in runs):
         locking.end_orphans(rt, export.name, runs)
         runs = of_this_export()
+    # Waiting since the snapshot settled, or since the export was created if that is later.
     settled_at = newest.last_modified + timedelta(seconds=rt.settings.snapshot_settle_seconds)
+    if since:
+        settled_at = max(settled_at, datetime.fromisoformat(since.replace("Z", "+00:00")))
     exported = any(r.status == RunStatus.SUCCEEDED for r in runs)
     waited = 0.0 if exported else (at - settled_at).total_seconds() / 3600
     telemetry.snapshot_waiting(export.name, waited)  # the stale-audience alert watches it

@@ -76,6 +76,8 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__credential": "host: use a managed identity for its storage",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights agent: where to send",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Application Insights agent: Entra ID auth",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "Python worker: export OpenTelemetry itself",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "the distribution: no generic HTTP spans",
 }
 # Settings the app reads (with a default) that the template deliberately leaves unset, with the
 # reason. Empty: the template sets every one of them.
@@ -542,6 +544,7 @@ def test_each_alert_queries_a_metric_the_app_emits() -> None:
     assert queried, "the alerts query no metric"
     assert queried <= emitted, f"queried but never emitted: {sorted(queried - emitted)}"
     names = re.findall(r"name: '([a-z-]+)'\n    severity", text)
-    assert names == ["run-failed", "credentials-refused", "removal-safeguard", "audience-stale"]
+    assert names == ["run-failed", "credentials-refused", "removal-safeguard", "audience-stale",
+                     "timer-check-failed", "timer-silent"]  # fmt: skip
     for kind in ("credentials_refused", "removal_blocked"):
         assert f'kind == "{kind}"' in text

@@ -28,6 +28,7 @@ from shared.adapters.jobqueue import Job
 from shared.adapters.snapchat import TOKEN_ROUTE
 from shared.attempts import error_kind
 from shared.core.errors import AuthenticationError, RemovalBlocked
+from shared.core.privacy import SECRETS
 from shared.core.runrecord import RunRecord
 from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App
 
@@ -86,6 +87,8 @@ def collect() -> list[Point]:
 
 @pytest.fixture
 def captured(caplog: pytest.LogCaptureFixture) -> Captured:
+    # The SDK's providers are the ones installed here (they can be set once per process).
+    assert trace.get_tracer_provider() is _providers
     collect()  # what earlier tests recorded is not this test's
     SPANS.clear()
     caplog.set_level(logging.INFO)
@@ -136,7 +139,8 @@ def test_a_succeeded_run_is_counted_with_its_dimensions_and_spans(
 
     uploads = [r for r in sandbox.requests() if r.path.endswith("/users")]
     accepted = seen.total("exporter.snapchat.requests", route="/segments/{id}/users",
-                          method="POST", outcome="accepted", connection="main")  # fmt: skip
+                          method="POST", outcome="accepted", connection="main",
+                          export="high-value")  # fmt: skip
     assert accepted == len(uploads) == record.batches
 
     [run_span] = [s for s in seen.spans if s.name == "export run"]
@@ -246,6 +250,47 @@ def test_the_timer_reports_how_long_a_settled_snapshot_has_waited(
     assert waiting.value == 0  # exported: nothing is waiting
 
 
+def test_a_run_resumed_on_a_later_delivery_is_counted_once(
+    app: App,
+    blob_service: BlobServiceClient,
+    sandbox: SnapchatSandbox,
+    captured: Captured,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="100", RETRY_ATTEMPTS="1")
+    sandbox.inject("503", times=1, path_contains="/users")  # the first delivery gives up
+    record, _ = run_export(app, blob_service)
+    seen = finish_capture(captured, caplog)
+    assert record.status == "succeeded"
+    assert record.attempts == 2
+    [run] = seen.of("exporter.runs", export="high-value")
+    assert run.value == 1
+    assert run.attributes["status"] == "succeeded"
+    refused = seen.total("exporter.snapchat.requests", route="/segments/{id}/users",
+                         outcome="refused")  # fmt: skip
+    assert refused == 1  # no retry budget left on that delivery: a final refusal
+
+
+def test_the_timer_beats_and_counts_the_exports_it_could_not_check(
+    app: App,
+    captured: Captured,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The export account refuses the app (a wrong key: Azurite answers 403), as it would an
+    # identity without Storage Blob Data Reader.
+    key = re.search(r"AccountKey=([^;]+)", app.env["AzureWebJobsStorage"])
+    assert key is not None
+    wrong = app.env["AzureWebJobsStorage"].replace(key.group(1), "d3Jvbmcta2V5" * 8)
+    app.rebuild(monkeypatch, EXPORT_STORAGE=wrong)
+    service.schedule(app.runtime)
+    seen = finish_capture(captured, caplog)
+    assert seen.total("exporter.timer.ticks") == 1
+    [failed] = seen.of("exporter.timer.check_failed")
+    assert failed.attributes == {"export": "high-value"}
+
+
 def test_error_kinds_name_the_cases_the_alerts_watch() -> None:
     assert error_kind(AuthenticationError("refused")) == "credentials_refused"
     assert error_kind(RemovalBlocked("removal safeguard: would remove 90%")) == "removal_blocked"
@@ -269,7 +314,9 @@ def assert_private(seen: Captured, hashes: set[str], *more: str) -> None:
     text = json.dumps(values)
     assert not HEX64.search(text)
     assert not EMAIL.search(text)
-    for secret in (CLIENT_SECRET, REFRESH_TOKEN, *more):
+    registered = [*SECRETS._kept, *SECRETS._recent]  # every token the run was given, too
+    assert registered
+    for secret in (CLIENT_SECRET, REFRESH_TOKEN, *more, *registered):
         assert secret not in text
     assert hashes
     assert not any(digest in text.lower() for digest in hashes)

@@ -11,7 +11,7 @@ param namePrefix string
 param alertEmails array = []
 
 @secure()
-@description('Optional webhook (e.g. a Teams or Slack incoming webhook) the action group calls.')
+@description('Optional webhook the action group calls with the common alert schema (a Logic App or a Teams Workflow that accepts it; a plain Slack or Teams incoming webhook does not).')
 param alertWebhookUrl string = ''
 
 @minValue(1)
@@ -21,7 +21,9 @@ param staleAfterHours int = 6
 
 var notify = !empty(alertEmails) || !empty(alertWebhookUrl)
 var actions = notify ? { actionGroups: [ actionGroup.id ] } : { actionGroups: [] }
-var runs = 'customMetrics | where name == "exporter.runs" | extend export = tostring(customDimensions.export), status = tostring(customDimensions.status), kind = tostring(customDimensions.error_kind), dryRun = tostring(customDimensions.dry_run)'
+// Runs that ended, dry runs left out (a failed preview changes nothing and alerts nobody).
+var runs = 'customMetrics | where name == "exporter.runs" | extend export = tostring(customDimensions.export), status = tostring(customDimensions.status), kind = tostring(customDimensions.error_kind), dryRun = tolower(tostring(customDimensions.dry_run)) | where dryRun != "true"'
+var identifiers = 'customMetrics | where name in ("exporter.identifiers.uploaded", "exporter.identifiers.added", "exporter.identifiers.removed") | where tolower(tostring(customDimensions.dry_run)) != "true"'
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) {
   name: '${namePrefix}-exports'
@@ -45,34 +47,75 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) 
   }
 }
 
-// name, severity, description, query (a row per export that should alert), window
+// name, severity, description, query (a row per export that should alert; or, with
+// operator LessThan, rows that should be there), how often it runs and over what window
 var rules = [
   {
     name: 'run-failed'
     severity: 1
     description: 'An export run failed, including a job that reached the poison queue (error_kind gave_up). Open the run in the console: its error and advice say what to do (docs/reliability.md, When a run fails).'
     query: '${runs} | where status == "failed" | summarize failed = sum(valueSum) by export'
-    window: 'PT15M'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
   }
   {
     name: 'credentials-refused'
     severity: 1
     description: 'Snapchat refused a connection\'s credentials (revoked or expired refresh token, or a changed client secret). Press Connect Snapchat on the console\'s Connections page, or run python -m shared connect <name>.'
     query: '${runs} | where status == "failed" and kind == "credentials_refused" | summarize failed = sum(valueSum) by export'
-    window: 'PT15M'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
   }
   {
     name: 'removal-safeguard'
     severity: 2
     description: 'The removal safeguard stopped a mirror run before it sent anything. Check the export\'s columns and the snapshot; if the removal is intended, run once with allow_large_removal.'
     query: '${runs} | where status == "failed" and kind == "removal_blocked" | summarize stopped = sum(valueSum) by export'
-    window: 'PT15M'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
   }
   {
     name: 'audience-stale'
     severity: 2
     description: 'An enabled export has had a settled snapshot for more than ${staleAfterHours} hours without a successful run, so its audience is out of date. Look at the export\'s last runs in the console.'
-    query: 'customMetrics | where name == "exporter.snapshot.waiting_hours" | extend export = tostring(customDimensions.export) | summarize waited = max(valueMax) by export | where waited > ${staleAfterHours}'
+    // The newest value per export: a success resolves the alert at the next tick.
+    query: 'customMetrics | where name == "exporter.snapshot.waiting_hours" | extend export = tostring(customDimensions.export) | summarize arg_max(timestamp, valueMax) by export | where valueMax > ${staleAfterHours}'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT1H'
+  }
+  {
+    name: 'timer-check-failed'
+    severity: 2
+    description: 'The timer could not look for new snapshots of an export (for example the app may not read the export container, or a definition names a missing secret), so no run starts and no staleness is measured. The app log says why: search traces for "Timer could not check export".'
+    query: 'customMetrics | where name == "exporter.timer.check_failed" | extend export = tostring(customDimensions.export) | summarize failed = sum(valueSum) by export'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
+  }
+  {
+    name: 'timer-silent'
+    severity: 1
+    description: 'The snapshot timer has not run for an hour: the app is stopped, failed to start, or its schedule is wrong. Check the function app in the portal (its state and log stream) and EXPORT_SCHEDULE.'
+    // No row at all in the last hour: the alert counts rows and fires below one.
+    query: 'customMetrics | where name == "exporter.timer.ticks"'
+    operator: 'LessThan'
+    threshold: 1
+    perExport: false
+    frequency: 'PT30M'
     window: 'PT1H'
   }
 ]
@@ -87,22 +130,22 @@ resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for r
     severity: rule.severity
     enabled: true
     scopes: [ applicationInsightsId ]
-    evaluationFrequency: rule.window
+    evaluationFrequency: rule.frequency
     windowSize: rule.window
     criteria: {
       allOf: [
         {
           query: rule.query
           timeAggregation: 'Count'
-          operator: 'GreaterThan'
-          threshold: 0
-          dimensions: [
+          operator: rule.operator
+          threshold: rule.threshold
+          dimensions: rule.perExport ? [
             {
               name: 'export'
               operator: 'Include'
               values: [ '*' ]
             }
-          ]
+          ] : []
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -124,7 +167,7 @@ var workbookQueries = [
   }
   {
     title: 'Identifiers uploaded, added and removed'
-    query: 'customMetrics | where name in ("exporter.identifiers.uploaded", "exporter.identifiers.added", "exporter.identifiers.removed") | summarize total = sum(valueSum) by name, bin(timestamp, 1h) | render columnchart'
+    query: '${identifiers} | summarize total = sum(valueSum) by name, bin(timestamp, 1h) | render columnchart'
   }
   {
     title: 'Failures by export and kind'
@@ -140,6 +183,21 @@ var workbookQueries = [
   }
 ]
 
+var workbookItems = [for (item, i) in workbookQueries: {
+  type: 3
+  name: 'query-${i}'
+  content: {
+    version: 'KqlItem/1.0'
+    title: item.title
+    query: item.query
+    queryType: 0
+    resourceType: 'microsoft.insights/components'
+    timeContext: {
+      durationMs: 604800000
+    }
+  }
+}]
+
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   name: guid(resourceGroup().id, namePrefix, 'run-health')
   location: location
@@ -151,20 +209,7 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
     sourceId: applicationInsightsId
     serializedData: string({
       version: 'Notebook/1.0'
-      items: [for (item, i) in workbookQueries: {
-        type: 3
-        name: 'query-${i}'
-        content: {
-          version: 'KqlItem/1.0'
-          title: item.title
-          query: item.query
-          queryType: 0
-          resourceType: 'microsoft.insights/components'
-          timeContext: {
-            durationMs: 604800000
-          }
-        }
-      }]
+      items: workbookItems
       fallbackResourceIds: [ applicationInsightsId ]
     })
   }

@@ -48,6 +48,11 @@ var platformSettings = {
   AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker sends the app's OpenTelemetry data itself (Microsoft's documented setup,
+  // no duplicate host-level entries), without the generic HTTP instrumentations: the app
+  // records Snapchat requests by route template, never their full URLs.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'requests,urllib,urllib3,httpx'
 }
 
 var allSettings = union(platformSettings, appSettings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import io
 import logging
 import queue
@@ -89,7 +91,8 @@ def _prefetched(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
         except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
             ready.put(exc)
 
-    thread = threading.Thread(target=fetch, name="blob-prefetch", daemon=True)
+    in_context = functools.partial(contextvars.copy_context().run, fetch)  # the run's log IDs
+    thread = threading.Thread(target=in_context, name="blob-prefetch", daemon=True)
     thread.start()
     try:
         while (item := ready.get()) is not _DONE:

@@ -209,6 +209,9 @@ class SnapchatClient:
             token = self._access_token()
             self._pace()
             self.counters.requests += 1
+            # The request's span and outcome: a failure is "retried" only when the client
+            # sends again, else "refused"; the back-off happens after the span.
+            again, refresh = 0.0, False  # wait this long, or refresh the token, then send again
             with telemetry.snapchat_request(method, route, self._label) as call:
                 try:
                     response = self._session.request(
@@ -219,36 +222,42 @@ class SnapchatClient:
                         timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
                     )
                 except (requests.ConnectionError, requests.Timeout) as exc:
+                    call.answered(None, "refused")
+                    again = self._retry_delay(where, attempt, deadline, type(exc).__name__, None)
                     call.answered(None, "retried")
-                    unanswered = type(exc).__name__
                 else:
-                    unanswered = ""
                     answer = _json(response)
                     action = classify(response.status_code, answer)
-                    call.answered(response.status_code, _OUTCOMES.get(action, "refused"))
-            if unanswered:  # outside the request's span: the back-off is not the request's
-                self._retry_or_raise(where, attempt, deadline, unanswered, None)
-                continue
-            if action is Action.DONE:
-                return answer or {}
-            if action is Action.REFRESH and not refreshed:
+                    status = response.status_code
+                    if action is Action.DONE:
+                        call.answered(status, "accepted")
+                        return answer or {}
+                    if action is Action.REFRESH and not refreshed:
+                        call.answered(status, "retried")
+                        refresh = True
+                    elif action is Action.RETRY:
+                        call.answered(status, "refused")
+                        reason = f"HTTP {status}" + _api_reason(answer)
+                        again = self._retry_delay(where, attempt, deadline, reason, response)
+                        call.answered(status, "retried")
+                    else:
+                        call.answered(status, "refused")
+                        raise _stop_error(action, where, status, answer)
+            if refresh:
                 refreshed = True
                 self._invalidate(token)
                 continue
-            if action is Action.RETRY:
-                reason = f"HTTP {response.status_code}" + _api_reason(answer)
-                self._retry_or_raise(where, attempt, deadline, reason, response)
-                continue
-            raise _stop_error(action, where, response.status_code, answer)
+            self._sleep(again)
 
-    def _retry_or_raise(
+    def _retry_delay(
         self,
         where: str,
         attempt: int,
         deadline: float,
         reason: str,
         response: requests.Response | None,
-    ) -> None:
+    ) -> float:
+        """How long to wait before sending again; RetryableError when the budget is spent."""
         delay = _backoff(attempt, response)
         if attempt >= self._policy.attempts or time.monotonic() + delay > deadline:
             raise RetryableError(
@@ -256,7 +265,7 @@ class SnapchatClient:
             )
         self.counters.retries += 1
         log.info("Snapchat %s: %s, retry %d in %.1fs", where, reason, attempt, delay)
-        self._sleep(delay)
+        return delay
 
     def _pace(self) -> None:
         """Space requests so that one access token stays under the configured rate."""
@@ -294,6 +303,7 @@ class SnapchatClient:
                 "refresh_token": self._credentials.refresh_token,
             }
             self.counters.token_refreshes += 1
+            again = 0.0
             with telemetry.snapchat_request("POST", TOKEN_ROUTE, self._label) as call:
                 try:
                     response = self._session.post(
@@ -302,22 +312,27 @@ class SnapchatClient:
                         timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
                     )
                 except (requests.ConnectionError, requests.Timeout) as exc:
+                    call.answered(None, "refused")
+                    again = self._retry_delay("token", attempt, deadline, type(exc).__name__, None)
                     call.answered(None, "retried")
-                    self._retry_or_raise("token", attempt, deadline, type(exc).__name__, None)
-                    continue
-                code = response.status_code
-                call.answered(code, _token_outcome(code))
-            answer = _json(response) or {}
-            if response.status_code == 200 and isinstance(answer.get("access_token"), str):
-                return self._accept_token(answer)
-            if response.status_code == 429 or response.status_code >= 500:
-                reason = f"HTTP {response.status_code}"
-                self._retry_or_raise("token", attempt, deadline, reason, response)
-                continue
-            if response.status_code in (400, 401) and self._reload_refresh_token():
-                continue  # another run rotated it meanwhile: use the one it stored
-            error = scrub(str(answer.get("error") or f"HTTP {response.status_code}"))
-            raise AuthenticationError(self._refused(error))
+                else:
+                    status = response.status_code
+                    answer = _json(response) or {}
+                    if status == 200 and isinstance(answer.get("access_token"), str):
+                        call.answered(status, "accepted")
+                        return self._accept_token(answer)
+                    call.answered(status, "refused")
+                    if status == 429 or status >= 500:
+                        again = self._retry_delay("token", attempt, deadline, f"HTTP {status}",
+                                                  response)  # fmt: skip
+                        call.answered(status, "retried")
+                    elif status in (400, 401) and self._reload_refresh_token():
+                        call.answered(status, "retried")  # another run rotated it meanwhile
+                        continue
+                    else:
+                        error = scrub(str(answer.get("error") or f"HTTP {status}"))
+                        raise AuthenticationError(self._refused(error))
+            self._sleep(again)
 
     def _refused(self, error: str) -> str:
         connection = self._connection
@@ -380,13 +395,6 @@ class SnapchatClient:
 TOKEN_ROUTE = "/login/oauth2/access_token"  # noqa: S105 - a path, not a password
 _USERS = "/segments/{id}/users"
 _SEGMENTS = "/adaccounts/{id}/segments"
-_OUTCOMES = {Action.DONE: "accepted", Action.RETRY: "retried", Action.REFRESH: "retried"}
-
-
-def _token_outcome(status: int) -> str:
-    if status == 200:
-        return "accepted"
-    return "retried" if status == 429 or status >= 500 else "refused"
 
 
 def _received(answer: dict[str, Any]) -> int:

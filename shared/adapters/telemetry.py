@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shared.core.privacy import install_log_filter
+from shared.core.privacy import SecretFilter, install_log_filter
 from shared.core.runrecord import RunRecord
 
 log = logging.getLogger(__name__)
@@ -53,25 +53,36 @@ SNAPCHAT_REQUESTS = _meter.create_counter("exporter.snapchat.requests", unit="{r
 # The timer's view of each enabled export: how long its newest settled snapshot has waited
 # for a successful run (0 when it has one). The stale-audience alert watches it.
 SNAPSHOT_WAITING = _meter.create_histogram("exporter.snapshot.waiting_hours", unit="h")
+# The timer's heartbeat, and the exports it could not look at (their staleness is unknown).
+TIMER_TICKS = _meter.create_counter("exporter.timer.ticks", unit="{tick}")
+TIMER_CHECK_FAILED = _meter.create_counter("exporter.timer.check_failed", unit="{check}")
 
 _HTTP_INSTRUMENTATIONS = ("requests", "urllib", "urllib3", "httpx")
+# The run being handled: its IDs (for log records and request metrics) and its span.
 _RUN: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("run", default=None)
+_RUN_SPAN: contextvars.ContextVar[trace.Span | None] = contextvars.ContextVar("span", default=None)
 
 
 def configure(env: Mapping[str, str] | None = None) -> bool:
     """Send telemetry to Application Insights when the app is configured for it (True)."""
     env = os.environ if env is None else env
     install_log_properties()
-    if not env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
+    connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
+    if not connection_string:
         return False
     if env.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "").lower() == "true":
-        return True  # the Python worker configured the distribution itself
+        # As Microsoft documents it for Python Functions (and the template sets): the worker
+        # configures the distribution itself, with the identity the exporter reads from
+        # APPLICATIONINSIGHTS_AUTHENTICATION_STRING and the generic HTTP instrumentations
+        # off (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS); configuring it again would double it.
+        return True
     from azure.identity import ManagedIdentityCredential  # noqa: PLC0415 - only in Azure
     from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415
 
     client_id = env.get("AzureWebJobsStorage__clientId") or None
     try:
         configure_azure_monitor(
+            connection_string=connection_string,
             credential=ManagedIdentityCredential(client_id=client_id),
             logger_name="",  # the root logger: the app's records, through its privacy filter
             enable_live_metrics=False,
@@ -79,8 +90,10 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
             # instrumentations would record full URLs.
             instrumentation_options={name: {"enabled": False} for name in _HTTP_INSTRUMENTATIONS},
         )
-    except ValueError as exc:  # a malformed connection string: run on, without telemetry
-        log.error("Telemetry is off: APPLICATIONINSIGHTS_CONNECTION_STRING %s", exc)
+    except Exception as exc:  # noqa: BLE001 - telemetry never takes the app down
+        log.error(
+            "Telemetry is off: Azure Monitor could not be configured (%s)", type(exc).__name__
+        )
         return False
     install_log_filter()  # the distribution's log handler is new: it gets the filter too
     return True
@@ -92,14 +105,18 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
 @functools.cache
 def install_log_properties() -> None:
     """Every log record made while a run is handled carries ``run_id`` and ``export`` as
-    attributes (Application Insights shows them as custom dimensions). Once per process."""
+    attributes (Application Insights shows them as custom dimensions), and every record has
+    the registered secrets taken out of its message as it is made, whichever handler gets
+    it, even one added later (such as the distribution's). Once per process."""
     make = logging.getLogRecordFactory()
+    redact = SecretFilter()
 
     def with_run(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
         current = _RUN.get()
         if current is not None:
             record.run_id, record.export = current
+        redact.filter(record)
         return record
 
     logging.setLogRecordFactory(with_run)
@@ -113,7 +130,11 @@ def run_context(record: RunRecord) -> Iterator[trace.Span]:
         with _tracer.start_as_current_span(
             "export run", kind=SpanKind.INTERNAL, attributes=_run_attributes(record)
         ) as span:
-            yield span
+            span_token = _RUN_SPAN.set(span)
+            try:
+                yield span
+            finally:
+                _RUN_SPAN.reset(span_token)
     finally:
         _RUN.reset(token)
 
@@ -157,10 +178,11 @@ def run_ended(record: RunRecord, error_kind: str = "") -> None:
         DURATION.record(took, dims)
     if record.approximate_number_users is not None:
         AUDIENCE_SIZE.record(record.approximate_number_users, {"export": record.export})
-    span = trace.get_current_span()
-    span.set_attribute("status", str(record.status))
-    if record.status == "failed":
-        span.set_status(Status(StatusCode.ERROR, error_kind or "failed"))
+    span = _RUN_SPAN.get()  # only the run's own span: a run ended elsewhere has none
+    if span is not None:
+        span.set_attribute("status", str(record.status))
+        if record.status == "failed":
+            span.set_status(Status(StatusCode.ERROR, error_kind or "failed"))
 
 
 def _seconds(start: str, end: str) -> float | None:
@@ -172,6 +194,14 @@ def _seconds(start: str, end: str) -> float | None:
 
 def snapshot_waiting(export: str, hours: float) -> None:
     SNAPSHOT_WAITING.record(max(0.0, hours), {"export": export})
+
+
+def timer_ticked() -> None:
+    TIMER_TICKS.add(1)
+
+
+def timer_check_failed(export: str) -> None:
+    TIMER_CHECK_FAILED.add(1, {"export": export})
 
 
 # -- Snapchat requests -------------------------------------------------------------------
@@ -204,7 +234,10 @@ def snapchat_request(method: str, route: str, connection: str) -> Iterator[Snapc
     with _tracer.start_as_current_span(
         f"snapchat {method} {route}", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
-        call = SnapchatCall(span, {"method": method, "route": route, "connection": connection})
+        current = _RUN.get()
+        dims = {"method": method, "route": route, "connection": connection,
+                "export": current[1] if current else ""}  # fmt: skip
+        call = SnapchatCall(span, dims)
         try:
             yield call
         finally:

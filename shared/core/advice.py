@@ -78,6 +78,7 @@ ROWS = (
     Advice(
         "`may not read it (grant Storage Blob Data Reader)`",
         "give the app's identity read access to the export container",
+        "`run-failed`; when the timer meets it, `timer-check-failed`",
     ),
 )
 
