@@ -186,3 +186,17 @@ def test_users_body_is_the_documented_shape() -> None:
             }
         ]
     }
+
+
+def test_a_long_read_ticks_with_the_tally_up_to_date_and_the_same_batches() -> None:
+    cells = [f"user{i % 150_000}@example.com" for i in range(200_000)]
+    normalise = identifiers.normaliser(identifiers.IdentifierType.EMAIL, None)
+    seen: list[int] = []
+    tally = identifiers.Tally()
+    ticked = list(identifiers.digest_batches(cells, normalise, 40_000, tally,
+                                             lambda: seen.append(tally.rows)))  # fmt: skip
+    plain = list(identifiers.digest_batches(cells, normalise, 40_000, identifiers.Tally()))
+    assert ticked == plain
+    step = identifiers.TICK_ROWS
+    assert seen == [step, 2 * step, 3 * step, 200_000]
+    assert tally.duplicates == 50_000

@@ -47,11 +47,19 @@ ROUTES: dict[str, Route] = {
     "PUT connections/{name}": (function_app.put_connection, "PUT", "connections/main", b"{}", STALE),
     "DELETE connections/{name}": (function_app.delete_connection, "DELETE", "connections/main", b"", STALE),
     "GET me": (function_app.me, "GET", "me", b"", {}),
+    "POST connections/{name}/connect": (function_app.start_connect, "POST", "connections/main/connect", b"", {}),
+    "GET console": (function_app.console, "GET", "console/", b"", {}),
+    "GET oauth/snapchat/callback": (function_app.finish_connect, "GET", "oauth/snapchat/callback", b"", {}),
 }  # fmt: skip
 READ = {"admin", "operator", "stranger", "reader"}
 WHO_MAY = {
     **{route: READ for route in ROUTES if route.startswith("GET")},
     "GET me": {*READ, "no role"},
+    "GET console": {*READ, "no role"},  # the pages; what they show comes from the API
+    # Anyone signed in reaches the callback; only the one who started a flow can finish it
+    # (tests/test_console.py), and starting one takes an admin.
+    "GET oauth/snapchat/callback": {*READ, "no role"},
+    "POST connections/{name}/connect": {"admin"},
     "POST exports/{name}/runs": {"admin", "operator"},
     "PUT exports/{name}": {"admin", "operator"},
     "DELETE exports/{name}": {"admin", "operator"},
@@ -153,7 +161,10 @@ def test_in_azure_every_call_is_refused_while_the_platforms_sign_in_is_off(
         for route in ROUTES.values():  # even with a header: it could be forged then
             response = request(route, ADMIN, HOSTS["azure"])
             assert response.status_code == 503
-            assert json.loads(response.get_body())["error"] == "sign_in_not_enabled"
+            if response.mimetype == "application/json":
+                assert json.loads(response.get_body())["error"] == "sign_in_not_enabled"
+            else:  # a page (the console, the Connect callback): the same refusal, as text
+                assert b"platform's sign-in" in response.get_body()
     finally:
         runtime.install(app.runtime)
 

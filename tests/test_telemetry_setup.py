@@ -86,3 +86,10 @@ def test_every_record_loses_its_secrets_as_it_is_made(caplog: pytest.LogCaptureF
     caplog.set_level(logging.INFO)
     logging.getLogger("shared.adapters.snapchat").info("refreshed %s", "tok3n-value-8f7e6d5c4b")
     assert caplog.records[-1].getMessage() == "refreshed [secret]"
+
+
+def test_a_record_whose_arguments_do_not_fit_is_still_made() -> None:
+    telemetry.install_log_properties()
+    record = logging.getLogger("shared").makeRecord("shared", logging.INFO, "f", 1,
+                                                     "%d rows", ("many",), None)  # fmt: skip
+    assert record.args == ("many",)  # left for the handler to report, not raised here

@@ -116,7 +116,9 @@ def install_log_properties() -> None:
         current = _RUN.get()
         if current is not None:
             record.run_id, record.export = current
-        redact.filter(record)
+        # Arguments that do not fit the message are reported by the handler, as logging does.
+        with contextlib.suppress(TypeError, ValueError):
+            redact.filter(record)
         return record
 
     logging.setLogRecordFactory(with_run)

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_EMAIL_LENGTH = 254
@@ -190,7 +191,6 @@ def email_digest(raw: str) -> bytes | Rejection:
 
 
 TICK_ROWS = 1 << 16
-_TICK_MASK = TICK_ROWS - 1
 
 
 def digest_batches(
@@ -222,34 +222,38 @@ def digest_batches(
         tally.rows, tally.empty, tally.invalid = rows, empty, invalid
         tally.prehashed, tally.duplicates = prehashed, rows - empty - invalid - distinct
 
+    source = iter(cells)
     try:
-        for rows, raw in enumerate(cells, 1):
-            if not rows & _TICK_MASK and tick is not None:
+        # In chunks of TICK_ROWS, so that the tick costs nothing per row.
+        while chunk := list(islice(source, TICK_ROWS)):
+            first = rows + 1
+            for rows, raw in enumerate(chunk, first):  # noqa: B007 - read by count()
+                value = raw.strip()
+                if not value:
+                    empty += 1
+                    continue
+                if len(value) == 64 and is_hex(value):
+                    prehashed += 1
+                    found = fromhex(value)
+                else:
+                    normalised = normalise_value(value)
+                    if normalised is None:
+                        invalid += 1
+                        continue
+                    found = sha256(normalised.encode()).digest()
+                add(found)
+                if len(seen) == distinct:
+                    continue  # seen before in this run
+                distinct += 1
+                append(found)
+                if len(batch) == size:
+                    count()
+                    yield batch
+                    batch = []
+                    append = batch.append
+            if tick is not None:
                 count()
                 tick()
-            value = raw.strip()
-            if not value:
-                empty += 1
-                continue
-            if len(value) == 64 and is_hex(value):
-                prehashed += 1
-                found = fromhex(value)
-            else:
-                normalised = normalise_value(value)
-                if normalised is None:
-                    invalid += 1
-                    continue
-                found = sha256(normalised.encode()).digest()
-            add(found)
-            if len(seen) == distinct:
-                continue  # seen before in this run
-            distinct += 1
-            append(found)
-            if len(batch) == size:
-                count()
-                yield batch
-                batch = []
-                append = batch.append
         if batch:
             count()
             yield batch
