@@ -389,10 +389,13 @@ async function startRun(name, dryRun, progress, notice) {
 }
 
 function follow(name, runId, progress, notice, history) {
-  // The expected rows: the last finished run's, so the bar can say how far along this is.
+  // A run reads the snapshot, then sends. The bar counts both against the last finished
+  // run's figures (rows read, identifiers sent), so it can say how far along this one is.
   const previous = history.find((run) => run.run_id !== runId && run.status === "succeeded");
-  const expected = previous ? (previous.rows_scanned || previous.rows_read * Math.max(1, Object.keys(previous.by_type || {}).length)) : 0;
-  const bar = h("progress", { id: "run-progress", max: expected || 1, "aria-label": "Rows read" });
+  const expectedRows = previous ? previous.rows_read : 0;
+  const expectedSent = previous && !previous.dry_run ? previous.uploaded + previous.removed : 0;
+  const expected = expectedRows + expectedSent;
+  const bar = h("progress", { id: "run-progress", max: expected || 1, "aria-label": "Rows read, then identifiers sent" });
   if (!expected) bar.removeAttribute("value");
   const counts = h("p", { id: "run-counts" });
   const title = h("h2", {}, "Run in progress");
@@ -413,12 +416,14 @@ function follow(name, runId, progress, notice, history) {
     }
     misses = 0;
     const run = reply.body;
-    const scanned = run.rows_scanned || run.rows_read;
-    if (expected) bar.value = Math.min(scanned, expected);
+    const scanned = run.rows_read;
+    const sent = run.dry_run ? run.added + run.removed : run.uploaded + run.removed;
+    if (expected) bar.value = Math.min(scanned, expectedRows) + Math.min(sent, expectedSent);
     bar.dataset.rowsRead = scanned;
+    bar.dataset.sent = sent;
     const sentWord = run.dry_run ? "would send" : "sent";
     counts.replaceChildren(statusBadge(run.status), ` ${number(scanned)} rows read`,
-      expected ? ` of about ${number(expected)}` : "", ` · ${number(run.dry_run ? run.added + run.removed : run.uploaded)} identifiers ${sentWord}`,
+      expectedRows ? ` of about ${number(expectedRows)}` : "", ` · ${number(sent)} identifiers ${sentWord}`,
       ` · batches accepted: ${number(run.batches)}`);
     if (run.status === "running" || run.status === "queued") { setTimeout(tick, POLL_MS); return; }
     if (expected) bar.value = run.status === "succeeded" ? expected : bar.value;

@@ -119,6 +119,7 @@ class RequestRecord:
     fault: str | None  # kind of the fault applied, if any ("429", "slow", ...)
     schema: str | None  # schema(s) of an accepted users request, comma-separated
     seconds: float = 0.0  # time spent answering, from arrival of the whole body to the answer
+    content: str | None = None  # an accepted users request's identifiers, in order, fingerprinted
 
 
 # --------------------------------------------------------------------------- responses
@@ -132,6 +133,7 @@ class _Response:
     close: bool = False  # ask the client to drop the keep-alive connection
     identifiers: int = 0  # for the request log
     schema: str | None = None  # for the request log
+    content: str | None = None  # for the request log
 
 
 def _json_response(status: int, payload: object, **extra: Any) -> _Response:
@@ -1002,6 +1004,7 @@ class SnapchatSandbox:
             fault=fault.kind if fault is not None else None,
             schema=response.schema,
             seconds=time.monotonic() - arrived,
+            content=response.content,
         )
         with self._log_lock:
             self._log.append(record)
@@ -1090,7 +1093,9 @@ class SnapchatSandbox:
         payload = _users_payload(batches)
         total = sum(len(hashes) for _, hashes in batches)
         schema = ",".join(dict.fromkeys(schema for schema, _ in batches))
-        return _json_response(200, payload, identifiers=total, schema=schema)
+        content = hashlib.sha256("\n".join(h for _, hashes in batches for h in hashes).encode())
+        return _json_response(200, payload, identifiers=total, schema=schema,
+                              content=content.hexdigest()[:32])  # fmt: skip
 
     def _remove_all_users(self, request: _Request, params: dict[str, str]) -> _Response:
         if request.body:

@@ -152,6 +152,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     appSubnetId: network.outputs.appSubnetId
+    spillContainerName: spillContainerName
     jobsQueueName: jobsQueueName
     runsTableName: runsTableName
   }
@@ -221,6 +222,8 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+var spillContainerName = 'exporter-spill'
+
 // The rest of the settings the app reads (shared/core/settings.py); api.bicep adds the
 // AzureWebJobsStorage__* ones, which the host and the app share. AzureWebJobsStorage and
 // EXPORT_STORAGE as connection strings are for local runs only and never set in Azure.
@@ -230,6 +233,8 @@ var appSettings = {
   JOBS_QUEUE: jobsQueueName
   RUNS_TABLE: runsTableName
   STATE_CONTAINER: 'exporter-state'
+  SPILL_CONTAINER: spillContainerName
+  SPILL_MEMORY_MB: '64'
   EXPORT_SCHEDULE: exportSchedule
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'

@@ -170,6 +170,8 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
             resume=resume,
             progress=progress,
             on_progress=save_progress,
+            spill=rt.spill(record.run_id),
+            memory_budget=rt.settings.spill_memory_bytes,
             check_lease=lease.check,
             state=state,
         )

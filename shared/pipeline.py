@@ -1,12 +1,15 @@
 """One export run: from a snapshot in Blob Storage to identifiers accepted by Snapchat.
 
-Per identifier kind, rows stream through: partition bytes -> CSV cells -> normalised digests
--> first occurrences -> batches -> request bodies. In add mode each batch is sent as soon as
-it is ready, one background thread sending while the next is prepared (at most
-``_IN_FLIGHT`` bodies at once); in mirror mode each kind's set is collected first and merged
-with the last successful run's (see ``shared.adapters.statestore``). Memory stays bounded by
-the batch size and the de-duplication set. The caller saves the attempt's ``Progress`` after
-every accepted request, with a checkpoint that lets a later delivery resume the run.
+First the snapshot is read once: each partition's bytes go through Arrow's CSV parser, every
+identifier column the export maps is normalised and hashed as whole blocks of cells, and the
+digests are collected per kind (``shared.collect``: held up to a memory budget, spilled
+encrypted beyond it). Then, per kind, its distinct digests come out sorted, bucket by bucket:
+in add mode each bucket's are sent in batches; in mirror mode each bucket is merged with the
+same bucket of the last successful run's set (``shared.adapters.statestore``) to find what to
+add and remove. One background thread sends while the next body is prepared (at most
+``_IN_FLIGHT`` at once). Memory stays bounded by the budget and one bucket, whatever the
+segment's size. The caller saves the attempt's ``Progress`` after every accepted request,
+with a checkpoint that lets a later delivery resume the run.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from dataclasses import dataclass
 
 from shared.adapters.blobsource import BlobSource
 from shared.adapters.snapchat import SnapchatClient
-from shared.adapters.statestore import TOUCHED, StateStore
-from shared.core import identifiers, safeguard
-from shared.core.csvstream import column_cells
+from shared.adapters.spillstore import SpillStore
+from shared.adapters.statestore import TOUCHED, StateStore, Writer
+from shared.collect import Collected
+from shared.core import digestsets, identifiers, safeguard
+from shared.core.csvstream import column_blocks
 from shared.core.definitions import Export, Mode, Source
 from shared.core.errors import RemovalBlocked, RetryableError, SnapshotSettling, SourceError
 from shared.core.layout import Model, Snapshot, model_blob_name, read_model, snapshots
-from shared.core.mirror_diff import Diff, diff
+from shared.core.mirror_diff import diff
 from shared.core.runrecord import Progress
 
 log = logging.getLogger(__name__)
@@ -200,6 +205,8 @@ def run(
     resume: Progress,
     progress: Progress,
     on_progress: Callable[[Progress], None],
+    spill: SpillStore,
+    memory_budget: int,
     check_lease: Callable[[], None] = lambda: None,
     state: StateStore | None = None,
 ) -> None:
@@ -209,11 +216,11 @@ def run(
     is filled in with what this one does, also when it fails, and handed to ``on_progress``
     after each accepted request.
 
-    One pass over the snapshot per identifier kind the export maps. In ``add`` mode every
-    distinct valid identifier is sent as it streams by. In ``mirror`` mode the kind's whole
-    set is collected, sorted and merged with the state of the last successful run: only
-    new identifiers are added and only those that left are removed, and the new state is
+    One read of the snapshot for all the identifier kinds the export maps, then per kind:
+    in ``add`` mode every distinct valid identifier is sent; in ``mirror`` mode only new
+    identifiers are added and only those that left are removed, and the new state is
     written once every kind's requests were accepted. ``attempt.dry_run`` sends nothing.
+    Spilled digests (``spill``, over ``memory_budget`` bytes) are deleted when it ends.
 
     Requests are a pure function of the snapshot, the state and ``attempt.batch_size``, so
     an attempt after one that left ``resume.batches`` accepted requests rebuilds the same
@@ -230,12 +237,20 @@ def run(
     progress.source_version = plan.snapshot.version
     sender = _Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
                      on_progress=on_progress, check_lease=check_lease)  # fmt: skip
+    spill.delete_all()  # what a crashed attempt of the run may have left
     try:
+        collected = Collected(spill, memory_budget, (kind.schema for kind, _ in export.columns))
+        tallies = _scan(plan, source, progress=progress, collected=collected, sender=sender,
+                        check_lease=check_lease)  # fmt: skip
+        progress.spilled_bytes = collected.spilled_bytes
+        _require_rows(plan, progress)
         if export.mode is Mode.MIRROR:
             assert state is not None, "mirror mode needs a state store"
-            _mirror(plan, source, state, attempt, progress, sender=sender, check_lease=check_lease)
+            _mirror(plan, collected, tallies=tallies, state=state, attempt=attempt,
+                    progress=progress, sender=sender, check_lease=check_lease)  # fmt: skip
         else:
-            _add(plan, source, attempt, progress, sender)
+            _add(plan, collected, tallies=tallies, attempt=attempt, progress=progress,
+                 sender=sender)  # fmt: skip
     except BaseException:
         # The checkpoint never goes back: an attempt that failed while it was still
         # skipping what an earlier one delivered must not forget those requests (unless
@@ -243,35 +258,47 @@ def run(
         if not sender.restart and progress.batches < accepted:
             progress.batches, progress.checkpoint = accepted, resume.checkpoint
         raise
+    finally:
+        spill.delete_all()
 
 
-def _cells(plan: Plan, source: BlobSource, column: str, progress: Progress) -> Iterator[str]:
-    """The column's cells of every segment, one after another (so that de-duplication and
-    the mirror diff work on their union), counting each segment's rows in ``by_segment``.
-    One segment (the usual case) is read as it is: ``rows_read`` counts its rows, and the
-    export loop carries no per-row work for the count."""
-    if len(plan.segments) == 1:
-        return _segment_cells(plan.segments[0], source, column)
-    return _counted_cells(plan, source, column, progress)
-
-
-def _segment_cells(segment: SegmentPlan, source: BlobSource, column: str) -> Iterator[str]:
-    return column_cells(
-        segment.partitions,
-        functools.partial(source.open, segment.source.container),
-        column=column,
-        model=segment.model,
-    )
-
-
-def _counted_cells(
-    plan: Plan, source: BlobSource, column: str, progress: Progress
-) -> Iterator[str]:
+def _scan(
+    plan: Plan,
+    source: BlobSource,
+    *,
+    progress: Progress,
+    collected: Collected,
+    sender: _Sender,
+    check_lease: Callable[[], None],
+) -> dict[str, identifiers.Tally]:
+    """Read every segment's partitions once, collecting each kind's digests; count the rows
+    (per segment when there are several)."""
+    export = plan.export
+    tallies = {kind.schema: identifiers.Tally() for kind, _ in export.columns}
+    for kind, _ in export.columns:
+        progress.by_type.setdefault(kind.schema, {})
+    columns = [column for _, column in export.columns]
     for segment in plan.segments:
         rows = 0
-        for rows, cell in enumerate(_segment_cells(segment, source, column), 1):  # noqa: B007
-            yield cell
-        progress.by_segment[segment.source.label] = {"rows": rows}
+        blocks = column_blocks(
+            segment.partitions,
+            functools.partial(source.open, segment.source.container),
+            columns=columns,
+            model=segment.model,
+        )
+        for _, cells in blocks:
+            for (kind, _), column in zip(export.columns, cells, strict=True):
+                tally = tallies[kind.schema]
+                found = identifiers.digest_column(kind, column, tally, export.default_country_code)
+                collected.add(kind.schema, found)
+            rows += len(cells[0])
+            progress.rows_read = progress.rows_scanned = progress.rows_read + len(cells[0])
+            progress.spilled_bytes = collected.spilled_bytes
+            sender.publish()
+            check_lease()
+        if len(plan.segments) > 1:
+            progress.by_segment[segment.source.label] = {"rows": rows}
+    return tallies
 
 
 def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:
@@ -282,122 +309,160 @@ def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:
 
 def _require_rows(plan: Plan, progress: Progress) -> None:
     """Every segment must hold data rows: an empty segment export is treated as a fault (in
-    mirror mode it would otherwise remove its members from the audience)."""
+    mirror mode it would otherwise remove its members from the audience). Checked after the
+    read and before anything is sent."""
     empty = [s for s in plan.segments if _segment_rows(plan, progress, s) == 0]
     if empty:
         where = ", ".join(s.source.label for s in empty)
         snapshot = empty[0].snapshot.id
-        sent = (
-            "nothing was sent"
-            if progress.uploaded == 0
-            else "the other segments' identifiers were added (add mode)"
-        )
         raise SourceError(
-            f"{where}: snapshot {snapshot} holds no data rows; {sent} "
+            f"{where}: snapshot {snapshot} holds no data rows; nothing was sent "
             "(an empty segment export is treated as a fault)"
         )
 
 
 def _add(
-    plan: Plan, source: BlobSource, attempt: AttemptSpec, progress: Progress, sender: _Sender
+    plan: Plan,
+    collected: Collected,
+    *,
+    tallies: dict[str, identifiers.Tally],
+    attempt: AttemptSpec,
+    progress: Progress,
+    sender: _Sender,
 ) -> None:
-    """Send every distinct valid identifier as the snapshot streams by."""
-    export = plan.export
+    """Send every distinct valid identifier, bucket by bucket."""
     with sender:
-        for kind, column in export.columns:
-            tally = identifiers.Tally()
-            sender.counts = progress.by_type.setdefault(kind.schema, {})
-            normalise = identifiers.normaliser(kind, export.default_country_code)
-            cells = _cells(plan, source, column, progress)
-            scanned = progress.rows_scanned
-            tick = functools.partial(sender.reading, tally, scanned)
-            batches = identifiers.digest_batches(cells, normalise, attempt.batch_size, tally, tick)
-            for batch in batches:
-                sender.reading(tally, scanned, publish=False)
-                sender.send("POST", kind, batch)
+        for kind, _ in plan.export.columns:
+            sender.counts = progress.by_type[kind.schema]
+            distinct = 0
+            for _, bucket in collected.buckets(kind.schema):
+                distinct += digestsets.count(bucket)
+                for batch in digestsets.chunks(bucket, attempt.batch_size):
+                    sender.send("POST", kind, batch)
             sender.drain()
-            sender.reading(tally, scanned, publish=False)  # this kind's pass, in full
-            _count(kind, tally, progress)
-    _require_rows(plan, progress)
+            _count(kind, tallies[kind.schema], collected.read(kind.schema) - distinct, progress)
+
+
+@dataclass
+class _KindChanges:
+    """One kind's mirror diff over all its buckets, counted (the digests are not kept)."""
+
+    distinct: int = 0
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    managed: int = 0
+    confirmed: int = 0
+    touched: Writer | None = None  # the kind's new touched set, staged, not committed
 
 
 def _mirror(
     plan: Plan,
-    source: BlobSource,
+    collected: Collected,
+    *,
+    tallies: dict[str, identifiers.Tally],
     state: StateStore,
     attempt: AttemptSpec,
     progress: Progress,
-    *,
     sender: _Sender,
     check_lease: Callable[[], None],
 ) -> None:
-    """Read everything and work out every kind's changes first, send only then.
+    """Work out every kind's changes first, send only then.
 
-    So a snapshot that turns out empty or malformed changes nothing. Before sending, the
-    run adds what it is about to send to the kind's ``touched`` set, so that if it fails
-    half way the next run knows which identifiers' presence is uncertain.
+    So a snapshot that turns out empty or malformed changes nothing, and the removal
+    safeguard judges the whole run before any request. The first pass over the buckets
+    counts the changes and stages each kind's new ``touched`` set (what it is about to
+    send, with what earlier failed runs left); it is committed just before the kind's
+    requests, so that if the run fails half way the next run knows which identifiers'
+    presence is uncertain. The second pass works the same changes out again, sends them,
+    and stages the new state, committed once every kind's requests were accepted.
     """
     export, audience = plan.export, attempt.audience_id
-    plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff, list[bytes]]] = []
-    for kind, column in export.columns:
-        tally = identifiers.Tally()
-        progress.by_type.setdefault(kind.schema, {})
-        normalise = identifiers.normaliser(kind, export.default_country_code)
-        scanned = progress.rows_scanned
-        tick = functools.partial(sender.reading, tally, scanned)
-        batches = identifiers.digest_batches(
-            _cells(plan, source, column, progress), normalise, 1 << 62, tally, tick
-        )
-        current = [digest for batch in batches for digest in batch]
-        sender.reading(tally, scanned, publish=False)  # this kind's pass, in full
-        current.sort()
-        _count(kind, tally, progress)
-        touched = list(state.read(export.name, audience, kind.schema, TOUCHED))
-        changes = diff(current, state.read(export.name, audience, kind.schema), touched)
-        plans.append((kind, current, changes, touched))
-    _require_rows(plan, progress)
-    _check_removals(
-        export, attempt, progress, [(kind, current, changes) for kind, current, changes, _ in plans]
-    )
+    changes: dict[str, _KindChanges] = {}
+    for kind, _ in export.columns:
+        schema = kind.schema
+        changes[schema] = _changes(collected, state, export.name, audience, schema,
+                                   stage=not attempt.dry_run)  # fmt: skip
+        repeats = collected.read(schema) - changes[schema].distinct
+        _count(kind, tallies[schema], repeats, progress)
+    _check_removals(export, attempt, progress, changes)
+    written: list[Writer] = []
     with sender:
-        for kind, _, changes, touched in plans:
-            counts = progress.by_type[kind.schema]
+        for kind, _ in export.columns:
+            schema = kind.schema
+            found = changes[schema]
+            counts = progress.by_type[schema]
             sender.counts = counts
-            counts["unchanged"] = changes.unchanged
-            progress.unchanged += changes.unchanged
-            if not attempt.dry_run and (changes.added or changes.removed):
-                sent = sorted({*touched, *changes.added, *changes.removed})
-                state.write(export.name, audience, kind.schema, sent, TOUCHED)
-            size = attempt.batch_size
-            for start in range(0, len(changes.added), size):
-                sender.send("POST", kind, changes.added[start : start + size])
-            for start in range(0, len(changes.removed), size):
-                sender.send("DELETE", kind, changes.removed[start : start + size])
+            counts["unchanged"] = found.unchanged
+            progress.unchanged += found.unchanged
+            if found.touched is not None and (found.added or found.removed):
+                found.touched.commit()
+            writer = None if attempt.dry_run else state.writer(export.name, audience, schema)
+            for bucket, old, touched in _buckets(collected, state, export.name, audience, schema):
+                change = diff(bucket, old, touched)
+                for batch in digestsets.chunks(change.added, attempt.batch_size):
+                    sender.send("POST", kind, batch)
+                for batch in digestsets.chunks(change.removed, attempt.batch_size):
+                    sender.send("DELETE", kind, batch)
+                if writer is not None:
+                    writer.add(bucket)
             sender.drain()
+            if writer is not None:
+                written.append(writer)
     if attempt.dry_run:
         return
     check_lease()
-    for kind, current, _, _ in plans:
-        state.write(export.name, audience, kind.schema, current)
+    for writer in written:
+        writer.commit()
+    for kind, _ in export.columns:
         state.delete(export.name, audience, kind.schema, TOUCHED)
 
 
+def _changes(
+    collected: Collected, state: StateStore, export: str, audience: str, schema: str, *, stage: bool
+) -> _KindChanges:
+    """The first pass over a kind's buckets: count its changes; with ``stage``, stage its
+    new touched set."""
+    found = _KindChanges()
+    if stage:
+        found.touched = state.writer(export, audience, schema, TOUCHED)
+    for bucket, old, touched in _buckets(collected, state, export, audience, schema):
+        change = diff(bucket, old, touched)
+        found.distinct += digestsets.count(bucket)
+        found.added += digestsets.count(change.added)
+        found.removed += digestsets.count(change.removed)
+        found.unchanged += change.unchanged
+        found.managed += change.managed
+        found.confirmed += change.confirmed
+        if found.touched is not None:
+            found.touched.add(digestsets.union(touched, change.added, change.removed))
+    return found
+
+
+def _buckets(
+    collected: Collected, state: StateStore, export: str, audience: str, schema: str
+) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """Per bucket of the kind's new set: it, and the same bucket of the stored state and
+    touched sets."""
+    old = digestsets.SortedReader(state.read(export, audience, schema))
+    touched = digestsets.SortedReader(state.read(export, audience, schema, TOUCHED))
+    for high, bucket in collected.buckets(schema):
+        yield bucket, old.until(high), touched.until(high)
+
+
 def _check_removals(
-    export: Export,
-    attempt: AttemptSpec,
-    progress: Progress,
-    plans: list[tuple[identifiers.IdentifierType, list[bytes], Diff]],
+    export: Export, attempt: AttemptSpec, progress: Progress, changes: dict[str, _KindChanges]
 ) -> None:
     """The removal safeguard, before anything is sent: record its decision, and refuse the
     run when it is over the export's limits and the operator did not allow it."""
-    changes = [
+    kinds = [
         safeguard.KindChange(
-            kind.schema, diff.managed, len(diff.removed), len(current), confirmed=diff.confirmed
+            schema, found.managed, found.removed, found.distinct, confirmed=found.confirmed
         )
-        for kind, current, diff in plans
+        for schema, found in changes.items()
     ]
     verdict = safeguard.judge(
-        changes,
+        kinds,
         export.removal_limits,
         audience=attempt.audience_id or "(not created yet)",
         allow_large_removal=attempt.allow_large_removal,
@@ -417,7 +482,10 @@ def _check_removals(
         )
 
 
-def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, progress: Progress) -> None:
+def _count(
+    kind: identifiers.IdentifierType, tally: identifiers.Tally, repeats: int, progress: Progress
+) -> None:
+    tally.duplicates = repeats
     counts = progress.by_type[kind.schema]
     counts.update(
         rows=tally.rows,
@@ -426,7 +494,6 @@ def _count(kind: identifiers.IdentifierType, tally: identifiers.Tally, progress:
         prehashed=tally.prehashed,
         duplicates=tally.duplicates,
     )
-    progress.rows_read = max(progress.rows_read, tally.rows)  # every kind reads the same rows
     progress.empty += tally.empty
     progress.invalid += tally.invalid
     progress.prehashed += tally.prehashed
@@ -471,12 +538,13 @@ class _Sender:
         self.counts: dict[str, int] = {}  # the current kind's entry of progress.by_type
         self._published = time.monotonic()
 
-    def send(self, method: str, kind: identifiers.IdentifierType, batch: list[bytes]) -> None:
+    def send(self, method: str, kind: identifiers.IdentifierType, batch: bytes) -> None:
+        """Send one request of ``batch`` (concatenated digests)."""
         index, self._index = self._index, self._index + 1
         attempt, progress = self._attempt, self._progress
-        self._fingerprint.update(f"{method} {kind.schema} {len(batch)}\n".encode())
-        for start in range(0, len(batch), 4096):  # in pieces: no batch-sized copy
-            self._fingerprint.update(b"".join(batch[start : start + 4096]))
+        size = digestsets.count(batch)
+        self._fingerprint.update(f"{method} {kind.schema} {size}\n".encode())
+        self._fingerprint.update(batch)
         mark = self._fingerprint.hexdigest()[:32]
         if index < self._accepted:
             # Delivered by an earlier attempt of this run: count, send nothing.
@@ -489,19 +557,19 @@ class _Sender:
                     f"run {attempt.run_id}: the requests rebuilt for resuming differ from those "
                     "delivered before (the app or the definition changed); starting over"
                 )
-            self._account(method, len(batch), self.counts, resumed=True)
+            self._account(method, size, self.counts, resumed=True)
             progress.checkpoint = mark
             return
         if attempt.dry_run:
-            self._account(method, len(batch), self.counts, resumed=False)
-            self._publish()
+            self._account(method, size, self.counts, resumed=False)
+            self.publish()
             return
         self._check_lease()
         body = identifiers.UsersBody(kind.schema, batch)
         # On the sender thread, in this thread's context: the request's span is the run's
         # child, and its log records carry the run's IDs.
         future = self._pool.submit(contextvars.copy_context().run, self._send_one, method, body)
-        self._pending.append((future, method, len(batch), self.counts, mark))
+        self._pending.append((future, method, size, self.counts, mark))
         while len(self._pending) >= _IN_FLIGHT:
             self._settle_oldest()
 
@@ -524,18 +592,9 @@ class _Sender:
         future.result()
         self._account(method, size, counts, resumed=False)
         self._progress.checkpoint = mark
-        self._publish(now=True)  # each accepted request: the checkpoint moves on
+        self.publish(now=True)  # each accepted request: the checkpoint moves on
 
-    def reading(self, tally: identifiers.Tally, scanned: int, *, publish: bool = True) -> None:
-        """While a kind's pass reads the snapshot: the rows so far (``scanned``: the rows of
-        the passes before this one), published at most every ``_PUBLISH_SECONDS``."""
-        progress = self._progress
-        progress.rows_read = max(progress.rows_read, tally.rows)
-        progress.rows_scanned = scanned + tally.rows
-        if publish:
-            self._publish()
-
-    def _publish(self, *, now: bool = False) -> None:
+    def publish(self, *, now: bool = False) -> None:
         moment = time.monotonic()
         if now or moment - self._published >= _PUBLISH_SECONDS:
             self._published = moment

@@ -32,6 +32,7 @@ from shared.adapters.secretstore import (
     credentials,
 )
 from shared.adapters.snapchat import RetryPolicy, SnapchatClient
+from shared.adapters.spillstore import SpillStore, random_attempt
 from shared.adapters.statestore import KEY_SECRET, StateStore, parse_key
 from shared.core.definitions import Connection, Definitions
 from shared.core.errors import ConfigurationError, ExportError
@@ -50,6 +51,7 @@ class Runtime:
     jobs: JobQueue
     secrets: SecretStore
     state_container: ContainerClient
+    spill_container: ContainerClient
     http: requests.Session = field(default_factory=requests.Session)
     _loaded: tuple[float, Definitions] | None = field(default=None, repr=False)
     _definitions_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -68,6 +70,10 @@ class Runtime:
 
     def forget_definitions(self) -> None:
         self._loaded = None
+
+    def spill(self, run_id: str) -> SpillStore:
+        """Where an attempt of run ``run_id`` spills digests, under a key of its own."""
+        return SpillStore(self.spill_container, run_id, random_attempt())
 
     def state(self) -> StateStore:
         """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
@@ -148,6 +154,7 @@ def build(settings: Settings) -> Runtime:
         jobs=JobQueue(queue),
         secrets=secrets,
         state_container=app_blobs.get_container_client(settings.state_container),
+        spill_container=app_blobs.get_container_client(settings.spill_container),
     )
 
 

@@ -181,6 +181,7 @@ def app(
         "JOBS_QUEUE": f"jobs-{suffix}",
         "RUNS_TABLE": f"runs{suffix}",
         "STATE_CONTAINER": f"state-{suffix}",
+        "SPILL_CONTAINER": f"spill-{suffix}",
         "SNAPCHAT_API_URL": sandbox.api_url,
         "SNAPCHAT_TOKEN_URL": sandbox.token_url,
         "SNAPSHOT_SETTLE_SECONDS": "0",

@@ -240,20 +240,23 @@ def test_run_now_shows_live_progress_until_it_succeeds(
     before = len(site.api(f"/exports/{HIGH_VALUE}/runs")["runs"])
     page.click("#run-now")
     page.wait_for_selector("#run-progress")
-    seen = []
+    seen: list[tuple[int, int]] = []  # (rows read, identifiers sent)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not page.locator("#notice.ok").count():
-        value = page.locator("#run-progress").get_attribute("data-rows-read")
-        if value is not None:
-            seen.append(int(value))
+        rows = page.locator("#run-progress").get_attribute("data-rows-read")
+        sent = page.locator("#run-progress").get_attribute("data-sent")
+        if rows is not None and sent is not None:
+            seen.append((int(rows), int(sent)))
         time.sleep(0.1)
     notice = page.locator("#notice").inner_text()
     assert f"Run succeeded: {expected:,} uploaded, {expected:,} added, 0 removed" in notice
-    moving = sorted({v for v in seen if 0 < v < site.demo.export.rows})
+    # The snapshot is read first, then sent: the bar moves while the batches go out.
+    moving = sorted({sent for _, sent in seen if 0 < sent < expected})
     assert len(moving) >= 2, f"the progress bar did not move: {sorted(set(seen))}"
     assert seen == sorted(seen), "progress went backwards"
+    assert all(rows == site.demo.export.rows for rows, sent in seen if sent), "sent before read"
     runs = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]
-    assert seen[-1] <= runs[0]["rows_scanned"] == site.demo.export.rows
+    assert seen[-1][0] <= runs[0]["rows_scanned"] == site.demo.export.rows
     assert len(runs) == before + 1
     assert runs[0]["requested_by"].endswith("(test operator)")
     assert site.sandbox.identifiers("demo-audience-0001") == site.demo.export.expected_hex

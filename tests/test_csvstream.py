@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.core.csvstream import ChunkReader, column_cells, first_invalid_utf8
+from shared.core import csvstream
+from shared.core.csvstream import ChunkReader, column_blocks, column_cells, first_invalid_utf8
 from shared.core.errors import SourceError
 from shared.core.layout import CsvFormat, Model
 
@@ -22,8 +23,24 @@ def opener(files: dict[str, bytes], chunk: int = 7) -> Callable[[str], io.RawIOB
     return open_partition
 
 
+READERS = ["exact", "arrow"]
+_reader = "exact"
+
+
+@pytest.fixture(autouse=True, params=READERS)
+def reader(request: pytest.FixtureRequest) -> str:
+    """Every test that goes through ``read`` runs against both readers: the export's
+    (Arrow) and the exact one must agree on every file and every fault."""
+    global _reader  # noqa: PLW0603 - the fixture's choice for ``read``
+    _reader = request.param
+    return _reader
+
+
 def read(files: dict[str, bytes], model: Model | None = None, column: str = "EMail") -> list[str]:
-    return list(column_cells(list(files), opener(files), column=column, model=model))
+    if _reader == "exact":
+        return list(column_cells(list(files), opener(files), column=column, model=model))
+    blocks = column_blocks(list(files), opener(files), columns=[column], model=model)
+    return [cell for _, (cells,) in blocks for cell in cells.to_pylist()]
 
 
 def model(header: bool, columns: tuple[str, ...] = ("CustomerId", "EMail", "City")) -> Model:
@@ -142,3 +159,29 @@ def test_an_oversized_field_is_an_error_not_a_memory_problem() -> None:
     files = {"p1.csv": b"CustomerId,EMail\n1," + b"a" * 1_000_000 + b"@x.com\n"}
     with pytest.raises(SourceError, match="p1.csv: line .*field larger than field limit"):
         read(files)
+
+
+def test_arrow_refuses_a_row_over_its_block_as_the_exact_reader_explains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(csvstream, "_BLOCK", 1 << 16)
+    files = {"p1.csv": b"CustomerId,EMail\n1,a@x.com\n2," + b"a" * 200_000 + b"@x.com\n"}
+    blocks = column_blocks(list(files), opener(files, 4096), columns=["EMail"], model=None)
+    with pytest.raises(SourceError, match="p1.csv: line 3: .*field larger than field limit"):
+        list(blocks)
+
+
+def test_both_readers_agree_on_a_large_export_with_every_kind_of_row() -> None:
+    rows = [b"CustomerId,EMail,City\r\n"]
+    for i in range(30_000):
+        email = [b"p%d@x.com" % i, b'"  Q%d@X.com "' % i, b"", b'"a,""b""\n%d"' % i][i % 4]
+        rows.append(b'%d,%s,"Z\xc3\xbcrich"\r\n' % (i, email))
+        if i % 1000 == 0:
+            rows.append(b"\r\n")
+    files = {"p1.csv": b"\xef\xbb\xbf" + b"".join(rows), "p2.csv": b"".join(rows)}
+    exact = list(column_cells(list(files), opener(files, 4096), column="EMail", model=None))
+    blocks = column_blocks(list(files), opener(files, 4096), columns=["EMail", "City"], model=None)
+    fast = [(e, c) for _, (emails, cities) in blocks
+            for e, c in zip(emails.to_pylist(), cities.to_pylist(), strict=True)]  # fmt: skip
+    assert [e for e, _ in fast] == exact
+    assert {c for _, c in fast} == {"Z\u00fcrich"}

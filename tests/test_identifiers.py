@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pyarrow as pa
 import pytest
 
 from shared.core import identifiers
@@ -110,13 +111,21 @@ def test_known_answers_for_every_kind(
         assert digest is expected
     else:
         assert digest == hashlib.sha256(expected.encode()).digest()
-    # the export loop applies exactly the same rule
+    # the export loop applies exactly the same rule, in a column with other cells
     tally = Tally()
-    batches = list(
-        identifiers.digest_batches([raw], identifiers.normaliser(kind, country), 10, tally)
-    )
-    assert batches == ([] if isinstance(expected, Rejection) else [[digest]])
-    assert (tally.empty, tally.invalid) == (expected is EMPTY, expected is INVALID)
+    column = pa.array(["", raw, "   "], pa.string())
+    found = identifiers.digest_column(kind, column, tally, country)
+    assert found == (b"" if isinstance(expected, Rejection) else digest)
+    assert (tally.rows, tally.empty, tally.invalid) == (
+        3, 2 + (expected is EMPTY), int(expected is INVALID),
+    )  # fmt: skip
+
+
+def test_lowercasing_is_unicodes_simple_case_mapping() -> None:
+    # Arrow's kernels map one character to one: the dotted capital I and a final sigma
+    # lowercase as they do on their own, not as Python's str.lower would.
+    assert identifiers.normalise(EMAIL, "\u0130NCI@example.com") == "inci@example.com"
+    assert identifiers.normalise(EMAIL, "\u039f\u03a3@example.gr") == "\u03bf\u03c3@example.gr"
 
 
 def test_a_value_that_is_already_a_hash_is_passed_through_not_hashed_again() -> None:
@@ -127,46 +136,31 @@ def test_a_value_that_is_already_a_hash_is_passed_through_not_hashed_again() -> 
     assert identifiers.email_digest(upstream[:-1]) is Rejection.INVALID
 
 
-def test_the_export_loop_agrees_with_the_single_value_rules_and_counts() -> None:
+def test_the_column_loop_agrees_with_the_single_value_rules_and_counts() -> None:
     cells = [
         "a@example.com", "", "bad", KNOWN[0][1], "B@Example.com", "  ", "A@EXAMPLE.COM",
         KNOWN[0][1].upper(), "tab\t@example.com", "x@y.z", "nbsp\u00a0x@example.com",
     ]  # fmt: skip
     tally = Tally()
-    got = [
-        d
-        for batch in identifiers.digest_batches(cells, identifiers.normaliser(EMAIL), 100, tally)
-        for d in batch
-    ]
+    got = identifiers.digest_column(EMAIL, pa.array(cells), tally)
     singles = [identifiers.email_digest(c) for c in cells]
-    expected = list(dict.fromkeys(d for d in singles if isinstance(d, bytes)))
-    assert got == expected
-    assert (tally.rows, tally.empty, tally.invalid, tally.prehashed, tally.duplicates) == (
-        11, 2, 3, 2, 2,
-    )  # fmt: skip
+    valid = [d for d in singles if isinstance(d, bytes)]
+    assert sorted(got[i : i + 32] for i in range(0, len(got), 32)) == sorted(valid)
+    assert (tally.rows, tally.empty, tally.invalid, tally.prehashed) == (11, 2, 3, 2)
 
 
-def test_batches_keep_first_occurrences_in_order() -> None:
-    cells = ["a@x.com", "b@x.com", "A@x.com", "c@x.com", " b@X.COM", "d@x.com"]
-    got = list(identifiers.digest_batches(cells, identifiers.normaliser(EMAIL), 2, Tally()))
-    hashed = [identifiers.email_digest(c) for c in ("a@x.com", "b@x.com", "c@x.com", "d@x.com")]
-    assert got == [hashed[:2], hashed[2:]]
-
-
-@pytest.mark.parametrize(
-    ("count", "size", "expected"),
-    [(0, 3, []), (3, 3, [3]), (7, 3, [3, 3, 1]), (200_001, 100_000, [100_000, 100_000, 1])],
-)
-def test_batches_split_at_the_size(count: int, size: int, expected: list[int]) -> None:
-    cells = (f"person{i}@example.com" for i in range(count))
-    batches = identifiers.digest_batches(cells, identifiers.normaliser(EMAIL), size, Tally())
-    assert [len(b) for b in batches] == expected
+def test_a_column_split_in_chunks_gives_the_same_digests() -> None:
+    cells = [f"Person{i}@Example.com" for i in range(1000)]
+    whole = identifiers.digest_column(EMAIL, pa.array(cells), Tally())
+    chunked = pa.chunked_array([pa.array(cells[:300]), pa.array(cells[300:])])
+    assert identifiers.digest_column(EMAIL, chunked, Tally()) == whole
+    assert whole == b"".join(hashlib.sha256(c.lower().encode()).digest() for c in cells)
 
 
 @pytest.mark.parametrize("count", [1, 2, 4095, 4096, 4097, 10_000])
 def test_users_body_length_is_exact_across_piece_boundaries(count: int) -> None:
     batch = [hashlib.sha256(str(i).encode()).digest() for i in range(count)]
-    body = identifiers.UsersBody("PHONE_SHA256", batch)
+    body = identifiers.UsersBody("PHONE_SHA256", b"".join(batch))
     written = bytes(body)
     assert len(body) == len(written)
     assert bytes(body) == written  # a retry writes the same bytes again
@@ -177,7 +171,7 @@ def test_users_body_length_is_exact_across_piece_boundaries(count: int) -> None:
 
 def test_users_body_is_the_documented_shape() -> None:
     batch = [hashlib.sha256(b"x").digest(), hashlib.sha256(b"y").digest()]
-    body = json.loads(bytes(identifiers.UsersBody("EMAIL_SHA256", batch)))
+    body = json.loads(bytes(identifiers.UsersBody("EMAIL_SHA256", b"".join(batch))))
     assert body == {
         "users": [
             {
@@ -186,17 +180,3 @@ def test_users_body_is_the_documented_shape() -> None:
             }
         ]
     }
-
-
-def test_a_long_read_ticks_with_the_tally_up_to_date_and_the_same_batches() -> None:
-    cells = [f"user{i % 150_000}@example.com" for i in range(200_000)]
-    normalise = identifiers.normaliser(identifiers.IdentifierType.EMAIL, None)
-    seen: list[int] = []
-    tally = identifiers.Tally()
-    ticked = list(identifiers.digest_batches(cells, normalise, 40_000, tally,
-                                             lambda: seen.append(tally.rows)))  # fmt: skip
-    plain = list(identifiers.digest_batches(cells, normalise, 40_000, identifiers.Tally()))
-    assert ticked == plain
-    step = identifiers.TICK_ROWS
-    assert seen == [step, 2 * step, 3 * step, 200_000]
-    assert tally.duplicates == 50_000

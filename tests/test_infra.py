@@ -548,3 +548,18 @@ def test_each_alert_queries_a_metric_the_app_emits() -> None:
                      "timer-check-failed", "timer-silent"]  # fmt: skip
     for kind in ("credentials_refused", "removal_blocked"):
         assert f'kind == "{kind}"' in text
+
+
+def test_spilled_digests_a_crashed_run_left_are_deleted_after_a_day() -> None:
+    (policy,) = [
+        body(r)["properties"]["policy"]
+        for _, r in resources("app/storage.bicep")
+        if r["type"] == "Microsoft.Storage/storageAccounts/managementPolicies"
+    ]
+    (rule,) = policy["rules"]
+    assert rule["enabled"] is True
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${spillContainerName}/"]
+    assert rule["definition"]["actions"]["baseBlob"]["delete"] == {
+        "daysAfterModificationGreaterThan": 1
+    }
+    assert "SPILL_CONTAINER: spillContainerName" in (INFRA / "main.bicep").read_text()

@@ -154,7 +154,7 @@ def client(script: Script, **options: Any) -> tuple[SnapchatClient, list[float]]
     return made, slept
 
 
-BODY = UsersBody("EMAIL_SHA256", [bytes(32)])
+BODY = UsersBody("EMAIL_SHA256", bytes(32))
 
 
 def test_a_refused_access_token_is_refreshed_once_and_the_request_sent_again() -> None:

@@ -7,6 +7,8 @@ param tags object = {}
 param appSubnetId string
 param jobsQueueName string
 param runsTableName string
+@description('Container where runs spill digests (encrypted under a key only the run held); a lifecycle rule deletes what a crashed run left.')
+param spillContainerName string
 
 @allowed([
   'Standard_LRS'
@@ -80,6 +82,41 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 7
+    }
+  }
+}
+
+// A run deletes its spilled digests when it ends; one that crashed leaves files encrypted
+// under a key that died with it. This rule deletes those a day later.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-spilled-digests'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${spillContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 1
+                }
+              }
+            }
+          }
+        }
+      ]
     }
   }
 }

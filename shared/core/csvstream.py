@@ -1,16 +1,36 @@
-"""Reading one column out of a snapshot's CSV partitions as a stream of cells.
+"""Reading identifier columns out of a snapshot's CSV partitions.
 
 Pure apart from the ``open_partition`` callable it is given: partitions are read one after
-another through a small buffer, so memory does not depend on their size. Handles UTF-8 with
-or without a byte order mark, CRLF line ends, and quoted fields holding delimiters, quotes
-or line breaks. Every structural problem is a SourceError naming the partition and line.
+another through a bounded buffer, so memory does not depend on their size. Handles UTF-8
+with or without a byte order mark, CRLF line ends, and quoted fields holding delimiters,
+quotes or line breaks. Every structural problem is a SourceError naming the partition and
+line.
+
+Two readers share the header rules (``_locate``):
+
+- ``column_blocks``, the export's: Apache Arrow's CSV parser (compiled, on several threads)
+  reads each partition once, whatever the number of columns wanted, and hands over blocks of
+  a few megabytes as Arrow arrays. The bytes are checked for NUL and for UTF-8 on the way in.
+- ``column_cells``, the exact one, in Python: it names the line of any fault. When Arrow
+  refuses a partition, the partition is read again with it to say what and where.
+
+Arrow is more lenient in two places: text after a closing quote (``"a"b``) is kept as part
+of the field, where ``column_cells`` refuses it; and only the columns read are decoded and
+checked for length (a cell over ``csv.field_size_limit()`` in them sends the partition to
+``column_cells``, which names the line).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as arrow_csv
 
 from shared.core.errors import SourceError
 from shared.core.layout import Model
@@ -46,10 +66,13 @@ class _Inspected(io.RawIOBase):
     """A partition's bytes as they are read, checked for NUL (which Customer Insights never
     writes: a file holding one is damaged) and counted, so that a problem names its line."""
 
-    def __init__(self, inner: io.RawIOBase, name: str) -> None:
+    def __init__(self, inner: io.RawIOBase, name: str, *, text: bool = False) -> None:
         self._inner, self._name = inner, name
         self._offset = 0  # bytes read so far
         self._lines = 0  # line breaks in them
+        # With ``text``, also decoded as UTF-8 (UnicodeDecodeError on a fault), for a reader
+        # that decodes only the columns it keeps.
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if text else None
 
     def readable(self) -> bool:
         return True
@@ -65,6 +88,8 @@ class _Inspected(io.RawIOBase):
                 "the file is damaged (Customer Insights never writes one); export the segment "
                 "again or remove the file"
             )
+        if self._decoder is not None:
+            self._decoder.decode(data, final=not size)
         self._offset += size
         self._lines += data.count(b"\n")
         return size
@@ -106,42 +131,183 @@ def column_cells(
     """Yield the ``column`` cell of every data row of every partition, in order."""
     header: list[str] | None = None
     for name in partitions:
-        stream = _Inspected(open_partition(name), name)
-        text = io.TextIOWrapper(
-            io.BufferedReader(stream, _READ_BUFFER),
-            encoding="utf-8-sig",
-            newline="",
-        )
-        delimiter = model.csv.delimiter if model else ","
-        reader = csv.reader(text, delimiter=delimiter, strict=True)
+        found = _partition_cells(name, open_partition, column, model, header)
+        header = cast("list[str] | None", next(found))
+        yield from cast("Iterator[str]", found)
+
+
+def _partition_cells(
+    name: str,
+    open_partition: Callable[[str], io.RawIOBase],
+    column: str,
+    model: Model | None,
+    known: list[str] | None,
+) -> Iterator[object]:
+    """First the header the partition has (or ``known``), then its ``column`` cells."""
+    stream = _Inspected(open_partition(name), name)
+    text = io.TextIOWrapper(
+        io.BufferedReader(stream, _READ_BUFFER),
+        encoding="utf-8-sig",
+        newline="",
+    )
+    delimiter = model.csv.delimiter if model else ","
+    reader = csv.reader(text, delimiter=delimiter, strict=True)
+    try:
+        with text:
+            first = next(reader, None)
+            if first is None:
+                yield known  # an empty partition holds no rows
+                return
+            header, index, first_is_data = _locate(first, name, column, model, known)
+            yield header
+            width = len(header)
+            if first_is_data:
+                _check_width(first, width, name, reader.line_num)
+                yield first[index]
+            for row in reader:
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line
+                    _check_width(row, width, name, reader.line_num)
+                yield row[index]
+    except UnicodeDecodeError:
+        _refuse_text(name, open_partition)
+    except csv.Error as exc:
+        raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
+
+
+def _refuse_text(name: str, open_partition: Callable[[str], io.RawIOBase]) -> None:
+    # Text is decoded ahead of the CSV reader, whose line count is therefore no guide: read
+    # the partition again to find the exact place.
+    found = first_invalid_utf8(open_partition(name))
+    where = f"line {found[0]} (byte {found[1]})" if found else "somewhere"
+    raise SourceError(
+        f"{name}: not valid UTF-8 text: the first invalid byte sequence is on {where}; "
+        "Customer Insights writes UTF-8, so the file is damaged or was written by "
+        "another tool"
+    ) from None
+
+
+_BLOCK = 4 << 20  # bytes of CSV that Arrow parses at a time (per thread)
+_BOM = codecs.BOM_UTF8
+
+
+def column_blocks(
+    partitions: Iterable[str],
+    open_partition: Callable[[str], io.RawIOBase],
+    *,
+    columns: Sequence[str],
+    model: Model | None,
+) -> Iterator[tuple[str, tuple[pa.Array, ...]]]:
+    """Yield, block after block, the partition's name and the cells of each of ``columns``
+    (in that order) for its data rows; every partition is read once."""
+    header: list[str] | None = None
+    delimiter = model.csv.delimiter if model else ","
+    for name in partitions:
+        stream = _Inspected(open_partition(name), name, text=True)
+        buffered = io.BufferedReader(stream, _READ_BUFFER)
         try:
-            with text:
-                first = next(reader, None)
-                if first is None:
-                    continue  # an empty partition holds no rows
-                header, index, first_is_data = _locate(first, name, column, model, header)
-                width = len(header)
-                if first_is_data:
-                    _check_width(first, width, name, reader.line_num)
-                    yield first[index]
-                for row in reader:
-                    if len(row) != width:
-                        if not row:
-                            continue  # a blank line
-                        _check_width(row, width, name, reader.line_num)
-                    yield row[index]
+            record, rest = _first_record(buffered)
+            if not record.strip():
+                continue  # an empty partition holds no rows
+            first = next(csv.reader([record.decode("utf-8")], delimiter=delimiter, strict=True))
+            located = [_locate(first, name, column, model, header) for column in columns]
+            header, _, first_is_data = located[0]
+            wanted = list(dict.fromkeys(index for _, index, _ in located))
+            names = [f"c{i}" for i in range(len(header))]
+            head = (record if first_is_data else b"") + rest
+            if not head.strip() and not buffered.peek(1):
+                continue  # a header and no rows
+            reader = arrow_csv.open_csv(
+                _Joined(head, buffered),
+                read_options=arrow_csv.ReadOptions(
+                    column_names=names, block_size=_BLOCK, use_threads=True
+                ),
+                parse_options=arrow_csv.ParseOptions(
+                    delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=True
+                ),
+                convert_options=arrow_csv.ConvertOptions(
+                    include_columns=[names[i] for i in wanted],
+                    column_types={names[i]: pa.string() for i in wanted},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            with reader:
+                for batch in reader:
+                    cells = {i: batch.column(position) for position, i in enumerate(wanted)}
+                    if any(_longest(column) > csv.field_size_limit() for column in cells.values()):
+                        _explain(name, open_partition, columns[0], model, header)
+                    yield name, tuple(cells[index] for _, index, _ in located)
         except UnicodeDecodeError:
-            # Text is decoded ahead of the CSV reader, whose line count is therefore no guide:
-            # read the partition again to find the exact place.
-            found = first_invalid_utf8(open_partition(name))
-            where = f"line {found[0]} (byte {found[1]})" if found else "somewhere"
-            raise SourceError(
-                f"{name}: not valid UTF-8 text: the first invalid byte sequence is on {where}; "
-                "Customer Insights writes UTF-8, so the file is damaged or was written by "
-                "another tool"
-            ) from None
-        except csv.Error as exc:
-            raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
+            _refuse_text(name, open_partition)
+        except (pa.ArrowException, csv.Error):
+            _explain(name, open_partition, columns[0], model, header)
+        finally:
+            buffered.close()
+
+
+def _longest(column: pa.Array) -> int:
+    longest = pc.max(pc.binary_length(column)).as_py()
+    return int(longest or 0)
+
+
+def _first_record(reader: io.BufferedIOBase) -> tuple[bytes, bytes]:
+    """The partition's first record (a line, unless a quoted field holds line breaks),
+    without a byte order mark, and what was read after it."""
+    data = b""
+    while True:
+        chunk = reader.read1(1 << 16)
+        data += chunk
+        if data.startswith(_BOM):
+            data = data[len(_BOM) :]
+        end = data.find(b"\n")
+        while end >= 0:
+            if data.count(b'"', 0, end) % 2 == 0:
+                if data[: end + 1].strip():
+                    return data[: end + 1], data[end + 1 :]
+                data, end = data[end + 1 :], -1  # a blank line before the first record
+                end = data.find(b"\n")
+                continue
+            end = data.find(b"\n", end + 1)
+        if not chunk:
+            return data, b""
+
+
+def _explain(
+    name: str,
+    open_partition: Callable[[str], io.RawIOBase],
+    column: str,
+    model: Model | None,
+    known: list[str] | None,
+) -> None:
+    """Arrow refused the partition: read it with the exact reader, which names the fault.
+    (Arrow's own message quotes the row, which may hold personal data: never passed on.)"""
+    for _ in _partition_cells(name, open_partition, column, model, known):
+        pass
+    raise SourceError(
+        f"{name}: malformed CSV that the exact reader accepts (a row longer than "
+        f"{_BLOCK >> 20} MiB?); check the file"
+    )
+
+
+class _Joined(io.RawIOBase):
+    """Some bytes already read, then the rest of a stream."""
+
+    def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        return self._rest.readinto(buffer)
 
 
 def _locate(

@@ -47,7 +47,8 @@ class Progress:
     attempt resume after the requests Snapchat accepted (see ``shared.pipeline``)."""
 
     rows_read: int = 0
-    rows_scanned: int = 0  # rows read over every identifier kind's pass (progress)
+    rows_scanned: int = 0  # rows read so far (progress); the snapshot is read once
+    spilled_bytes: int = 0  # digests written out (encrypted) to keep memory flat; deleted
     empty: int = 0
     invalid: int = 0
     prehashed: int = 0
@@ -120,6 +121,7 @@ class RunRecord:
 
     rows_read = _FromProgress[int]()
     rows_scanned = _FromProgress[int]()
+    spilled_bytes = _FromProgress[int]()
     empty = _FromProgress[int]()
     invalid = _FromProgress[int]()
     prehashed = _FromProgress[int]()

@@ -101,6 +101,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Container in the app's own storage for mirror-sync state (encrypted digests).",
     ),
     SettingSpec(
+        "SPILL_CONTAINER",
+        "exporter-spill",
+        "Container in the app's own storage where a run spills digests (encrypted, deleted "
+        "when the run ends) to keep its memory flat.",
+    ),
+    SettingSpec(
+        "SPILL_MEMORY_MB",
+        "64",
+        "Digests a run holds in memory (MiB) before it spills them; 0 spills every block "
+        "read. Peak memory is about this plus 150 MiB, whatever the segment's size.",
+    ),
+    SettingSpec(
         "EXPORT_SCHEDULE",
         "0 */15 * * * *",
         "NCRONTAB schedule (UTC) of the timer that looks for new snapshots; read by the host.",
@@ -207,6 +219,8 @@ class Settings:
     jobs_queue: str
     runs_table: str
     state_container: str
+    spill_container: str
+    spill_memory_bytes: int
     key_vault_url: str | None
     local_secrets_file: Path
     local_principal: str | None
@@ -262,6 +276,8 @@ class Settings:
             jobs_queue=reader.name("JOBS_QUEUE"),
             runs_table=reader.name("RUNS_TABLE", table=True),
             state_container=reader.name("STATE_CONTAINER"),
+            spill_container=reader.name("SPILL_CONTAINER"),
+            spill_memory_bytes=reader.integer("SPILL_MEMORY_MB", 0, 4096) << 20,
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
             local_secrets_file=local_secrets_path(reader.optional("LOCAL_SECRETS_FILE")),
             local_principal=reader.local_principal(),

@@ -1,0 +1,69 @@
+"""One read of a snapshot's identifier columns, collected as sorted, distinct digest sets.
+
+Every kind's digests are held in memory up to a budget (``SPILL_MEMORY_MB``); over it, each
+kind's held digests are sorted, made distinct and spilled as an encrypted run
+(``shared.adapters.spillstore``). Afterwards each kind's set is handed out bucket by bucket
+(``shared.core.digestsets``), each bucket put together from the runs and what is still held.
+How many buckets depends only on how many digests were read, never on the budget, so a run
+gives the same buckets, hence the same requests, whether it spilled or not; memory stays
+bounded by the budget plus one bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from shared.adapters.spillstore import Run, SpillStore
+from shared.core import digestsets
+
+BUCKET_TARGET = 1 << 20  # digests read per bucket, at most (about 32 MiB)
+
+
+class Collected:
+    def __init__(self, spill: SpillStore, budget_bytes: int, schemas: Iterable[str]) -> None:
+        self._spill = spill
+        self._budget = budget_bytes
+        self._held: dict[str, list[bytes]] = {schema: [] for schema in schemas}
+        self._held_bytes = 0
+        self._runs: dict[str, list[Run]] = {schema: [] for schema in self._held}
+        self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
+        self._kept: dict[str, bytes] = {}
+
+    def add(self, schema: str, digests: bytes) -> None:
+        self._held[schema].append(digests)
+        self._held_bytes += len(digests)
+        self._read[schema] += digestsets.count(digests)
+        if self._held_bytes > self._budget:
+            self._spill_held()
+
+    def _spill_held(self) -> None:
+        for schema, parts in self._held.items():
+            if parts:
+                self._runs[schema].append(
+                    self._spill.write(schema, digestsets.sorted_distinct(parts))
+                )
+                parts.clear()
+        self._held_bytes = 0
+
+    def read(self, schema: str) -> int:
+        """How many valid digests of the kind were read (repeats included)."""
+        return self._read[schema]
+
+    def buckets(self, schema: str) -> Iterator[tuple[int, bytes]]:
+        """The kind's distinct digests, sorted: ``(high, bucket)`` per bucket in order, where
+        ``high`` is the bucket's first leading byte past its end."""
+        if schema not in self._kept:
+            self._kept[schema] = digestsets.sorted_distinct(self._held[schema])
+            self._held[schema].clear()
+        kept = self._kept[schema]
+        cuts = digestsets.leading_offsets(kept)
+        count = digestsets.bucket_count(self._read[schema], BUCKET_TARGET)
+        for bucket in range(count):
+            low, high = digestsets.bounds(bucket, count)
+            parts = [self._spill.read(run, low, high) for run in self._runs[schema]]
+            parts.append(kept[cuts[low] : cuts[high]])
+            yield high, parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
+
+    @property
+    def spilled_bytes(self) -> int:
+        return self._spill.bytes_written
