@@ -234,7 +234,7 @@ var appSettings = {
   RUNS_TABLE: runsTableName
   STATE_CONTAINER: 'exporter-state'
   SPILL_CONTAINER: spillContainerName
-  SPILL_MEMORY_MB: '64'
+  SPILL_MEMORY_MB: '32'
   EXPORT_SCHEDULE: exportSchedule
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from shared.adapters.spillstore import Run, SpillStore
 from shared.core import digestsets
 
-BUCKET_TARGET = 1 << 20  # digests read per bucket, at most (about 32 MiB)
+BUCKET_TARGET = 1 << 19  # digests read per bucket, at most (16 MiB)
 
 
 class Collected:
@@ -39,10 +39,11 @@ class Collected:
     def _spill_held(self) -> None:
         for schema, parts in self._held.items():
             if parts:
-                self._runs[schema].append(
-                    self._spill.write(schema, digestsets.sorted_distinct(parts))
-                )
-                parts.clear()
+                held = parts.copy()
+                parts.clear()  # so that the digests go as soon as they are sorted
+                data = digestsets.sorted_distinct(held)
+                del held
+                self._runs[schema].append(self._spill.write(schema, data))
         self._held_bytes = 0
 
     def read(self, schema: str) -> int:

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from shared.adapters.blobsource import BlobSource
 from shared.adapters.snapchat import SnapchatClient
@@ -262,6 +263,9 @@ def run(
         spill.delete_all()
 
 
+_WORKERS = 2  # threads normalising and hashing blocks (Arrow and DuckDB release the GIL)
+
+
 def _scan(
     plan: Plan,
     source: BlobSource,
@@ -272,33 +276,58 @@ def _scan(
     check_lease: Callable[[], None],
 ) -> dict[str, identifiers.Tally]:
     """Read every segment's partitions once, collecting each kind's digests; count the rows
-    (per segment when there are several)."""
+    (per segment when there are several). Blocks are normalised and hashed on ``_WORKERS``
+    threads while the next ones are parsed; at most ``2 * _WORKERS`` are in hand at once."""
     export = plan.export
     tallies = {kind.schema: identifiers.Tally() for kind, _ in export.columns}
     for kind, _ in export.columns:
         progress.by_type.setdefault(kind.schema, {})
     columns = [column for _, column in export.columns]
-    for segment in plan.segments:
-        rows = 0
-        blocks = column_blocks(
-            segment.partitions,
-            functools.partial(source.open, segment.source.container),
-            columns=columns,
-            model=segment.model,
-        )
-        for _, cells in blocks:
-            for (kind, _), column in zip(export.columns, cells, strict=True):
-                tally = tallies[kind.schema]
-                found = identifiers.digest_column(kind, column, tally, export.default_country_code)
-                collected.add(kind.schema, found)
-            rows += len(cells[0])
-            progress.rows_read = progress.rows_scanned = progress.rows_read + len(cells[0])
-            progress.spilled_bytes = collected.spilled_bytes
-            sender.publish()
-            check_lease()
-        if len(plan.segments) > 1:
-            progress.by_segment[segment.source.label] = {"rows": rows}
+
+    def digest_block(cells: tuple[Any, ...]) -> list[tuple[str, bytes, identifiers.Tally]]:
+        found = []
+        for (kind, _), column in zip(export.columns, cells, strict=True):
+            tally = identifiers.Tally()
+            digests = identifiers.digest_column(kind, column, tally, export.default_country_code)
+            found.append((kind.schema, digests, tally))
+        return found
+
+    def take(block: Future[list[tuple[str, bytes, identifiers.Tally]]]) -> None:
+        for schema, digests, tally in block.result():
+            collected.add(schema, digests)
+            _add_tally(tallies[schema], tally)
+        progress.rows_read = progress.rows_scanned = max(t.rows for t in tallies.values())
+        progress.spilled_bytes = collected.spilled_bytes
+        sender.publish()
+        check_lease()
+
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="digest") as pool:
+        pending: deque[Future[list[tuple[str, bytes, identifiers.Tally]]]] = deque()
+        for segment in plan.segments:
+            before = max(t.rows for t in tallies.values())
+            blocks = column_blocks(
+                segment.partitions,
+                functools.partial(source.open, segment.source.container),
+                columns=columns,
+                model=segment.model,
+            )
+            for _, cells in blocks:
+                pending.append(pool.submit(digest_block, cells))
+                while len(pending) >= 2 * _WORKERS:
+                    take(pending.popleft())
+            while pending:
+                take(pending.popleft())
+            if len(plan.segments) > 1:
+                rows = max(t.rows for t in tallies.values()) - before
+                progress.by_segment[segment.source.label] = {"rows": rows}
     return tallies
+
+
+def _add_tally(total: identifiers.Tally, part: identifiers.Tally) -> None:
+    total.rows += part.rows
+    total.empty += part.empty
+    total.invalid += part.invalid
+    total.prehashed += part.prehashed
 
 
 def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import requests
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableClient
@@ -40,6 +41,10 @@ from shared.core.privacy import SECRETS
 from shared.core.settings import Settings, StorageTarget
 
 log = logging.getLogger(__name__)
+
+# Arrow's blocks from the C library's allocator: Arrow's default keeps freed memory for
+# reuse, which measured 45 MB more peak memory for a 1M-profile run.
+pa.set_memory_pool(pa.system_memory_pool())
 
 
 @dataclass

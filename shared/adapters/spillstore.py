@@ -67,7 +67,7 @@ class SpillStore:
                 with contextlib.suppress(ResourceExistsError):
                     self._container.create_container()
                 self._ready = True
-            self._container.upload_blob(name, b"".join(boxes), overwrite=True)
+            self._container.upload_blob(name, iter(boxes), length=at, overwrite=True)
         except AzureError as exc:
             raise StorageError(f"spill {name}: cannot be written ({type(exc).__name__})") from None
         self.bytes_written += len(data)

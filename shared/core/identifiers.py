@@ -2,7 +2,9 @@
 
 Pure functions, no I/O. The rules work on whole columns at once (Apache Arrow arrays, as the
 CSV reader hands them over), so that trimming, lowercasing and the grammar checks run in
-Arrow's compiled kernels; only SHA-256 is applied value by value. A cell becomes the 32-byte
+Arrow's compiled kernels, and SHA-256 in DuckDB's (an embedded engine, in memory, reading the
+Arrow array in place); neither holds Python's lock, so blocks can be worked on by several
+threads at once. A cell becomes the 32-byte
 digest Snapchat matches on, or is counted as empty or invalid and skipped. A value that
 already is 64 hexadecimal characters is taken as a hash made upstream and passed through as
 it is (hashing it again would make it unmatchable).
@@ -21,10 +23,11 @@ from __future__ import annotations
 
 import binascii
 import enum
-import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -208,13 +211,31 @@ def digest_column(
     tally.empty += len(cells) - (pc.sum(present).as_py() or 0)
     tally.invalid += len(plain) - len(normalised)
     tally.prehashed += len(upstream)
-    sha256 = hashlib.sha256
-    digests = b"".join(
-        [sha256(value).digest() for value in normalised.cast(pa.binary()).to_pylist()]
-    )
+    digests = _sha256(normalised)
     if len(upstream):
         digests += bytes.fromhex("".join(upstream.to_pylist()))
     return digests
+
+
+_engines = threading.local()
+
+
+def _sha256(values: pa.Array) -> bytes:
+    """The SHA-256 digests of the UTF-8 strings ``values``, concatenated in order."""
+    if not len(values):
+        return b""
+    engine = getattr(_engines, "connection", None)
+    if engine is None:
+        # One in-memory engine per thread, on that thread only: blocks are the parallelism.
+        engine = _engines.connection = duckdb.connect(config={"threads": 1})
+    engine.register("cells", pa.table({"value": values}))
+    try:
+        hashed = engine.sql("SELECT unhex(sha256(value)) AS digest FROM cells").to_arrow_table()
+    finally:
+        engine.unregister("cells")
+    fixed = hashed.column(0).combine_chunks().cast(pa.binary(_DIGEST_SIZE))
+    data: bytes = fixed.buffers()[1].to_pybytes()
+    return data[fixed.offset * _DIGEST_SIZE : (fixed.offset + len(fixed)) * _DIGEST_SIZE]
 
 
 def _one(kind: IdentifierType, raw: str, default_country_code: str | None) -> tuple[bytes, Tally]:

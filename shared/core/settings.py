@@ -108,9 +108,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "SPILL_MEMORY_MB",
-        "64",
+        "32",
         "Digests a run holds in memory (MiB) before it spills them; 0 spills every block "
-        "read. Peak memory is about this plus 150 MiB, whatever the segment's size.",
+        "read. Peak memory is about 8 times this plus 200 MiB, whatever the segment's size.",
     ),
     SettingSpec(
         "EXPORT_SCHEDULE",
