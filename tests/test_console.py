@@ -243,8 +243,10 @@ def test_run_now_shows_live_progress_until_it_succeeds(
     seen: list[tuple[int, int]] = []  # (rows read, identifiers sent)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not page.locator("#notice.ok").count():
-        rows = page.locator("#run-progress").get_attribute("data-rows-read")
-        sent = page.locator("#run-progress").get_attribute("data-sent")
+        # Both read at once: the page may redraw between two separate reads.
+        rows, sent = page.locator("#run-progress").evaluate(
+            "bar => [bar.dataset.rowsRead ?? null, bar.dataset.sent ?? null]"
+        )
         if rows is not None and sent is not None:
             seen.append((int(rows), int(sent)))
         time.sleep(0.1)
