@@ -1,7 +1,7 @@
 """Benchmark: one Customer Insights export of N profiles, end to end, on loopback.
 
     python -m benchmarks.export [--profiles 1000000] [--partitions 8] [--repeat 3]
-                                [--instance-memory-mb 2048] [--json FILE]
+                                [--workers N] [--instance-memory-mb 2048] [--json FILE]
 
 Starts Azurite and the Snapchat sandbox (each its own process), writes the export, then in a
 fresh process runs it through the queue-worker path, and in another fresh process measures
@@ -11,6 +11,12 @@ spilled, requests sent, the sandbox's own busy time, the floor, the ratio export
 the estimated Flex Consumption cost: instance memory x wall time, in GB-seconds per million
 profiles (the on-demand meter), and in dollars at ``--price-per-gb-second``. Checks that the
 audience holds exactly the expected hashes and exits non-zero if not.
+
+With ``--workers N`` the run is split (``SPLIT_ABOVE_MB`` 0) over N local worker processes
+against the same Azurite, as N Flex instances on the queue trigger would take its jobs: the
+wall time runs from queueing to the run's end, the peak memory is the busiest worker's, and
+the cost counts N instances for the whole time. On this 2-core machine the workers share
+two cores, so N workers cannot run faster than two; see the README for what it shows.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ AUDIENCE = "bench-audience"
 CLIENT = ("bench-client", "bench-client-secret", "bench-refresh-token")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=8)
@@ -48,13 +54,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Flex instance size the cost estimate assumes")  # fmt: skip
     parser.add_argument("--price-per-gb-second", type=float, default=0.000026,
                         help="Flex on-demand execution price (check your region's)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=0,
+                        help="split the run over this many local worker processes")  # fmt: skip
+    parser.add_argument("--also-single", action="store_true",
+                        help="with --workers: also run on one instance, same data")  # fmt: skip
     parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     with tempfile.TemporaryDirectory() as folder, Azurite() as azurite, _sandbox() as sandbox:
         path = segment_path(segment="BenchSegment")
         exports = Path(folder) / "exports.json"
         exports.write_text(json.dumps(_definitions(path)))
         env = {**os.environ, **_settings(azurite, sandbox, exports)}
+        if args.workers:
+            env["SPLIT_ABOVE_MB"] = "0"
         print(f"writing {args.profiles:,} profiles in {args.partitions} partitions ...", flush=True)
         started = time.perf_counter()
         with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:
@@ -70,10 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         distinct = len(generated.expected)
         del generated  # the orchestrator's memory is not what is measured, but keep it small
 
-        floors, results = [], []
+        floors, results, singles = [], [], []
         for _ in range(args.repeat):  # alternated, so that both see the same machine
             floors.append(_measure(env, "floor", azurite.connection_string, CONTAINER, path + "/"))
-            results.append(_measure(env, "export", "bench"))
+            if args.workers:
+                results.append(_measure(env, "split", "bench", str(args.workers)))
+                if args.also_single:
+                    one = {**env, "SPLIT_ABOVE_MB": str(1 << 30)}
+                    singles.append(_measure(one, "export", "bench"))
+                    print(f"  one instance {singles[-1]['seconds']:.2f}s", flush=True)
+            else:
+                results.append(_measure(env, "export", "bench"))
             print(f"  floor {floors[-1]['seconds']:.2f}s, export {results[-1]['seconds']:.2f}s",
                   flush=True)  # fmt: skip
         floor = _median(floors)
@@ -85,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         per_run = len(log) // args.repeat
         run = result["run"]
         # Flex bills an instance's memory for the time it runs: GB-s per million profiles.
-        gb_seconds = args.instance_memory_mb / 1024 * result["seconds"] / (args.profiles / 1e6)
+        instances = max(1, args.workers)
+        gb_seconds = (instances * args.instance_memory_mb / 1024 * result["seconds"]
+                      / (args.profiles / 1e6))  # fmt: skip
         figures = {
             "profiles": args.profiles,
             "partitions": args.partitions,
+            "workers": args.workers,
             "distinct_identifiers": distinct,
             "export_seconds": round(result["seconds"], 2),
             "profiles_per_second": round(args.profiles / result["seconds"]),
@@ -104,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 sum(r.get("seconds", 0.0) for r in uploads) / args.repeat, 2
             ),
             "spilled_bytes": run.get("spilled_bytes", 0),
+            "workers_peak_rss_mb": result.get("workers_rss_mb", []),
+            **_single(singles, floor["seconds"]),
+            "jobs": run.get("jobs", {}),
             "flex_gb_seconds_per_million": round(gb_seconds, 1),
             "flex_dollars_per_million": round(gb_seconds * args.price_per_gb_second, 5),
             "status": run["status"],
@@ -117,6 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print("BENCHMARK FAILED: the audience does not hold exactly the expected identifiers")
     return 0 if ok else 1
+
+
+def _single(singles: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """The same export on one instance (``--also-single``), for comparison."""
+    if not singles:
+        return {}
+    one = _median(singles)
+    return {
+        "single_export_seconds": round(one["seconds"], 2),
+        "single_peak_rss_mb": round(one["peak_rss_mb"], 1),
+        "single_ratio_to_floor": round(one["seconds"] / floor, 2),
+        "single_exact_uploaded": one["run"]["uploaded"],
+    }
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,6 +224,7 @@ def _settings(azurite: Azurite, sandbox: dict[str, str], exports: Path) -> dict[
         "SECRET_SNAPCHAT_BENCH_CLIENT_ID": client_id,
         "SECRET_SNAPCHAT_BENCH_CLIENT_SECRET": secret,
         "SECRET_SNAPCHAT_BENCH_REFRESH_TOKEN": refresh,
+        "SECRET_EXPORTER_STATE_KEY": os.urandom(32).hex(),  # split runs derive spill keys
     }
 
 

@@ -235,6 +235,7 @@ var appSettings = {
   STATE_CONTAINER: 'exporter-state'
   SPILL_CONTAINER: spillContainerName
   SPILL_MEMORY_MB: '32'
+  SPLIT_ABOVE_MB: '2048'
   EXPORT_SCHEDULE: exportSchedule
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'

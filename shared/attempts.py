@@ -12,10 +12,9 @@ import logging
 import time
 import traceback
 
-from shared import audiences, locking, pipeline
+from shared import audiences, locking, pipeline, split
 from shared.core.definitions import Mode
 from shared.core.errors import (
-    AuthenticationError,
     ExportDisabled,
     ExportError,
     LeaseLost,
@@ -24,7 +23,7 @@ from shared.core.errors import (
     Transient,
 )
 from shared.core.runrecord import Progress, RunRecord, RunStatus, now
-from shared.run_lifecycle import finish, reread
+from shared.run_lifecycle import error_kind, finish, reread
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     started = time.monotonic()
     try:
         with locking.Lease(rt, record, owner) as lease:
-            _export(rt, record, lease)
+            handed_on = _export(rt, record, lease, owner, may_split=redeliverable)
     except (LeaseLost, RecordChanged) as exc:
         # Another worker took the export over, or another writer ended the run meanwhile:
         # the record is theirs now, and this worker writes nothing more.
@@ -83,7 +82,9 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         stopped = "interrupted (the process was stopped)"
         _end(rt, record, owner, RunStatus.FAILED, stopped, started=started, kind="interrupted")
         raise
-    return _end(rt, record, owner, RunStatus.SUCCEEDED, "", started=started)
+    # Split over the queue, the run's jobs end it.
+    return record if handed_on else _end(rt, record, owner, RunStatus.SUCCEEDED, "",
+                                         started=started)  # fmt: skip
 
 
 def _interrupted(rt: Runtime, record: RunRecord, owner: str, exc: ExportError) -> RunRecord | None:
@@ -132,9 +133,13 @@ def _start(rt: Runtime, record: RunRecord) -> RunRecord | None:
     raise RecordChanged(f"run {record.run_id}: its record keeps changing; try again later")
 
 
-def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
+def _export(
+    rt: Runtime, record: RunRecord, lease: locking.Lease, owner: str, *, may_split: bool
+) -> bool:
     """One attempt: plan, resolve the audience, run the pipeline, read the audience's status.
-    The record's progress is this attempt's from the moment the pipeline starts."""
+    The record's progress is this attempt's from the moment the pipeline starts. With
+    ``may_split`` (a queue worker), a large snapshot's run is split into jobs on the queue
+    instead (``shared.split``): True then, and the jobs end the run."""
     rt.forget_definitions()  # as stored now: it may have changed, or gone, since the run was queued
     export = rt.definitions.require(record.export)
     if not export.enabled:
@@ -156,6 +161,8 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
         record.progress = progress
         rt.runs.save(record)
 
+    if may_split and split.wanted(rt, plan) and split.start(rt, record, plan, owner):
+        return True
     # Everything that can fail before the pipeline starts comes first: until it starts, the
     # record keeps the previous attempt's progress (its checkpoint) as it is.
     state = rt.state() if export.mode is Mode.MIRROR else None
@@ -180,14 +187,7 @@ def _export(rt: Runtime, record: RunRecord, lease: locking.Lease) -> None:
         record.retries += client.counters.retries
     audiences.read_status(client, record)
     lease.check()
-
-
-def error_kind(exc: ExportError) -> str:
-    """The kind of a run's failure, as telemetry and the alerts know it: the error's own
-    kind, with Snapchat's refusal of a connection's credentials told apart."""
-    if isinstance(exc, AuthenticationError):
-        return "credentials_refused"
-    return exc.kind
+    return False
 
 
 def _end(

@@ -176,6 +176,7 @@ def _work(args: argparse.Namespace) -> int:
             once=args.once,
             poll_seconds=args.poll_seconds,
             visibility_timeout=args.visibility_timeout,
+            idle_seconds=args.idle_seconds,
         )
     except KeyboardInterrupt:
         return 0
@@ -260,6 +261,11 @@ def _parser() -> argparse.ArgumentParser:
         "work", help="process queued runs here with the real queue handlers (no Functions host)"
     )
     work.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    work.add_argument(
+        "--idle-seconds",
+        type=float,
+        help="stop once the queue has stayed empty this long (one of several workers)",
+    )
     work.add_argument(
         "--poll-seconds", type=float, default=5.0, help="wait between looks at an empty queue"
     )

@@ -19,15 +19,30 @@ from shared.core import digestsets
 BUCKET_TARGET = 1 << 19  # digests read per bucket, at most (16 MiB)
 
 
+Spilled = tuple[SpillStore, Run]  # a spilled run, and the store (key) that reads it
+
+
 class Collected:
     def __init__(self, spill: SpillStore, budget_bytes: int, schemas: Iterable[str]) -> None:
         self._spill = spill
         self._budget = budget_bytes
         self._held: dict[str, list[bytes]] = {schema: [] for schema in schemas}
         self._held_bytes = 0
-        self._runs: dict[str, list[Run]] = {schema: [] for schema in self._held}
+        self._runs: dict[str, list[Spilled]] = {schema: [] for schema in self._held}
         self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
         self._kept: dict[str, bytes] = {}
+
+    @classmethod
+    def of_runs(
+        cls, spill: SpillStore, runs: dict[str, list[Spilled]], read: dict[str, int]
+    ) -> Collected:
+        """What other jobs of a split run read and spilled (``runs``; ``read``: how many
+        digests of each kind they read), as one collection."""
+        collected = cls(spill, 0, runs)
+        for schema, spilled in runs.items():
+            collected._runs[schema] = list(spilled)
+            collected._read[schema] = read[schema]
+        return collected
 
     def add(self, schema: str, digests: bytes) -> None:
         self._held[schema].append(digests)
@@ -36,6 +51,10 @@ class Collected:
         if self._held_bytes > self._budget:
             self._spill_held()
 
+    def flush(self) -> None:
+        """Spill whatever is still held (a split run's reader hands all it read on)."""
+        self._spill_held()
+
     def _spill_held(self) -> None:
         for schema, parts in self._held.items():
             if parts:
@@ -43,16 +62,23 @@ class Collected:
                 parts.clear()  # so that the digests go as soon as they are sorted
                 data = digestsets.sorted_distinct(held)
                 del held
-                self._runs[schema].append(self._spill.write(schema, data))
+                self._runs[schema].append((self._spill, self._spill.write(schema, data)))
         self._held_bytes = 0
 
     def read(self, schema: str) -> int:
         """How many valid digests of the kind were read (repeats included)."""
         return self._read[schema]
 
-    def buckets(self, schema: str) -> Iterator[tuple[int, bytes]]:
+    def runs(self, schema: str) -> list[Run]:
+        """The kind's spilled runs (of this collection's own store)."""
+        return [run for store, run in self._runs[schema] if store is self._spill]
+
+    def buckets(
+        self, schema: str, within: tuple[int, int] = (0, digestsets.LEADING_BYTES)
+    ) -> Iterator[tuple[int, bytes]]:
         """The kind's distinct digests, sorted: ``(high, bucket)`` per bucket in order, where
-        ``high`` is the bucket's first leading byte past its end."""
+        ``high`` is the bucket's first leading byte past its end. ``within``: only the
+        leading bytes ``[low, high)`` (a split run's job), buckets cut at its ends."""
         if schema not in self._kept:
             self._kept[schema] = digestsets.sorted_distinct(self._held[schema])
             self._held[schema].clear()
@@ -61,7 +87,10 @@ class Collected:
         count = digestsets.bucket_count(self._read[schema], BUCKET_TARGET)
         for bucket in range(count):
             low, high = digestsets.bounds(bucket, count)
-            parts = [self._spill.read(run, low, high) for run in self._runs[schema]]
+            low, high = max(low, within[0]), min(high, within[1])
+            if low >= high:
+                continue
+            parts = [store.read(run, low, high) for store, run in self._runs[schema]]
             parts.append(kept[cuts[low] : cuts[high]])
             yield high, parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
 

@@ -18,7 +18,12 @@ import time
 from collections.abc import Callable
 
 import azure.functions as func
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.core.errors import StorageError
@@ -56,6 +61,8 @@ def drain(
                 messages = list(
                     queue.receive_messages(max_messages=1, visibility_timeout=visibility_timeout)
                 )
+            except ResourceNotFoundError:
+                return deliveries  # no queue yet: nothing was ever queued
             except AzureError as exc:
                 raise StorageError(
                     f"job queue {queue_name}: cannot be read ({type(exc).__name__})"
@@ -72,14 +79,13 @@ def drain(
                             message.id, type(exc).__name__)  # fmt: skip
                 if (message.dequeue_count or 0) >= limit:
                     _to_poison(connection_string, queue_name, body)
-                    queue.delete_message(message)
+                    _settle(queue.delete_message, message)
                     give_up(func.QueueMessage(id=message.id, body=body.encode()))
                 else:
-                    queue.update_message(
-                        message.id, pop_receipt=message.pop_receipt, visibility_timeout=0
-                    )
+                    _settle(queue.update_message, message.id, pop_receipt=message.pop_receipt,
+                            visibility_timeout=0)  # fmt: skip
                 continue
-            queue.delete_message(message)
+            _settle(queue.delete_message, message)
     return deliveries
 
 
@@ -92,22 +98,44 @@ def work(
     once: bool,
     poll_seconds: float = 5.0,
     visibility_timeout: int = 600,
+    idle_seconds: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Deliver jobs as they arrive (until interrupted), or, with ``once``, until the queue
-    is empty. Returns the number of deliveries."""
+    """Deliver jobs as they arrive (until interrupted); with ``once``, until the queue is
+    empty; with ``idle_seconds``, until it has stayed empty that long (one of several
+    workers on a split run, whose next jobs are queued while others finish theirs).
+    Returns the number of deliveries."""
     total = 0
+    idle_since = time.monotonic()
     while True:
-        total += drain(
+        delivered = drain(
             connection_string,
             queue_name,
             handle=handle,
             give_up=give_up,
             visibility_timeout=visibility_timeout,
         )
+        total += delivered
         if once:
             return total
+        if delivered:
+            idle_since = time.monotonic()
+        elif idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
+            return total
         sleep(poll_seconds)
+
+
+def _settle(call: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """Delete or release a handled message; if its visibility timeout ran out while it was
+    handled, another worker has it now (as with the host) and it is left to them."""
+    try:
+        call(*args, **kwargs)
+    except ResourceNotFoundError:
+        log.warning("A handled message was delivered to another worker meanwhile; left to it")
+    except HttpResponseError as exc:
+        if getattr(exc, "error_code", None) != "PopReceiptMismatch":
+            raise
+        log.warning("A handled message was delivered to another worker meanwhile; left to it")
 
 
 def _to_poison(connection_string: str, queue_name: str, body: str) -> None:

@@ -14,6 +14,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
 from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
@@ -112,51 +113,66 @@ def release(rt: Runtime, record: RunRecord, owner: str | None = None) -> None:
     ExportLocks(rt.runs).release(record.export, record.run_id, owner)
 
 
-class Lease:
-    """This worker's hold on the export, as far as it can be sure of it.
+class Heartbeat:
+    """A hold on something (an export, a job of a split run), as far as this worker can be
+    sure of it.
 
-    Renewed on a thread every third of the lease. ``check`` raises LeaseLost once another
-    worker has taken the export over, and LeaseUncertain (retry later) once no renewal has
-    been confirmed for most of a lease, even while a renewal call is still hanging, so that
-    a worker never goes on uploading on a lease that may have lapsed.
+    ``renew`` is called on a thread every third of ``ttl``, and says whether the hold is
+    still this worker's. ``check`` raises LeaseLost once it is not (``taken`` says why), and
+    LeaseUncertain (retry later) once no renewal has been confirmed for most of a lease,
+    even while a renewal call is still hanging, so that a worker never goes on uploading on
+    a hold that may have lapsed.
     """
 
-    def __init__(self, rt: Runtime, record: RunRecord, owner: str) -> None:
-        self._locks, self._record, self._owner = ExportLocks(rt.runs), record, owner
-        self._ttl = ttl = rt.settings.run_lease_seconds
+    def __init__(self, renew: Callable[[], bool], ttl: float, *, what: str, taken: str) -> None:
+        self._renew_once, self._what, self._taken_reason = renew, what, taken
+        self._ttl = ttl
         self._margin = ttl / 6
         self._valid_until = time.monotonic() + ttl - self._margin
         self._taken = False
         self._stop = threading.Event()
         # In the run's context, so that its log records carry the run's IDs.
-        renew = functools.partial(contextvars.copy_context().run, self._renew)
-        self._thread = threading.Thread(target=renew, name=f"lease-{record.run_id}",
-                                        daemon=True)  # fmt: skip
+        renew_all = functools.partial(contextvars.copy_context().run, self._renew)
+        self._thread = threading.Thread(target=renew_all, name=f"lease-{what}", daemon=True)
 
     def check(self) -> None:
         if self._taken:
-            raise LeaseLost(f"run {self._record.run_id}: another worker took over the export")
+            raise LeaseLost(f"{self._what}: {self._taken_reason}")
         if time.monotonic() >= self._valid_until:
-            raise LeaseUncertain(
-                f"run {self._record.run_id}: its hold on the export could not be renewed"
-            )
+            raise LeaseUncertain(f"{self._what}: its hold could not be renewed")
 
     def _renew(self) -> None:
-        record = self._record
         while not self._stop.wait(self._ttl / 3):
             asked = time.monotonic()
             try:
-                if not self._locks.renew(record.export, record.run_id, self._owner, self._ttl):
+                if not self._renew_once():
                     self._taken = True
                     return
                 self._valid_until = asked + self._ttl - self._margin
             except StorageError:
-                log.warning("Run %s: could not renew its lock; trying again", record.run_id)
+                log.warning("%s: could not renew its hold; trying again", self._what)
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class Lease(Heartbeat):
+    """This worker's hold on the run's export (see ``Heartbeat``)."""
+
+    def __init__(self, rt: Runtime, record: RunRecord, owner: str) -> None:
+        locks, ttl = ExportLocks(rt.runs), rt.settings.run_lease_seconds
+        super().__init__(
+            lambda: locks.renew(record.export, record.run_id, owner, ttl),
+            ttl,
+            what=f"run {record.run_id}",
+            taken="another worker took over the export",
+        )
+
+    def __enter__(self) -> Lease:
+        super().__enter__()
+        return self

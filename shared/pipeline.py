@@ -143,6 +143,7 @@ def combined(snapshots_: list[Snapshot], sources: tuple[Source, ...]) -> Snapsho
         last_modified=max(s.last_modified for s in snapshots_),
         folder=None,
         version=fingerprint.hexdigest()[:32],
+        size=sum(s.size for s in snapshots_),
     )
 
 
@@ -236,15 +237,15 @@ def run(
             attempt.run_id,
         )
     progress.source_version = plan.snapshot.version
-    sender = _Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
+    sender = Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
                      on_progress=on_progress, check_lease=check_lease)  # fmt: skip
     spill.delete_all()  # what a crashed attempt of the run may have left
     try:
         collected = Collected(spill, memory_budget, (kind.schema for kind, _ in export.columns))
-        tallies = _scan(plan, source, progress=progress, collected=collected, sender=sender,
-                        check_lease=check_lease)  # fmt: skip
+        tallies = scan(plan, source, progress=progress, collected=collected,
+                       publish=sender.publish, check_lease=check_lease)  # fmt: skip
         progress.spilled_bytes = collected.spilled_bytes
-        _require_rows(plan, progress)
+        require_rows(plan, progress)
         if export.mode is Mode.MIRROR:
             assert state is not None, "mirror mode needs a state store"
             _mirror(plan, collected, tallies=tallies, state=state, attempt=attempt,
@@ -266,13 +267,13 @@ def run(
 _WORKERS = 2  # threads normalising and hashing blocks (Arrow and DuckDB release the GIL)
 
 
-def _scan(
+def scan(
     plan: Plan,
     source: BlobSource,
     *,
     progress: Progress,
     collected: Collected,
-    sender: _Sender,
+    publish: Callable[[], None],
     check_lease: Callable[[], None],
 ) -> dict[str, identifiers.Tally]:
     """Read every segment's partitions once, collecting each kind's digests; count the rows
@@ -298,7 +299,7 @@ def _scan(
             _add_tally(tallies[schema], tally)
         progress.rows_read = progress.rows_scanned = max(t.rows for t in tallies.values())
         progress.spilled_bytes = collected.spilled_bytes
-        sender.publish()
+        publish()
         check_lease()
 
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="digest") as pool:
@@ -336,7 +337,7 @@ def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:
     return progress.by_segment.get(segment.source.label, {}).get("rows", 0)
 
 
-def _require_rows(plan: Plan, progress: Progress) -> None:
+def require_rows(plan: Plan, progress: Progress) -> None:
     """Every segment must hold data rows: an empty segment export is treated as a fault (in
     mirror mode it would otherwise remove its members from the audience). Checked after the
     read and before anything is sent."""
@@ -357,7 +358,7 @@ def _add(
     tallies: dict[str, identifiers.Tally],
     attempt: AttemptSpec,
     progress: Progress,
-    sender: _Sender,
+    sender: Sender,
 ) -> None:
     """Send every distinct valid identifier, bucket by bucket."""
     with sender:
@@ -369,11 +370,11 @@ def _add(
                 for batch in digestsets.chunks(bucket, attempt.batch_size):
                     sender.send("POST", kind, batch)
             sender.drain()
-            _count(kind, tallies[kind.schema], collected.read(kind.schema) - distinct, progress)
+            count_kind(kind, tallies[kind.schema], collected.read(kind.schema) - distinct, progress)
 
 
 @dataclass
-class _KindChanges:
+class KindChanges:
     """One kind's mirror diff over all its buckets, counted (the digests are not kept)."""
 
     distinct: int = 0
@@ -393,7 +394,7 @@ def _mirror(
     state: StateStore,
     attempt: AttemptSpec,
     progress: Progress,
-    sender: _Sender,
+    sender: Sender,
     check_lease: Callable[[], None],
 ) -> None:
     """Work out every kind's changes first, send only then.
@@ -407,14 +408,14 @@ def _mirror(
     and stages the new state, committed once every kind's requests were accepted.
     """
     export, audience = plan.export, attempt.audience_id
-    changes: dict[str, _KindChanges] = {}
+    changes: dict[str, KindChanges] = {}
     for kind, _ in export.columns:
         schema = kind.schema
-        changes[schema] = _changes(collected, state, export.name, audience, schema,
+        changes[schema] = mirror_changes(collected, state, export.name, audience, schema,
                                    stage=not attempt.dry_run)  # fmt: skip
         repeats = collected.read(schema) - changes[schema].distinct
-        _count(kind, tallies[schema], repeats, progress)
-    _check_removals(export, attempt, progress, changes)
+        count_kind(kind, tallies[schema], repeats, progress)
+    check_removals(export, attempt, progress, changes)
     written: list[Writer] = []
     with sender:
         for kind, _ in export.columns:
@@ -427,7 +428,8 @@ def _mirror(
             if found.touched is not None and (found.added or found.removed):
                 found.touched.commit()
             writer = None if attempt.dry_run else state.writer(export.name, audience, schema)
-            for bucket, old, touched in _buckets(collected, state, export.name, audience, schema):
+            pairs = paired_buckets(collected, state, export.name, audience, schema)
+            for _, bucket, old, touched in pairs:
                 change = diff(bucket, old, touched)
                 for batch in digestsets.chunks(change.added, attempt.batch_size):
                     sender.send("POST", kind, batch)
@@ -447,15 +449,15 @@ def _mirror(
         state.delete(export.name, audience, kind.schema, TOUCHED)
 
 
-def _changes(
+def mirror_changes(
     collected: Collected, state: StateStore, export: str, audience: str, schema: str, *, stage: bool
-) -> _KindChanges:
+) -> KindChanges:
     """The first pass over a kind's buckets: count its changes; with ``stage``, stage its
     new touched set."""
-    found = _KindChanges()
+    found = KindChanges()
     if stage:
         found.touched = state.writer(export, audience, schema, TOUCHED)
-    for bucket, old, touched in _buckets(collected, state, export, audience, schema):
+    for _, bucket, old, touched in paired_buckets(collected, state, export, audience, schema):
         change = diff(bucket, old, touched)
         found.distinct += digestsets.count(bucket)
         found.added += digestsets.count(change.added)
@@ -468,19 +470,27 @@ def _changes(
     return found
 
 
-def _buckets(
-    collected: Collected, state: StateStore, export: str, audience: str, schema: str
-) -> Iterator[tuple[bytes, bytes, bytes]]:
-    """Per bucket of the kind's new set: it, and the same bucket of the stored state and
-    touched sets."""
+def paired_buckets(
+    collected: Collected,
+    state: StateStore,
+    export: str,
+    audience: str,
+    schema: str,
+    *,
+    ranges: tuple[tuple[int, int], ...] = ((0, digestsets.LEADING_BYTES),),
+) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """Per bucket of the kind's new set: the index of the leading-byte range it is in
+    (``ranges``: ascending, covering them all; a split run's send jobs), it, and the same
+    bucket of the stored state and touched sets."""
     old = digestsets.SortedReader(state.read(export, audience, schema))
     touched = digestsets.SortedReader(state.read(export, audience, schema, TOUCHED))
-    for high, bucket in collected.buckets(schema):
-        yield bucket, old.until(high), touched.until(high)
+    for index, within in enumerate(ranges):
+        for high, bucket in collected.buckets(schema, within):
+            yield index, bucket, old.until(high), touched.until(high)
 
 
-def _check_removals(
-    export: Export, attempt: AttemptSpec, progress: Progress, changes: dict[str, _KindChanges]
+def check_removals(
+    export: Export, attempt: AttemptSpec, progress: Progress, changes: dict[str, KindChanges]
 ) -> None:
     """The removal safeguard, before anything is sent: record its decision, and refuse the
     run when it is over the export's limits and the operator did not allow it."""
@@ -511,7 +521,7 @@ def _check_removals(
         )
 
 
-def _count(
+def count_kind(
     kind: identifiers.IdentifierType, tally: identifiers.Tally, repeats: int, progress: Progress
 ) -> None:
     tally.duplicates = repeats
@@ -532,7 +542,7 @@ def _count(
 _PUBLISH_SECONDS = 1.0  # progress while reading, or of a dry run, is saved at most this often
 
 
-class _Sender:
+class Sender:
     """Sends users requests one after another on a background thread, while the caller
     prepares the next; keeps the run's checkpoint (``progress.batches``) an unbroken count of
     accepted requests; skips the requests an earlier attempt already delivered."""
@@ -647,7 +657,7 @@ class _Sender:
         while self._pending:
             self._settle_oldest()
 
-    def __enter__(self) -> _Sender:
+    def __enter__(self) -> Sender:
         return self
 
     def __exit__(self, *exc: object) -> None:

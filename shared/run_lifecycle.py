@@ -14,7 +14,7 @@ import time
 
 from shared.adapters import telemetry
 from shared.core.definitions import Export
-from shared.core.errors import RecordChanged
+from shared.core.errors import AuthenticationError, ExportError, RecordChanged
 from shared.core.runrecord import RunRecord, Trigger, new_run_id, now
 from shared.runtime import Runtime
 
@@ -48,6 +48,14 @@ def new_record(
         allow_large_removal=allow_large_removal,
         allowed_by=trigger if allow_large_removal else "",
     )
+
+
+def error_kind(exc: ExportError) -> str:
+    """The kind of a run's failure, as telemetry and the alerts know it: the error's own
+    kind, with Snapchat's refusal of a connection's credentials told apart."""
+    if isinstance(exc, AuthenticationError):
+        return "credentials_refused"
+    return exc.kind
 
 
 def reread(rt: Runtime, record: RunRecord) -> RunRecord:

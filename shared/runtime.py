@@ -25,6 +25,7 @@ from shared.adapters.blobsource import BlobSource
 from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import DefinitionStore
 from shared.adapters.jobqueue import JobQueue, encode_policy
+from shared.adapters.request_slots import RequestSlots
 from shared.adapters.runlog import RunLog
 from shared.adapters.secretstore import (
     EnvironmentSecrets,
@@ -78,17 +79,25 @@ class Runtime:
 
     def spill(self, run_id: str) -> SpillStore:
         """Where an attempt of run ``run_id`` spills digests, under a key of its own."""
-        return SpillStore(self.spill_container, run_id, random_attempt())
+        attempt = random_attempt()
+        return SpillStore(self.spill_container, f"{run_id}/", f"{run_id}/{attempt}/")
 
     def state(self) -> StateStore:
         """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
+        return StateStore(self.state_container, self.state_key())
+
+    def state_key(self) -> bytes:
         key = self.secrets.get(KEY_SECRET)
         SECRETS.add(key)
-        return StateStore(self.state_container, parse_key(key))
+        return parse_key(key)
 
-    def snapchat(self, connection: Connection) -> SnapchatClient:
-        """A client for one connection, with its credentials read fresh from the store."""
+    def snapchat(self, connection: Connection, *, shared_slots: bool = False) -> SnapchatClient:
+        """A client for one connection, with its credentials read fresh from the store.
+        ``shared_slots``: it sends beside other instances (a split run's job), so it keeps the
+        rate limit with them through ``RequestSlots``."""
         found = credentials(self.secrets, connection)
+        rate = self.settings.requests_per_second
+        pace = RequestSlots(self.runs, connection.name, rate).wait if shared_slots else None
         return SnapchatClient(
             self.http,
             api_url=self.settings.snapchat_api_url,
@@ -102,8 +111,9 @@ class Runtime:
             on_new_refresh_token=lambda value: self._store_rotated(connection, value),
             stored_refresh_token=lambda: self.secrets.get(connection.refresh_token_secret),
             on_access_token=lambda: self._note_token(connection),
-            requests_per_second=self.settings.requests_per_second,
+            requests_per_second=rate,
             connection=connection,
+            pace=pace,
         )
 
     def _note_token(self, connection: Connection) -> None:

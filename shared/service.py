@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared import attempts, locking, pipeline
+from shared import attempts, locking, pipeline, split
 from shared.adapters import telemetry
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
@@ -217,6 +217,8 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
     queued with its checkpoint and are raised again, so that the queue delivers the job
     once more; after the queue's last delivery ``give_up`` ends it.
     """
+    if job.step:  # a job of a run split over several instances
+        return split.perform(rt, job)
     record = rt.runs.get(job.export, job.run_id)
     if record is None:
         log.warning(
@@ -226,6 +228,9 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
     if record.status not in ACTIVE:
         log.info("Run %s is already %s; duplicate delivery ignored", record.run_id, record.status)
         locking.release(rt, record)  # in case a worker ended it without freeing the export
+        return record
+    if split.handed_on(rt, record):  # split already: make sure its read jobs are queued
+        split.resume(rt, record)
         return record
     owner = secrets.token_hex(8)
     try:
@@ -241,6 +246,8 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
 
 def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     """The queue gave up on a job (poison queue): end its run as failed, saying why."""
+    if job.step:
+        return split.give_up(rt, job)
     record = rt.runs.get(job.export, job.run_id)
     if record is None or not record.active:
         return record

@@ -32,9 +32,11 @@ class LockOwner(enum.StrEnum):
     own, unique to its attempt)."""
 
     QUEUED = "queued"  # the run waits in the queue: any worker may take it over
+    SPLIT = "split"  # the run's jobs are on the queue (shared.split); each one renews it
 
 
 QUEUED = LockOwner.QUEUED
+SPLIT = LockOwner.SPLIT
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Adapter for the job queue: one message per export run, consumed by the queue worker."""
+"""Adapter for the job queue: one message per export run, consumed by the queue worker; a
+run split over several instances adds one message per job of it (``shared.split``)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,22 @@ from shared.core.errors import StorageError
 log = logging.getLogger(__name__)
 
 
+STEPS = ("", "read", "judge", "send")  # "": the run itself; the others: a job of a split run
+
+
 @dataclass(frozen=True)
 class Job:
     run_id: str
     export: str
     snapshot: str
+    step: str = ""
+    part: int = 0  # which job of the step
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        fields = asdict(self)
+        if not self.step:
+            del fields["step"], fields["part"]
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -35,7 +44,11 @@ class Job:
             isinstance(raw.get(key), str) and raw[key] for key in ("run_id", "export", "snapshot")
         ):
             raise ValueError("job message lacks run_id, export or snapshot")
-        return cls(run_id=raw["run_id"], export=raw["export"], snapshot=raw["snapshot"])
+        step, part = raw.get("step", ""), raw.get("part", 0)
+        if step not in STEPS or type(part) is not int or not 0 <= part < 1 << 16:
+            raise ValueError("job message names no step of a run this app knows")
+        return cls(run_id=raw["run_id"], export=raw["export"], snapshot=raw["snapshot"],
+                   step=step, part=part)  # fmt: skip
 
 
 def encode_policy() -> TextBase64EncodePolicy:

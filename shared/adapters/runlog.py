@@ -25,7 +25,7 @@ from shared.core.runrecord import RunRecord, is_run_id, row_key
 
 log = logging.getLogger(__name__)
 
-_JSON_FIELDS = ("by_type", "by_segment", "safeguard")
+_JSON_FIELDS = ("by_type", "by_segment", "safeguard", "jobs")
 
 
 def _to_entity(record: RunRecord) -> dict[str, Any]:

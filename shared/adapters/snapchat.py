@@ -116,6 +116,7 @@ class SnapchatClient:
         requests_per_second: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         connection: Connection | None = None,
+        pace: Callable[[], None] | None = None,
     ) -> None:
         self._connection = connection  # named in errors about the credentials
         self._session = session
@@ -130,6 +131,7 @@ class SnapchatClient:
         # 5% under the limit, so that scheduling jitter never puts an 11th request in a second.
         self._interval = 1.05 / requests_per_second if requests_per_second > 0 else 0.0
         self._sleep = sleep
+        self._shared_pace = pace  # waits for a slot shared with other instances, if given
         self._token = _Token()
         self._lock = threading.Lock()
         self._next_slot = 0.0
@@ -268,7 +270,11 @@ class SnapchatClient:
         return delay
 
     def _pace(self) -> None:
-        """Space requests so that one access token stays under the configured rate."""
+        """Space requests so that one access token stays under the configured rate (with
+        ``pace``: the connection, over every instance that uses it)."""
+        if self._shared_pace is not None:
+            self._shared_pace()
+            return
         if not self._interval:
             return
         with self._lock:

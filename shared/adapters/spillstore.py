@@ -3,10 +3,13 @@
 While a large snapshot is read, each identifier kind's digests are held in memory up to a
 budget; over it, they are written out as a *run*: one blob, ``<SPILL_CONTAINER>/<run id>/
 <attempt>/<schema>-<n>.run``, holding a sorted, distinct digest set as 256 frames, one per
-leading byte, so that a bucket (a range of leading bytes) is one ranged read. Each frame is
-an AES-256-GCM box under a key made for the attempt and held only in its memory: a spilled
-file is unreadable by anyone else, and useless once the attempt is over. The attempt deletes
-its runs when it ends, however it ends; a crashed attempt's are deleted by the next attempt
+leading byte, after a header of where each frame starts, so that a bucket (a range of
+leading bytes) is one ranged read. Each frame is an AES-256-GCM box. On one instance the key
+is made for the attempt and held only in its memory: a spilled file is unreadable by anyone
+else, and useless once the attempt is over. A split run's jobs (``shared.split``) share
+their runs, so each job's key is derived (HKDF) from the mirror-state key, the run, the job
+and its attempt, and never stored. The attempt deletes its runs when it ends, however it
+ends (a split run: when the run ends); a crashed attempt's are deleted by the next attempt
 of the run and, failing that, by the storage account's lifecycle rule (``infra/``).
 
 Why Blob Storage and not the instance's disk: Flex Consumption documents each instance's
@@ -23,12 +26,15 @@ from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.core import digestsets
 from shared.core.errors import StorageError
 
 _TAG = 16  # bytes an AES-GCM box adds to its plaintext
+_HEADER = struct.Struct(f">{digestsets.LEADING_BYTES + 1}Q")  # where each frame starts
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,24 @@ class Run:
     offsets: tuple[int, ...]  # 257 byte offsets of the frames in the blob
 
 
+def derived_key(secret: bytes, run_id: str, job: str, attempt: str) -> bytes:
+    """The key of one attempt of one job of a split run, from the mirror-state key."""
+    info = f"ci2snap spill\n{run_id}\n{job}\n{attempt}".encode()
+    return HKDF(hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
 class SpillStore:
-    def __init__(self, container: ContainerClient, run_id: str, attempt: str) -> None:
+    """``prefix``: every spilled file of the run (or of one job of a split run), which
+    ``delete_all`` deletes; ``folder``: this attempt's, under it. ``key``: a new random one
+    unless given (a split run's job, see ``derived_key``)."""
+
+    def __init__(
+        self, container: ContainerClient, prefix: str, folder: str, key: bytes | None = None
+    ) -> None:
         self._container = container
-        self._prefix = f"{run_id}/"
-        self._folder = f"{run_id}/{attempt}/"
-        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._prefix = prefix
+        self._folder = folder
+        self._aead = AESGCM(key or AESGCM.generate_key(bit_length=256))
         self._runs = 0
         self._ready = False
         self.bytes_written = 0  # plaintext digests spilled, over the attempt
@@ -55,13 +73,14 @@ class SpillStore:
         number, self._runs = self._runs, self._runs + 1
         name = f"{self._folder}{schema}-{number}.run"
         cuts = digestsets.leading_offsets(data)
-        boxes, offsets, at = [], [0], 0
+        boxes, offsets, at = [b""], [_HEADER.size], _HEADER.size
         for leading in range(digestsets.LEADING_BYTES):
             plain = data[cuts[leading] : cuts[leading + 1]]
             box = self._aead.encrypt(_nonce(number, leading), plain, _associated(name, leading))
             boxes.append(box)
             at += len(box)
             offsets.append(at)
+        boxes[0] = _HEADER.pack(*offsets)
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):
@@ -72,6 +91,16 @@ class SpillStore:
             raise StorageError(f"spill {name}: cannot be written ({type(exc).__name__})") from None
         self.bytes_written += len(data)
         return Run(name, number, tuple(offsets))
+
+    def open(self, name: str, number: int) -> Run:
+        """A run another job wrote, under this store's key: its frame offsets, read."""
+        try:
+            header = self._container.download_blob(name, offset=0, length=_HEADER.size).readall()
+        except AzureError as exc:
+            raise StorageError(f"spill {name}: cannot be read ({type(exc).__name__})") from None
+        if len(header) != _HEADER.size:
+            raise StorageError(f"spill {name}: cut off")
+        return Run(name, number, tuple(_HEADER.unpack(header)))
 
     def read(self, run: Run, low: int, high: int) -> bytes:
         """The run's digests whose leading byte is in ``[low, high)``, sorted."""

@@ -27,7 +27,7 @@ import struct
 from collections.abc import Iterator
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, ContainerClient
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -133,6 +133,13 @@ class StateStore:
         writer.add(digests)
         writer.commit()
 
+    def commit_staged(
+        self, export: str, audience: str, schema: str, blocks: int, part: str = STATE
+    ) -> None:
+        """Make the ``blocks`` a ``Writer`` staged (``stage_all``) the set's content."""
+        name = f"{export}/{audience}/{schema}.{part}"
+        _commit(self._container.get_blob_client(name), name, blocks)
+
     def delete(self, export: str, audience: str, schema: str, part: str) -> None:
         name = f"{export}/{audience}/{schema}.{part}"
         try:
@@ -171,17 +178,17 @@ class Writer:
             del self._open[: _CHUNK * 32]
 
     def commit(self) -> None:
+        _commit(self._blob, self._name, self.stage_all())
+
+    def stage_all(self) -> int:
+        """Seal and stage the rest, without committing: how many blocks the set has, which
+        ``StateStore.commit_staged`` commits later (another job of a split run)."""
         if self._open:
             self._seal(bytes(self._open), last=False)
             self._open.clear()
         self._seal(b"", last=True)
         self._stage(force=True)
-        try:
-            self._blob.commit_block_list([BlobBlock(block_id=b) for b in self._blocks])
-        except AzureError as exc:
-            raise StorageError(
-                f"mirror state {self._name}: cannot be written ({type(exc).__name__})"
-            ) from None
+        return len(self._blocks)
 
     def _seal(self, plain: bytes, *, last: bool) -> None:
         nonce = self._prefix + _FRAME.pack(self._index)
@@ -193,7 +200,7 @@ class Writer:
     def _stage(self, *, force: bool = False) -> None:
         if not self._pending or (len(self._pending) < _BLOCK and not force):
             return
-        block = base64.b64encode(f"{len(self._blocks):010d}".encode()).decode()
+        block = _block_id(len(self._blocks))
         try:
             self._blob.stage_block(block, bytes(self._pending))
         except AzureError as exc:
@@ -202,6 +209,19 @@ class Writer:
             ) from None
         self._blocks.append(block)
         self._pending.clear()
+
+
+def _block_id(number: int) -> str:
+    return base64.b64encode(f"{number:010d}".encode()).decode()
+
+
+def _commit(blob: BlobClient, name: str, blocks: int) -> None:
+    try:
+        blob.commit_block_list([BlobBlock(block_id=_block_id(n)) for n in range(blocks)])
+    except AzureError as exc:
+        raise StorageError(
+            f"mirror state {name}: cannot be written ({type(exc).__name__})"
+        ) from None
 
 
 def _associated(names: tuple[str, ...], index: int, last: bool) -> bytes:

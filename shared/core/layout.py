@@ -44,6 +44,7 @@ class Snapshot:
     last_modified: datetime  # newest last-modified time among its files
     folder: str | None  # the snapshot folder, None for a flat file
     version: str = ""  # changes when any of its files is rewritten
+    size: int = 0  # bytes, over all its files
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def snapshots(path: str, blobs: Iterable[BlobEntry]) -> list[Snapshot]:
                     last_modified=blob.last_modified,
                     folder=None,
                     version=_version([blob]),
+                    size=blob.size,
                 )
             )
     for snapshot_id, parts in folders.items():
@@ -104,6 +106,7 @@ def snapshots(path: str, blobs: Iterable[BlobEntry]) -> list[Snapshot]:
                 last_modified=max(blob.last_modified for _, blob in parts),
                 folder=f"{path}/{snapshot_id}",
                 version=_version([blob for _, blob in parts]),
+                size=sum(blob.size for _, blob in parts),
             )
         )
     found.sort(key=lambda snapshot: (snapshot.taken_at, snapshot.id))

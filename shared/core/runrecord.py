@@ -64,6 +64,9 @@ class Progress:
     by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     by_segment: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # rows
     safeguard: dict[str, Any] = dataclasses.field(default_factory=dict)  # core.safeguard
+    # A run split over several instances (shared.split): its jobs per step, and how many of
+    # each are done ("read", "read_done", "send", "send_done"); empty for a one-instance run.
+    jobs: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 T = TypeVar("T")
@@ -137,6 +140,7 @@ class RunRecord:
     by_type = _FromProgress[dict[str, dict[str, int]]]()
     by_segment = _FromProgress[dict[str, dict[str, int]]]()
     safeguard = _FromProgress[dict[str, Any]]()
+    jobs = _FromProgress[dict[str, int]]()
 
     @property
     def active(self) -> bool:

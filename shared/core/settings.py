@@ -113,6 +113,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "read. Peak memory is about 8 times this plus 200 MiB, whatever the segment's size.",
     ),
     SettingSpec(
+        "SPLIT_ABOVE_MB",
+        "2048",
+        "A snapshot larger than this (MiB of CSV, all partitions together) is exported by "
+        "several jobs on the queue, one reader per partition, which the platform spreads over "
+        "instances; 0 splits every run of two or more partitions.",
+    ),
+    SettingSpec(
         "EXPORT_SCHEDULE",
         "0 */15 * * * *",
         "NCRONTAB schedule (UTC) of the timer that looks for new snapshots; read by the host.",
@@ -221,6 +228,7 @@ class Settings:
     state_container: str
     spill_container: str
     spill_memory_bytes: int
+    split_above_bytes: int
     key_vault_url: str | None
     local_secrets_file: Path
     local_principal: str | None
@@ -278,6 +286,7 @@ class Settings:
             state_container=reader.name("STATE_CONTAINER"),
             spill_container=reader.name("SPILL_CONTAINER"),
             spill_memory_bytes=reader.integer("SPILL_MEMORY_MB", 0, 4096) << 20,
+            split_above_bytes=reader.integer("SPLIT_ABOVE_MB", 0, 1 << 30) << 20,
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
             local_secrets_file=local_secrets_path(reader.optional("LOCAL_SECRETS_FILE")),
             local_principal=reader.local_principal(),
