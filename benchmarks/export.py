@@ -94,16 +94,19 @@ def main(argv: list[str] | None = None) -> int:
                 if args.also_single:
                     one = {**env, "SPLIT_ABOVE_MB": str(1 << 30)}
                     singles.append(_measure(one, "export", "bench"))
-                    print(f"  one instance {singles[-1]['seconds']:.2f}s", flush=True)
+                    print(f"  one instance {singles[-1]['seconds']:.2f}s "
+                          f"({singles[-1]['peak_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
             else:
                 results.append(_measure(env, "export", "bench"))
-            print(f"  floor {floors[-1]['seconds']:.2f}s, export {results[-1]['seconds']:.2f}s",
+            print(f"  floor {floors[-1]['seconds']:.2f}s ({floors[-1]['peak_rss_mb']:.0f} MB), "
+                  f"export {results[-1]['seconds']:.2f}s ({results[-1]['peak_rss_mb']:.0f} MB, "
+                  f"spilled {results[-1]['run'].get('spilled_bytes', 0):,} bytes)",
                   flush=True)  # fmt: skip
         floor = _median(floors)
         result = _median(results)
-        state = requests.get(f"{sandbox['base_url']}/_sandbox/state", timeout=60).json()
+        state = requests.get(f"{sandbox['base_url']}/_sandbox/state", timeout=1800).json()
         held = state["audiences"][AUDIENCE]["EMAIL_SHA256"]
-        log = requests.get(f"{sandbox['base_url']}/_sandbox/requests", timeout=60).json()
+        log = requests.get(f"{sandbox['base_url']}/_sandbox/requests", timeout=600).json()
         uploads = [r for r in log if r["path"].endswith("/users")]
         per_run = len(log) // args.repeat
         run = result["run"]

@@ -12,11 +12,15 @@ bounded by the budget plus one bucket.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from shared.adapters.spillstore import Run, SpillStore
 from shared.core import digestsets
 
 BUCKET_TARGET = 1 << 19  # digests read per bucket, at most (16 MiB)
+# A bucket's pieces of every spilled run are ranged reads: made side by side, since each one
+# mostly waits for storage.
+_READERS = ThreadPoolExecutor(8, thread_name_prefix="spill-read")
 
 
 Spilled = tuple[SpillStore, Run]  # a spilled run, and the store (key) that reads it
@@ -26,7 +30,7 @@ class Collected:
     def __init__(self, spill: SpillStore, budget_bytes: int, schemas: Iterable[str]) -> None:
         self._spill = spill
         self._budget = budget_bytes
-        self._held: dict[str, list[bytes]] = {schema: [] for schema in schemas}
+        self._held: dict[str, bytearray] = {schema: bytearray() for schema in schemas}
         self._held_bytes = 0
         self._runs: dict[str, list[Spilled]] = {schema: [] for schema in self._held}
         self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
@@ -45,7 +49,7 @@ class Collected:
         return collected
 
     def add(self, schema: str, digests: bytes) -> None:
-        self._held[schema].append(digests)
+        self._held[schema] += digests
         self._held_bytes += len(digests)
         self._read[schema] += digestsets.count(digests)
         if self._held_bytes > self._budget:
@@ -56,13 +60,13 @@ class Collected:
         self._spill_held()
 
     def _spill_held(self) -> None:
-        for schema, parts in self._held.items():
-            if parts:
-                held = parts.copy()
-                parts.clear()  # so that the digests go as soon as they are sorted
-                data = digestsets.sorted_distinct(held)
-                del held
-                self._runs[schema].append((self._spill, self._spill.write(schema, data)))
+        for schema, held in list(self._held.items()):
+            if held:
+                self._held[schema] = bytearray()
+                frames = digestsets.SortedFrames(held)  # sorted where it is: no copy
+                run = self._spill.write_frames(schema, frames.sizes, frames.frame)
+                self._runs[schema].append((self._spill, run))
+                del frames, held
         self._held_bytes = 0
 
     def read(self, schema: str) -> int:
@@ -80,8 +84,8 @@ class Collected:
         ``high`` is the bucket's first leading byte past its end. ``within``: only the
         leading bytes ``[low, high)`` (a split run's job), buckets cut at its ends."""
         if schema not in self._kept:
-            self._kept[schema] = digestsets.sorted_distinct(self._held[schema])
-            self._held[schema].clear()
+            self._kept[schema] = digestsets.sorted_distinct([self._held[schema]])
+            self._held[schema] = bytearray()
         kept = self._kept[schema]
         cuts = digestsets.leading_offsets(kept)
         count = digestsets.bucket_count(self._read[schema], BUCKET_TARGET)
@@ -90,7 +94,9 @@ class Collected:
             low, high = max(low, within[0]), min(high, within[1])
             if low >= high:
                 continue
-            parts = [store.read(run, low, high) for store, run in self._runs[schema]]
+            spilled = self._runs[schema]
+            reads = [_READERS.submit(store.read, run, low, high) for store, run in spilled]
+            parts = [read.result() for read in reads]
             parts.append(kept[cuts[low] : cuts[high]])
             yield high, parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
 

@@ -6,6 +6,8 @@ thousand rows make several of them, and compares what the sandbox received."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from azure.storage.blob import BlobServiceClient
 
@@ -102,15 +104,16 @@ def test_spilled_files_hold_no_digest_and_are_gone_after_a_failed_run(
                              profiles=2000, partitions=2)  # fmt: skip
     app.rebuild(monkeypatch, SPILL_MEMORY_MB="0")
     kept: dict[str, bytes] = {}
-    write = spillstore.SpillStore.write
+    write = spillstore.SpillStore.write_frames
 
-    def keep_a_copy(self: spillstore.SpillStore, schema: str, data: bytes) -> spillstore.Run:
-        found = write(self, schema, data)
+    def keep_a_copy(self: spillstore.SpillStore, schema: str, sizes: list[int],
+                    frame: Callable[[int], bytes]) -> spillstore.Run:  # fmt: skip
+        found = write(self, schema, sizes, frame)
         kept[found.name] = blob_service.get_blob_client(
             app.env["SPILL_CONTAINER"], found.name).download_blob().readall()  # fmt: skip
         return found
 
-    monkeypatch.setattr(spillstore.SpillStore, "write", keep_a_copy)
+    monkeypatch.setattr(spillstore.SpillStore, "write_frames", keep_a_copy)
     sandbox.inject("403", times=50, path_contains="/users")
     record = run(app)
     assert record.status == "failed"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -70,26 +71,37 @@ class SpillStore:
 
     def write(self, schema: str, data: bytes) -> Run:
         """Spill the sorted set ``data`` as one run."""
+        cuts = digestsets.leading_offsets(data)
+        sizes = [cuts[leading + 1] - cuts[leading] for leading in range(digestsets.LEADING_BYTES)]
+        return self.write_frames(
+            schema, sizes, lambda leading: data[cuts[leading] : cuts[leading + 1]]
+        )
+
+    def write_frames(self, schema: str, sizes: list[int], frame: Callable[[int], bytes]) -> Run:
+        """Spill a sorted set given frame by frame (``frame(leading)``, of ``sizes[leading]``
+        bytes), encrypting each as it is uploaded: memory holds one frame, not the set."""
         number, self._runs = self._runs, self._runs + 1
         name = f"{self._folder}{schema}-{number}.run"
-        cuts = digestsets.leading_offsets(data)
-        boxes, offsets, at = [b""], [_HEADER.size], _HEADER.size
-        for leading in range(digestsets.LEADING_BYTES):
-            plain = data[cuts[leading] : cuts[leading + 1]]
-            box = self._aead.encrypt(_nonce(number, leading), plain, _associated(name, leading))
-            boxes.append(box)
-            at += len(box)
-            offsets.append(at)
-        boxes[0] = _HEADER.pack(*offsets)
+        offsets = [_HEADER.size]
+        for size in sizes:
+            offsets.append(offsets[-1] + size + _TAG)
+
+        def boxes() -> Iterator[bytes]:
+            yield _HEADER.pack(*offsets)
+            for leading in range(digestsets.LEADING_BYTES):
+                plain = frame(leading)
+                yield self._aead.encrypt(_nonce(number, leading), plain,
+                                         _associated(name, leading))  # fmt: skip
+
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):
                     self._container.create_container()
                 self._ready = True
-            self._container.upload_blob(name, iter(boxes), length=at, overwrite=True)
+            self._container.upload_blob(name, boxes(), length=offsets[-1], overwrite=True)
         except AzureError as exc:
             raise StorageError(f"spill {name}: cannot be written ({type(exc).__name__})") from None
-        self.bytes_written += len(data)
+        self.bytes_written += sum(sizes)
         return Run(name, number, tuple(offsets))
 
     def open(self, name: str, number: int) -> Run:

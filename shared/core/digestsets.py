@@ -9,6 +9,7 @@ whole sorted set. SHA-256 spreads digests evenly, so buckets are of about equal 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -27,7 +28,7 @@ def count(data: bytes) -> int:
     return len(data) // DIGEST
 
 
-def sorted_distinct(parts: Iterable[bytes]) -> bytes:
+def sorted_distinct(parts: Iterable[bytes | bytearray]) -> bytes:
     """The distinct digests of ``parts`` (concatenated digests, in any order), sorted.
     Sorts one copy in place: memory is about twice the input's, then the result's."""
     joined = bytearray().join(parts)
@@ -41,6 +42,31 @@ def sorted_distinct(parts: Iterable[bytes]) -> bytes:
     np.any(words[1:] != words[:-1], axis=1, out=keep[1:])
     result: bytes = digests[keep].tobytes()
     return result
+
+
+class SortedFrames:
+    """A buffer of digests sorted in place, handed out distinct, one leading byte at a time,
+    so that nothing of the buffer's size is copied (what a spill writes)."""
+
+    def __init__(self, buffer: bytearray) -> None:
+        self._digests = _array(buffer)  # a writable view: sorted in place
+        self._digests.sort()
+        words = self._digests.view(np.uint64).reshape(-1, DIGEST // 8)
+        self._keep = np.empty(len(self._digests), dtype=bool)
+        if len(self._digests):
+            self._keep[0] = True
+            np.any(words[1:] != words[:-1], axis=1, out=self._keep[1:])
+        firsts = np.frombuffer(buffer, dtype=np.uint8)[::DIGEST]
+        self._starts = np.searchsorted(firsts, np.arange(LEADING_BYTES + 1), side="left")
+        kept = np.concatenate(([0], np.cumsum(self._keep, dtype=np.int64)))
+        starts = self._starts
+        self.sizes = [int(kept[b] - kept[a]) * DIGEST for a, b in itertools.pairwise(starts)]
+
+    def frame(self, leading: int) -> bytes:
+        """The distinct digests whose leading byte is ``leading``, sorted."""
+        low, high = int(self._starts[leading]), int(self._starts[leading + 1])
+        found: bytes = self._digests[low:high][self._keep[low:high]].tobytes()
+        return found
 
 
 def leading_offsets(data: bytes) -> list[int]:
