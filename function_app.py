@@ -81,6 +81,12 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, lambda rt, who: api.list_runs(rt, who, _name(req), limit))
 
 
+@app.route(route="exports/{name}/purge", methods=["POST"], auth_level=ANONYMOUS)
+def purge_export(req: func.HttpRequest) -> func.HttpResponse:
+    body = req.get_body()
+    return _serve(req, lambda rt, who: api.purge_export(rt, who, _name(req), body))
+
+
 # -- definitions --------------------------------------------------------------------------
 
 

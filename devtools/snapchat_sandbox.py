@@ -47,6 +47,7 @@ Only the standard library is used, so the module runs anywhere the project runs.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import gc
@@ -76,7 +77,7 @@ MAX_IDENTIFIERS_PER_REQUEST = 100_000
 MAX_SEGMENT_NAME = 375
 MAX_SEGMENTS_PER_AD_ACCOUNT = 1000
 TARGETABLE_MINIMUM = 1000
-FAULT_KINDS = ("429", "500", "503", "401", "403", "slow", "drop", "sub_request_failed")
+FAULT_KINDS = ("429", "500", "503", "401", "403", "307", "slow", "drop", "sub_request_failed")
 
 _HOST = "127.0.0.1"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -203,6 +204,7 @@ class _FaultSpec:
     kind: str
     seconds: float = 0.0  # for "slow"
     retry_after: int | None = None  # for "429"
+    location: str = ""  # for "307": where the answer redirects to
 
     def applies_to(self, method: str, path: str) -> bool:
         """A failed sub-request only makes sense on the users endpoints."""
@@ -226,6 +228,11 @@ def _parse_fault(text: str, *, slow_seconds: float = _DEFAULT_SLOW_SECONDS) -> _
         if name != "retry-after" or not value.isdigit():
             raise ValueError(f"malformed fault {text!r}; use '429:retry-after=SECONDS'")
         return _FaultSpec(kind, retry_after=int(value))
+    if kind == "307":
+        name, _, value = argument.partition("=")
+        if name != "location" or not value.startswith("/"):
+            raise ValueError(f"malformed fault {text!r}; use '307:location=/PATH'")
+        return _FaultSpec(kind, location=value)
     if argument:
         raise ValueError(f"fault {kind!r} takes no argument")
     return _FaultSpec(kind)
@@ -299,7 +306,7 @@ class _Faults:
             self._chaos = ()
 
 
-def _fault_response(spec: _FaultSpec) -> _Response | None:
+def _fault_response(spec: _FaultSpec) -> _Response | None:  # noqa: PLR0911 - one per kind
     """The answer a status-code fault replaces the real one with (None for other kinds)."""
     if spec.kind == "429":
         headers = (("Retry-After", str(spec.retry_after)),) if spec.retry_after is not None else ()
@@ -313,6 +320,8 @@ def _fault_response(spec: _FaultSpec) -> _Response | None:
         return _api_error_response(401, _E_UNAUTHORIZED, "Unauthorized (sandbox fault)")
     if spec.kind == "403":
         return _api_error_response(403, _E_PERMISSION, "No permission on the segment (fault)")
+    if spec.kind == "307":  # a redirect that keeps the method and the body
+        return _Response(307, headers=(("Location", spec.location),))
     return None
 
 
@@ -326,10 +335,20 @@ class _Client:
     refresh_token: str
 
 
+_PKCE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636's S256 code challenge of a code verifier."""
+    digest = hashlib.sha256(verifier.encode("ascii", errors="replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 @dataclass(frozen=True)
 class _Code:
     client_id: str
     redirect_uri: str
+    challenge: str = ""  # PKCE: the S256 code challenge the authorize request carried
 
 
 class _Auth:
@@ -355,12 +374,12 @@ class _Auth:
         with self._lock:
             return self._clients[client_id].refresh_token
 
-    def issue_code(self, client_id: str, redirect_uri: str) -> str:
+    def issue_code(self, client_id: str, redirect_uri: str, challenge: str = "") -> str:
         code = secrets.token_urlsafe(24)
         with self._lock:
             if client_id not in self._clients:
                 raise KeyError(f"unknown client {client_id!r}")
-            self._codes[code] = _Code(client_id, redirect_uri)
+            self._codes[code] = _Code(client_id, redirect_uri, challenge)
         return code
 
     def expire_all(self) -> None:
@@ -401,7 +420,8 @@ class _Auth:
             fields = _require_fields(form, names)
             with self._lock:
                 client = self._authenticate(fields["client_id"], fields["client_secret"])
-                self._use_code(fields["client_id"], fields["code"], fields["redirect_uri"])
+                self._use_code(fields["client_id"], fields["code"], fields["redirect_uri"],
+                               form.get("code_verifier"))  # fmt: skip
                 return self._issue(client.refresh_token)
         if grant_type is None:
             raise _oauth_reject(400, "invalid_request", "grant_type is missing")
@@ -420,12 +440,15 @@ class _Auth:
             client.refresh_token = secrets.token_urlsafe(32)
         return client.refresh_token
 
-    def _use_code(self, client_id: str, code: str, redirect_uri: str) -> None:
+    def _use_code(self, client_id: str, code: str, redirect_uri: str, verifier: str | None) -> None:
         issued = self._codes.get(code)
         if issued is None or issued.client_id != client_id:
             raise _oauth_reject(400, "invalid_grant", "Invalid or already used code")
         if issued.redirect_uri != redirect_uri:
             raise _oauth_reject(400, "invalid_grant", "redirect_uri does not match the code")
+        pkce = issued.challenge or verifier is not None  # RFC 7636, S256 only
+        if pkce and (not verifier or not _same(pkce_challenge(verifier), issued.challenge)):
+            raise _oauth_reject(400, "invalid_grant", "code_verifier does not match")
         del self._codes[code]
 
     def _issue(self, refresh_token: str) -> dict[str, object]:
@@ -892,9 +915,9 @@ class SnapchatSandbox:
     ) -> None:
         self._store.add(segment_id, ad_account_id, name)
 
-    def issue_code(self, client_id: str, redirect_uri: str) -> str:
+    def issue_code(self, client_id: str, redirect_uri: str, challenge: str = "") -> str:
         """A single-use authorization code, as the consent page would hand out."""
-        return self._auth.issue_code(client_id, redirect_uri)
+        return self._auth.issue_code(client_id, redirect_uri, challenge)
 
     def identifiers(self, segment_id: str, schema: str = "EMAIL_SHA256") -> set[str]:
         """A copy of the identifiers the segment holds now (KeyError for an unknown segment)."""
@@ -1067,7 +1090,13 @@ class SnapchatSandbox:
             raise _oauth_reject(400, "unsupported_response_type", "response_type must be code")
         if query.get("scope") != SCOPE:
             raise _oauth_reject(400, "invalid_scope", f"scope must be {SCOPE}")
-        code = self._auth.issue_code(client_id, redirect_uri)
+        challenge = query.get("code_challenge", "")
+        if (challenge or "code_challenge_method" in query) and (
+            query.get("code_challenge_method") != "S256" or not _PKCE.fullmatch(challenge)
+        ):
+            raise _oauth_reject(400, "invalid_request", "PKCE: code_challenge_method must be "
+                                "S256, with a 43-character code_challenge")  # fmt: skip
+        code = self._auth.issue_code(client_id, redirect_uri, challenge)
         location = _with_query(redirect_uri, code=code, state=query.get("state"))
         return _Response(302, headers=(("Location", location),))
 

@@ -76,6 +76,20 @@ param alertWebhookUrl string = ''
 @description('Hours an enabled export may have a settled snapshot without a successful run before the stale-audience alert fires.')
 param staleAfterHours int = 6
 
+@description('Private endpoints (with private DNS zones) for the runtime, deployment and export storage accounts and the vault, whose public network access is then off. Customer Insights must then write the export account over Private Link (docs/deploy.md). With an existing export account, give it a private endpoint yourself.')
+param privateNetworking bool = false
+
+@description('Send the app\'s outbound calls through a NAT gateway with one fixed public IP address (e.g. for a proxy or an allow-list).')
+param natGateway bool = false
+
+@description('CanNotDelete locks on the vault and the storage accounts this template creates.')
+param resourceLocks bool = true
+
+@minValue(0)
+@maxValue(365)
+@description('Days after which Customer Insights snapshots in the export account this template creates are deleted (0: kept). The app reads only the newest.')
+param exportRetentionDays int = 7
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -107,12 +121,27 @@ module identity 'app/identity.bicep' = {
   }
 }
 
+// The platform publishes and loads the code package as this identity, so the identity the
+// app's code runs as needs no right on the package (app/rbac.bicep).
+module packageIdentity 'app/identity.bicep' = {
+  name: 'packageIdentity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}package-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
 module network 'app/network.bicep' = {
   name: 'network'
   scope: rg
   params: {
     vnetName: '${abbrs.networkVirtualNetworks}${resourceToken}'
     nsgName: '${abbrs.networkNetworkSecurityGroups}app-${resourceToken}'
+    natGateway: natGateway
+    natGatewayName: 'ng-${resourceToken}'
+    publicIpName: 'pip-ng-${resourceToken}'
     location: location
     tags: tags
   }
@@ -152,6 +181,9 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     appSubnetId: network.outputs.appSubnetId
+    privateNetworking: privateNetworking
+    deleteLock: resourceLocks
+    workspaceId: monitoring.outputs.workspaceId
     spillContainerName: spillContainerName
     jobsQueueName: jobsQueueName
     runsTableName: runsTableName
@@ -169,6 +201,9 @@ module deploymentStorage 'app/container-account.bicep' = {
     tags: tags
     skuName: storageSkuName
     containerName: deploymentContainerName
+    privateNetworking: privateNetworking
+    deleteLock: resourceLocks
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -181,6 +216,11 @@ module exportStorage 'app/container-account.bicep' = if (!useExistingExportStora
     tags: tags
     skuName: storageSkuName
     containerName: createdExportContainerName
+    privateNetworking: privateNetworking
+    deleteLock: resourceLocks
+    workspaceId: monitoring.outputs.workspaceId
+    deleteAfterDays: exportRetentionDays
+    softDelete: false // Customer Insights' exports fail on an account with blob soft delete on
   }
 }
 
@@ -203,6 +243,58 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     appSubnetId: network.outputs.appSubnetId
     operatorIpAddresses: operatorIps
+    privateNetworking: privateNetworking
+    deleteLock: resourceLocks
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// Each account's and the vault's private endpoints (privateNetworking).
+var storageEndpoints = [
+  {
+    key: 'runtime-blob'
+    id: storage.outputs.id
+    group: 'blob'
+  }
+  {
+    key: 'runtime-queue'
+    id: storage.outputs.id
+    group: 'queue'
+  }
+  {
+    key: 'runtime-table'
+    id: storage.outputs.id
+    group: 'table'
+  }
+  {
+    key: 'package-blob'
+    id: deploymentStorage.outputs.id
+    group: 'blob'
+  }
+  {
+    key: 'vault'
+    id: keyVault.outputs.id
+    group: 'vault'
+  }
+]
+var exportEndpoints = useExistingExportStorage ? [] : [
+  {
+    key: 'export-blob'
+    id: exportStorage.outputs.id
+    group: 'blob'
+  }
+]
+
+module privateLink 'app/private-link.bicep' = if (privateNetworking) {
+  name: 'privateLink'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    vnetId: network.outputs.vnetId
+    subnetId: network.outputs.privateEndpointSubnetId
+    namePrefix: '${abbrs.networkPrivateEndpoints}${resourceToken}'
+    endpoints: concat(storageEndpoints, exportEndpoints)
   }
 }
 
@@ -216,6 +308,7 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     deploymentStorageAccountName: deploymentStorage.outputs.name
     deploymentContainerName: deploymentStorage.outputs.containerName
+    principalIdForPackage: packageIdentity.outputs.principalId
     exportStorageAccountName: useExistingExportStorage ? '' : exportStorage.outputs.name
     exportContainerName: createdExportContainerName
     refreshTokenSecretNames: refreshTokenSecretNames
@@ -234,8 +327,9 @@ var appSettings = {
   RUNS_TABLE: runsTableName
   STATE_CONTAINER: 'exporter-state'
   SPILL_CONTAINER: spillContainerName
-  SPILL_MEMORY_MB: '32'
+  SPILL_MEMORY_MB: '8'
   SPLIT_ABOVE_MB: '2048'
+  STATE_RETENTION_DAYS: '30'
   EXPORT_SCHEDULE: exportSchedule
   KEY_VAULT_URL: keyVault.outputs.uri
   SNAPCHAT_API_URL: 'https://adsapi.snapchat.com/v1'
@@ -261,6 +355,7 @@ module api 'app/api.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    packageIdentityId: packageIdentity.outputs.id
     appSubnetId: network.outputs.appSubnetId
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageQueueEndpoint: storage.outputs.queueEndpoint
@@ -286,6 +381,7 @@ output AZURE_FUNCTION_APP_NAME string = api.outputs.name
 output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
 output AZURE_APP_SUBNET_ID string = network.outputs.appSubnetId
+output AZURE_OUTBOUND_IP_ADDRESS string = network.outputs.outboundIpAddress
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 // Named apart from the EXPORT_* inputs in main.parameters.json: azd stores outputs in the same

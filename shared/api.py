@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from shared import browser_connect, definition_changes, service, signin, web
+from shared import browser_connect, definition_changes, purge, service, signin, web
 from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import Entry, Kind
 from shared.core import advice, schedule
@@ -226,6 +226,24 @@ def list_connections(rt: Runtime, who: Principal) -> Reply:
         body["token_refreshed_at"] = refreshed.get(entry.name) or None
         found.append(body)
     return Reply(200, {"connections": found})
+
+
+def purge_export(rt: Runtime, who: Principal, name: str, body: bytes) -> Reply:
+    """``POST /api/exports/{name}/purge``: erase the export's stored digests (all of them, or
+    ``{"audience_id": ...}``'s); Admins only. Also for an export deleted meanwhile."""
+    authorize(who, Action.PURGE)
+    document: object = {}
+    if body.strip():
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = None
+    if not isinstance(document, dict) or set(document) - {"audience_id"}:
+        raise BadRequest('the request body must be {} or {"audience_id": "<audience ID>"}')
+    audience = document.get("audience_id")
+    if audience is not None and not isinstance(audience, str):
+        raise BadRequest("audience_id must be a string")
+    return Reply(200, purge.purge(rt, name, audience=audience, by=who.label))
 
 
 def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Reply:

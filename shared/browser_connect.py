@@ -5,7 +5,9 @@ a fresh ``state``, with who started it and a ten-minute deadline) and answers Sn
 authorize URL, which the browser opens. Snapchat sends the browser back to
 ``/api/oauth/snapchat/callback``; ``finish`` finds the pending flow, checks that the same
 person is signed in and that it has not expired, takes it (once: a second use of the same
-state finds nothing), exchanges the code and stores the new refresh token.
+state finds nothing), exchanges the code and stores the new refresh token. The code is bound
+to the flow with PKCE (S256); the verifier is derived from the client secret and the state
+(``shared.connect.derived_verifier``), so it is never stored.
 
 The client ID and client secret are those already stored for the connection: the app only
 ever writes the refresh-token secret, which it must be able to write anyway (Snapchat
@@ -23,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.connection_status import PendingConnect, PendingConnects, TokenRefreshes
-from shared.connect import authorize_url, exchange_code
+from shared.connect import authorize_url, derived_verifier, exchange_code, pkce_pair
 from shared.core.access import Action, Principal, authorize
 from shared.core.errors import (
     AuthenticationError,
@@ -55,8 +57,9 @@ def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, An
     connection = rt.definitions.connection(name)
     authorize(who, Action.EDIT_CONNECTION, connection)
     client_id = _stored(rt, connection.client_id_secret, name)
-    _stored(rt, connection.client_secret_secret, name)  # present before Snapchat is asked
+    client_secret = _stored(rt, connection.client_secret_secret, name)  # before Snapchat is asked
     state = secrets.token_urlsafe(32)
+    _, challenge = pkce_pair(derived_verifier(client_secret, state))
     redirect_uri = f"{(rt.settings.public_url or base_url).rstrip('/')}/api/{CALLBACK_ROUTE}"
     now = datetime.now(UTC)
     pending = PendingConnects(rt.runs)
@@ -72,7 +75,8 @@ def start(rt: Runtime, who: Principal, name: str, base_url: str) -> dict[str, An
         ),
     )
     log.info("Connection %s: Connect started by %s", name, who.label)
-    url = authorize_url(rt.settings.snapchat_authorize_url, client_id, redirect_uri, state)
+    url = authorize_url(rt.settings.snapchat_authorize_url, client_id, redirect_uri, state,
+                        challenge)  # fmt: skip
     return {"authorize_url": url, "redirect_uri": redirect_uri, "expires_at": expires.isoformat()}
 
 
@@ -118,13 +122,15 @@ def _finish(rt: Runtime, who: Principal, query: dict[str, str]) -> str:
     rt.forget_definitions()
     connection = rt.definitions.connection(flow.connection)
     authorize(who, Action.EDIT_CONNECTION, connection)  # still an admin, connection still there
+    client_secret = _stored(rt, connection.client_secret_secret, connection.name)
     refresh = exchange_code(
         rt.http,
         rt.settings.snapchat_token_url,
         client_id=_stored(rt, connection.client_id_secret, connection.name),
-        client_secret=_stored(rt, connection.client_secret_secret, connection.name),
+        client_secret=client_secret,
         code=code,
         redirect_uri=flow.redirect_uri,
+        verifier=derived_verifier(client_secret, state),
     )
     rt.secrets.set(connection.refresh_token_secret, refresh)
     log.info("Connection %s: connected by %s; refresh token stored", connection.name, who.label)

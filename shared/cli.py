@@ -6,6 +6,7 @@
     python -m shared [--settings ...] enqueue NAME    # queue a run for the worker
     python -m shared [--settings ...] work [--once]   # process the queue here, as the host would
     python -m shared [--settings ...] runs NAME [--limit N]
+    python -m shared [--settings ...] purge NAME [--audience ID]   # erase stored digests
     python -m shared [--settings ...] connect CONNECTION --client-id ID [--port 8765 | --paste]
 
 Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found (each error
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, definition_changes, localworker, service, signin
+from shared import api, connect, definition_changes, localworker, purge, service, signin
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.core import definitions
 from shared.core.definitions import default_connection
@@ -184,6 +185,12 @@ def _work(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    _print(purge.purge(current(), args.name, audience=args.audience,
+                       by=signin.command_line().label))  # fmt: skip
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     plan = definition_changes.import_file(
         current(),
@@ -287,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
     save = stored.add_parser("export", help="print (or write) the stored definitions as a file")
     save.add_argument("--output", help="write to this file instead of printing")
     save.set_defaults(command=_export_definitions)
+    erase = commands.add_parser(
+        "purge", help="erase an export's stored digests (mirror state), for one audience or all"
+    )
+    erase.add_argument("name", help="the export (also one deleted meanwhile)")
+    erase.add_argument("--audience", help="only this audience's")
+    erase.set_defaults(command=_purge)
     runs = commands.add_parser("runs", help="show an export's recent runs, newest first")
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=10)

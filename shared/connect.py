@@ -6,10 +6,17 @@ redirects to a loopback address where this module waits (or the operator pastes 
 were redirected to); the ``state`` is checked; the code is exchanged for a refresh token; and
 the client ID, client secret and refresh token are stored as the connection's three secrets.
 No secret or token is ever printed or logged.
+
+As OAuth 2.0 Security Best Current Practice (RFC 9700) asks, also of a client with a secret:
+PKCE with S256 binds the code to this flow (``pkce_pair``), a pasted redirect URL must be the
+registered redirect URI, and a request that carries the client secret or a refresh token
+never follows a redirect (``post_form``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import http.server
 import logging
@@ -22,6 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import requests
 
 from shared.adapters.secretstore import SecretStore
+from shared.adapters.snapchat import post_form
 from shared.core.definitions import Connection
 from shared.core.errors import AuthenticationError, ConfigurationError, RetryableError
 from shared.core.privacy import SECRETS, scrub
@@ -39,7 +47,7 @@ class Redirect:
     state: str
 
 
-def authorize_url(base: str, client_id: str, redirect_uri: str, state: str) -> str:
+def authorize_url(base: str, client_id: str, redirect_uri: str, state: str, challenge: str) -> str:
     query = urlencode(
         {
             "client_id": client_id,
@@ -47,9 +55,33 @@ def authorize_url(base: str, client_id: str, redirect_uri: str, state: str) -> s
             "response_type": "code",
             "scope": SCOPE,
             "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
         }
     )
     return f"{base}?{query}"
+
+
+def pkce_pair(verifier: str = "") -> tuple[str, str]:
+    """A PKCE code verifier (new, unless given) and its S256 challenge (RFC 7636)."""
+    verifier = verifier or secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def derived_verifier(client_secret: str, state: str) -> str:
+    """The console's PKCE verifier for a flow: derived from the client secret (which only
+    the app and Snapchat know) and the flow's state, so that nothing secret is stored."""
+    mac = hmac.new(client_secret.encode(), f"pkce\n{state}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def same_endpoint(url: str, registered: str) -> bool:
+    """Whether ``url`` (where the browser was sent) is the registered redirect URI, its
+    query aside: scheme, host, port and path."""
+    got, want = urlparse(url.strip()), urlparse(registered)
+    return (got.scheme, got.netloc.lower(), got.path) == (want.scheme, want.netloc.lower(),
+                                                          want.path)  # fmt: skip
 
 
 def parse_redirect(url: str) -> Redirect:
@@ -133,23 +165,30 @@ def connect(
     """
     SECRETS.add(client_secret)
     state = secrets.token_urlsafe(24)
+    verifier, challenge = pkce_pair()
     if listener is not None:
         redirect_uri = listener.redirect_uri
     elif paste is None or not redirect_uri:
         raise ConfigurationError(
             "connect needs a loopback listener, or --paste with --redirect-uri"
         )
-    show(authorize_url(authorize_base, client_id, redirect_uri, state))
+    show(authorize_url(authorize_base, client_id, redirect_uri, state, challenge))
     if listener is not None:
         got = listener.wait()
     else:
         assert paste is not None
-        got = parse_redirect(paste())
+        pasted = paste()
+        if not same_endpoint(pasted, redirect_uri):
+            raise AuthenticationError(
+                "the pasted URL is not the registered redirect URI (scheme, host, port and "
+                "path must match --redirect-uri); nothing stored"
+            )
+        got = parse_redirect(pasted)
     if not hmac.compare_digest(got.state, state):
         raise AuthenticationError("the redirect's state does not match this flow's; nothing stored")
     refresh = exchange_code(
         session, token_url, client_id=client_id, client_secret=client_secret,
-        code=got.code, redirect_uri=redirect_uri,
+        code=got.code, redirect_uri=redirect_uri, verifier=verifier,
     )  # fmt: skip
     store.set(connection.client_id_secret, client_id)
     store.set(connection.client_secret_secret, client_secret)
@@ -165,21 +204,20 @@ def exchange_code(
     client_secret: str,
     code: str,
     redirect_uri: str,
+    verifier: str,
 ) -> str:
     """Exchange an authorization code for the refresh token (AuthenticationError if
     Snapchat does not); the tokens join the values the log filter hides."""
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
     try:
-        answer = session.post(
-            token_url,
-            data={
-                "grant_type": "authorization_code",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "code": code,
-                "redirect_uri": redirect_uri,
-            },
-            timeout=60,
-        )
+        answer = post_form(session, token_url, form, timeout=60)
     except requests.RequestException as exc:
         raise RetryableError(
             f"Snapchat's token endpoint did not answer ({type(exc).__name__}); nothing stored"

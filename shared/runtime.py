@@ -35,7 +35,8 @@ from shared.adapters.secretstore import (
 )
 from shared.adapters.snapchat import RetryPolicy, SnapchatClient
 from shared.adapters.spillstore import SpillStore, random_attempt
-from shared.adapters.statestore import KEY_SECRET, StateStore, parse_key
+from shared.adapters.state_generations import StateGenerations
+from shared.adapters.statestore import KEY_SECRET, PREVIOUS_KEY_SECRET, StateStore, parse_key
 from shared.core.definitions import Connection, Definitions
 from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import SECRETS
@@ -83,8 +84,18 @@ class Runtime:
         return SpillStore(self.spill_container, f"{run_id}/", f"{run_id}/{attempt}/")
 
     def state(self) -> StateStore:
-        """Mirror-sync state, encrypted with the key in secret ``exporter-state-key``."""
-        return StateStore(self.state_container, self.state_key())
+        """Mirror-sync state, encrypted with the key in secret ``exporter-state-key`` (and
+        read, while keys are rotated, with ``exporter-state-key-previous`` too)."""
+        previous: bytes | None = None  # None: no rotation under way
+        try:
+            value = self.secrets.get(PREVIOUS_KEY_SECRET)
+        except ConfigurationError:
+            pass
+        else:
+            SECRETS.add(value)
+            previous = parse_key(value)
+        return StateStore(self.state_container, self.state_key(), previous=previous,
+                          generations=StateGenerations(self.runs))  # fmt: skip
 
     def state_key(self) -> bytes:
         key = self.secrets.get(KEY_SECRET)

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared import attempts, locking, pipeline, split
+from shared import attempts, locking, pipeline, purge, split
 from shared.adapters import telemetry
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
@@ -160,6 +160,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
         if record is not None:
             queued.append(record)
     log.info("Timer queued %d run(s) for %d enabled export(s)", len(queued), len(enabled))
+    purge.remove_orphans_quietly(rt, at)
     return queued
 
 

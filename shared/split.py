@@ -267,9 +267,19 @@ class _Work:
             entry.expires_at = time.time() + self.ttl
             if not self.splits.update(entry):
                 return False
-        record = self.record
-        return ExportLocks(self.rt.runs).renew(record.export, record.run_id, SPLIT,
-                                               QUEUE_CLAIM_SECONDS)  # fmt: skip
+        return self._renew_export()
+
+    def _renew_export(self) -> bool:
+        """Renew the export's lock, which every job of the run renews: a write that loses to
+        another job's renewal is fine, as long as the lock is still the run's."""
+        record, locks = self.record, ExportLocks(self.rt.runs)
+        for _ in range(3):
+            if locks.renew(record.export, record.run_id, SPLIT, QUEUE_CLAIM_SECONDS):
+                return True
+            holder = locks.holder(record.export)
+            if holder is None or (holder.run_id, holder.owner) != (record.run_id, SPLIT):
+                return False
+        return True  # renewed by the run's other jobs meanwhile
 
     def _save(self, *, done: bool = False) -> None:
         entry = self.entry
@@ -394,7 +404,7 @@ class _Work:
         store = self._store(JUDGE, judged := random_attempt())
         store.delete_all()
         inputs: list[dict[str, list[list[object]]]] = [{} for _ in range(jobs)]
-        blocks: dict[str, int] = {}
+        blocks: dict[str, tuple[int, int]] = {}
         for kind, _ in export.columns:
             schema = kind.schema
             writer = None
@@ -573,8 +583,9 @@ class _Work:
         judge = self.splits.get(JUDGE)
         if export.mode is Mode.MIRROR and not record.dry_run and judge is not None:
             state = rt.state()
-            for schema, blocks in judge.result["blocks"].items():
-                state.commit_staged(export.name, record.audience_id, schema, int(blocks))
+            for schema, (blocks, generation) in judge.result["blocks"].items():
+                state.commit_staged(export.name, record.audience_id, schema,
+                                    (int(blocks), int(generation)))  # fmt: skip
             for kind, _ in export.columns:
                 state.delete(export.name, record.audience_id, kind.schema, TOUCHED)
         record.progress = _total(self.splits, record)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -12,10 +14,11 @@ import requests
 from devtools.keyvault_fake import KeyVaultFake, secret_client
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import connect
-from shared.adapters.secretstore import KeyVaultSecrets
+from shared.adapters.secretstore import Credentials, KeyVaultSecrets
+from shared.adapters.snapchat import RetryPolicy, SnapchatClient
 from shared.core.definitions import default_connection
-from shared.core.errors import AuthenticationError
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+from shared.core.errors import AuthenticationError, RedirectRefused
+from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from tests.leaks import assert_no_leaks
 
 
@@ -95,9 +98,9 @@ def test_paste_mode_and_a_refused_exchange(sandbox: SnapchatSandbox, vault: KeyV
     shown: list[str] = []
 
     def pasted() -> str:
-        state = shown[0].split("state=")[1]
-        code = sandbox.issue_code(CLIENT_ID, redirect_uri)
-        return f"{redirect_uri}?code={code}&state={state}"
+        query = parse_qs(urlparse(shown[0]).query)
+        code = sandbox.issue_code(CLIENT_ID, redirect_uri, query["code_challenge"][0])
+        return f"{redirect_uri}?code={code}&state={query['state'][0]}"
 
     with requests.Session() as session:
         connect.connect(
@@ -115,3 +118,75 @@ def test_paste_mode_and_a_refused_exchange(sandbox: SnapchatSandbox, vault: KeyV
                 authorize_base=sandbox.authorize_url,
             )  # fmt: skip
     assert vault.value("snapchat-other-refresh-token") is None
+
+
+def test_the_code_is_bound_to_the_flow_with_pkce(sandbox: SnapchatSandbox) -> None:
+    """The authorize URL carries an S256 challenge; a code issued for it is exchanged only
+    with its verifier (a stolen code injected into another flow is refused)."""
+    verifier, challenge = connect.pkce_pair()
+    url = connect.authorize_url(sandbox.authorize_url, CLIENT_ID, "https://example.invalid/cb",
+                                "some-state", challenge)  # fmt: skip
+    query = parse_qs(urlparse(url).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["code_challenge"] == [challenge]
+    with requests.Session() as session:
+        answer = session.get(url, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302
+        code = parse_qs(urlparse(answer.headers["Location"]).query)["code"][0]
+        with pytest.raises(AuthenticationError, match="did not exchange"):
+            connect.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
+                                  client_secret=CLIENT_SECRET, code=code,
+                                  redirect_uri="https://example.invalid/cb",
+                                  verifier=connect.pkce_pair()[0])  # another flow's  # fmt: skip
+        plain = session.get(url.replace("S256", "plain"), allow_redirects=False, timeout=10)
+        assert plain.status_code == 400  # only S256
+        code = parse_qs(urlparse(session.get(url, allow_redirects=False, timeout=10)
+                                 .headers["Location"]).query)["code"][0]  # fmt: skip
+        refresh = connect.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
+                                        client_secret=CLIENT_SECRET, code=code,
+                                        redirect_uri="https://example.invalid/cb",
+                                        verifier=verifier)  # fmt: skip
+    assert refresh == REFRESH_TOKEN
+
+
+def test_a_pasted_url_that_is_not_the_registered_redirect_is_refused(
+    sandbox: SnapchatSandbox, vault: KeyVaultFake
+) -> None:
+    store = KeyVaultSecrets(secret_client(vault, retry_total=0))
+    redirect_uri = "https://example.invalid/callback"
+    shown: list[str] = []
+
+    def pasted() -> str:  # a real code and state, but sent to another address
+        query = parse_qs(urlparse(shown[0]).query)
+        code = sandbox.issue_code(CLIENT_ID, redirect_uri, query["code_challenge"][0])
+        return f"https://attacker.invalid/callback?code={code}&state={query['state'][0]}"
+
+    with requests.Session() as session, pytest.raises(AuthenticationError, match="registered"):
+        connect.connect(
+            store, default_connection("main"), client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+            token_url=sandbox.token_url, session=session, show=shown.append, paste=pasted,
+            redirect_uri=redirect_uri, authorize_base=sandbox.authorize_url,
+        )  # fmt: skip
+    assert vault.value("snapchat-main-refresh-token") is None
+
+
+@pytest.mark.parametrize("grant", ["refresh_token", "authorization_code"])
+def test_a_token_post_never_follows_a_redirect(sandbox: SnapchatSandbox, grant: str) -> None:
+    """requests re-sends the body (the client secret, a refresh token) on a 307 or 308."""
+    sandbox.inject("307:location=/elsewhere/token", path_contains="/access_token")
+    with requests.Session() as session:
+        client = SnapchatClient(
+            session, api_url=sandbox.api_url, token_url=sandbox.token_url,
+            credentials=Credentials(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN),
+            policy=RetryPolicy(attempts=2, max_seconds=5, timeout=10),
+        )  # fmt: skip
+        exchange = functools.partial(
+            connect.exchange_code, session, sandbox.token_url, client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET, code="any", redirect_uri="https://example.invalid/cb",
+            verifier=connect.pkce_pair()[0],
+        )  # fmt: skip
+        post = exchange if grant == "authorization_code" else lambda: client.get_segment(AUDIENCE)
+        with pytest.raises(RedirectRefused, match="not followed"):
+            post()
+    assert [r for r in sandbox.requests() if r.path.startswith("/elsewhere")] == []
+    assert sandbox.requests()[-1].status == 307

@@ -11,6 +11,13 @@ from shared.core.errors import ExportError, Transient
 # (error, HTTP status, kind, exit code, delivered again by the queue)
 TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.ConfigurationError(["a: required", "b: bad"]), 500, "configuration", 2, False),
+    (
+        errors.RedirectRefused("the token endpoint answered a redirect"),
+        500,
+        "configuration",
+        2,
+        False,
+    ),
     (errors.InvalidExport(["export 'x': mode: bad"]), 400, "invalid_definition", 2, False),
     (errors.NotFound("no export named 'x'"), 404, "not_found", 3, False),
     (errors.BadRequest("limit must be a whole number"), 400, "bad_request", 1, False),

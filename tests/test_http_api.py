@@ -60,6 +60,7 @@ def test_http_routes_are_left_to_the_platforms_sign_in(functions: dict[str, Any]
         "connection_history": ("connections/{name}/history", ("GET",)),
         "me": ("me", ("GET",)),
         "start_connect": ("connections/{name}/connect", ("POST",)),
+        "purge_export": ("exports/{name}/purge", ("POST",)),
         "console": ("console/{*path}", ("GET",)),
         "finish_connect": ("oauth/snapchat/callback", ("GET",)),
     }

@@ -563,3 +563,123 @@ def test_spilled_digests_a_crashed_run_left_are_deleted_after_a_day() -> None:
         "daysAfterModificationGreaterThan": 1
     }
     assert "SPILL_CONTAINER: spillContainerName" in (INFRA / "main.bicep").read_text()
+
+
+# ---------------------------------------------------------------- 4. data lifecycle and network
+
+
+def _module(name: str) -> dict[str, Any]:
+    module: dict[str, Any] = parsed("main.bicep")["modules"][name]
+    return module
+
+
+def _dotted(value: Any) -> Any:
+    """pycep's property accessor (``a.b.c``) as the text it was written as."""
+    if isinstance(value, dict) and value.get("operator", {}).get("type") == "property_accessor":
+        operands = value["operator"]["operands"]
+        return f"{_dotted(operands['operand_1'])}.{_dotted(operands['operand_2'])}"
+    return value
+
+
+def _of_type(relative: str, kind: str) -> list[dict[str, Any]]:
+    return [r for _, r in resources(relative) if r["type"] == kind]
+
+
+def test_the_export_account_deletes_old_snapshots_and_has_no_soft_delete() -> None:
+    (policy,) = [body(r)["properties"]["policy"] for r in
+                 _of_type("app/container-account.bicep",
+                          "Microsoft.Storage/storageAccounts/managementPolicies")]  # fmt: skip
+    (rule,) = policy["rules"]
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${containerName}/"]
+    days = rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
+    assert days == "deleteAfterDays"
+    exported = body(_module("exportStorage"))["params"]
+    assert exported["deleteAfterDays"] == "exportRetentionDays"
+    assert resolve("exportRetentionDays", "main.bicep") == 7
+    assert exported["softDelete"] is False  # Customer Insights' exports fail with it on
+    blob = body(_of_type("app/container-account.bicep",
+                         "Microsoft.Storage/storageAccounts/blobServices")[0])  # fmt: skip
+    assert blob["properties"]["deleteRetentionPolicy"]["enabled"] == "softDelete"
+    assert body(_module("deploymentStorage"))["params"].get("softDelete") is None  # stays on
+
+
+def test_private_networking_gives_every_account_and_the_vault_an_endpoint_and_closes_them() -> None:
+    private = _module("privateLink")
+    assert private["config"]["condition"] == "privateNetworking"
+    assert resolve("privateNetworking", "main.bicep") is False
+    endpoints = parsed("main.bicep")["variables"]
+    listed = {(e["key"], _dotted(e["id"]), e["group"])
+              for e in endpoints["storageEndpoints"]["value"]}  # fmt: skip
+    assert listed == {
+        ("runtime-blob", "storage.outputs.id", "blob"),
+        ("runtime-queue", "storage.outputs.id", "queue"),
+        ("runtime-table", "storage.outputs.id", "table"),
+        ("package-blob", "deploymentStorage.outputs.id", "blob"),
+        ("vault", "keyVault.outputs.id", "vault"),
+    }
+    chosen = endpoints["exportEndpoints"]["value"]["operator"]["operands"]
+    assert chosen["condition"] == "useExistingExportStorage"
+    (export,) = chosen["false_value"]
+    assert (export["key"], export["group"]) == ("export-blob", "blob")
+    for module in ("storage", "deploymentStorage", "exportStorage", "keyVault"):
+        assert body(_module(module))["params"]["privateNetworking"] == "privateNetworking"
+    for relative, kind in (("app/storage.bicep", "Microsoft.Storage/storageAccounts"),
+                           ("app/container-account.bicep", "Microsoft.Storage/storageAccounts"),
+                           ("app/keyvault.bicep", "Microsoft.KeyVault/vaults")):  # fmt: skip
+        (resource,) = _of_type(relative, kind)
+        access = body(resource)["properties"]["publicNetworkAccess"]
+        assert "privateNetworking" in json.dumps(access)
+        assert "Disabled" in json.dumps(access)
+    zones = json.dumps(parsed("app/private-link.bicep")["variables"]["zones"]["value"])
+    for zone in ("privatelink.blob.", "privatelink.queue.", "privatelink.table.",
+                 "privatelink.vaultcore.azure.net"):  # fmt: skip
+        assert zone in zones
+    kinds = {r["type"] for _, r in resources("app/private-link.bicep")}
+    assert {"Microsoft.Network/privateEndpoints", "Microsoft.Network/privateDnsZones",
+            "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+            "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"} <= kinds  # fmt: skip
+
+
+def test_the_vault_and_the_accounts_have_delete_locks_and_send_logs_to_the_workspace() -> None:
+    for relative in ("app/storage.bicep", "app/container-account.bicep", "app/keyvault.bicep"):
+        (lock,) = _of_type(relative, "Microsoft.Authorization/locks")
+        assert lock["config"]["condition"] == "deleteLock"
+        assert body(lock)["properties"]["level"] == "CanNotDelete"
+        settings = _of_type(relative, "Microsoft.Insights/diagnosticSettings")
+        assert settings, relative
+        for setting in settings:
+            assert body(setting)["properties"]["workspaceId"] == "workspaceId"
+    for module in ("storage", "deploymentStorage", "exportStorage", "keyVault"):
+        params = body(_module(module))["params"]
+        assert params["deleteLock"] == "resourceLocks"
+        assert _dotted(params["workspaceId"]) == "monitoring.outputs.workspaceId"
+    assert resolve("resourceLocks", "main.bicep") is True
+    (audit,) = _of_type("app/keyvault.bicep", "Microsoft.Insights/diagnosticSettings")
+    assert [c["category"] for c in body(audit)["properties"]["logs"]] == ["AuditEvent"]
+    scopes = {body(s)["scope"] for s in _of_type("app/storage.bicep",
+                                                 "Microsoft.Insights/diagnosticSettings")}  # fmt: skip
+    assert scopes == {"blobService", "queueService", "tableService"}
+    for setting in _of_type("app/storage.bicep", "Microsoft.Insights/diagnosticSettings"):
+        logged = {c["category"] for c in body(setting)["properties"]["logs"]}
+        assert logged == {"StorageRead", "StorageWrite", "StorageDelete"}
+    retention = parsed("app/monitoring.bicep")["parameters"]["retentionInDays"]
+    assert retention["default"] >= 90
+    (floor,) = [d["argument"] for d in retention["decorators"] if d["type"] == "min_value"]
+    assert floor >= 90
+
+
+def test_the_subnet_lets_out_only_https_to_what_the_app_needs() -> None:
+    rules = parsed("app/network.bicep")["variables"]["allowedOutbound"]["value"]
+    assert {r["destination"] for r in rules} == {
+        "Storage", "AzureKeyVault", "AzureActiveDirectory", "AzureMonitor", "VirtualNetwork",
+        "Internet"}  # fmt: skip
+    text = (INFRA / "app/network.bicep").read_text()
+    assert "destinationPortRange: '443'" in text
+    assert "name: 'deny-other-outbound'" in text
+    assert "access: 'Deny'" in text
+    assert "168.63.129.16/32" in text  # Azure's DNS, the only other way out
+    kinds = {r["type"]: r for _, r in resources("app/network.bicep")}
+    for kind in ("Microsoft.Network/natGateways", "Microsoft.Network/publicIPAddresses"):
+        assert kinds[kind]["config"]["condition"] == "natGateway"
+    assert body(_module("network"))["params"]["natGateway"] == "natGateway"
+    assert resolve("natGateway", "main.bicep") is False

@@ -142,3 +142,12 @@ def test_partition_locations_map_to_blob_names(location: str) -> None:
 def test_a_location_in_another_container_is_an_error() -> None:
     with pytest.raises(SourceError, match="not in container 'ci'"):
         blob_name_from_location("https://acct.blob.core.windows.net/other/f.csv", "ci", "m")
+
+
+def test_a_partition_location_is_never_echoed_with_its_query_string() -> None:
+    location = "https://acct.blob.core.windows.net/other/f.csv?sv=2024-01-01&sig=s3cr3tsignature"
+    with pytest.raises(SourceError) as raised:
+        blob_name_from_location(location, "ci", "model.json")
+    assert "https://acct.blob.core.windows.net/other/f.csv" in str(raised.value)
+    assert "sig=" not in str(raised.value)
+    assert "s3cr3tsignature" not in str(raised.value)

@@ -128,3 +128,14 @@ def test_the_public_address_defaults_to_the_platforms_host_name_when_hosted() ->
         Settings.from_env({**hosted, "PUBLIC_URL": "https://exports.contoso.com/app"})
     with pytest.raises(ConfigurationError, match="PUBLIC_URL"):
         Settings.from_env({**hosted, "PUBLIC_URL": "http://exports.contoso.com"})
+
+
+@pytest.mark.parametrize(
+    "name", ["SNAPCHAT_TOKEN_URL", "SNAPCHAT_API_URL", "SNAPCHAT_AUTHORIZE_URL"]
+)
+def test_snapchat_urls_must_be_https_unless_on_this_machine(name: str) -> None:
+    base = {"AzureWebJobsStorage": CONNECTION}
+    with pytest.raises(ConfigurationError, match=f"{name}: .*plain HTTP"):
+        Settings.from_env({**base, name: "http://tokens.example.com/oauth"})
+    for url in ("http://127.0.0.1:8080/x", "http://localhost:9/x", "https://tokens.example.com/x"):
+        Settings.from_env({**base, name: url})

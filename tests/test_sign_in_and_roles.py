@@ -48,6 +48,7 @@ ROUTES: dict[str, Route] = {
     "DELETE connections/{name}": (function_app.delete_connection, "DELETE", "connections/main", b"", STALE),
     "GET me": (function_app.me, "GET", "me", b"", {}),
     "POST connections/{name}/connect": (function_app.start_connect, "POST", "connections/main/connect", b"", {}),
+    "POST exports/{name}/purge": (function_app.purge_export, "POST", "exports/high-value/purge", b"", {}),
     "GET console": (function_app.console, "GET", "console/", b"", {}),
     "GET oauth/snapchat/callback": (function_app.finish_connect, "GET", "oauth/snapchat/callback", b"", {}),
 }  # fmt: skip
@@ -60,6 +61,7 @@ WHO_MAY = {
     # (tests/test_console.py), and starting one takes an admin.
     "GET oauth/snapchat/callback": {*READ, "no role"},
     "POST connections/{name}/connect": {"admin"},
+    "POST exports/{name}/purge": {"admin"},
     "POST exports/{name}/runs": {"admin", "operator"},
     "PUT exports/{name}": {"admin", "operator"},
     "DELETE exports/{name}": {"admin", "operator"},

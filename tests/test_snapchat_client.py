@@ -17,7 +17,12 @@ from requests.adapters import BaseAdapter
 from shared.adapters.secretstore import Credentials
 from shared.adapters.snapchat import Action, RetryPolicy, SnapchatClient, _backoff, classify
 from shared.core.definitions import default_connection
-from shared.core.errors import AuthenticationError, PermissionDenied, RetryableError
+from shared.core.errors import (
+    AuthenticationError,
+    PermissionDenied,
+    RequestRejected,
+    RetryableError,
+)
 from shared.core.identifiers import UsersBody
 
 OK = {"request_status": "SUCCESS"}
@@ -219,3 +224,16 @@ def test_refused_credentials_name_the_connection_and_the_secret_to_renew() -> No
     assert "renew secret 'snapchat-eu-refresh-token'" in message
     assert "refresh-value-1" not in message
     assert "client-secret-value" not in message
+
+
+@pytest.mark.parametrize("audience", ["../adaccounts/1", "a/b", "x?y=1", "", "a" * 200])
+def test_an_audience_id_that_is_not_one_never_reaches_a_url(audience: str) -> None:
+    session = requests.Session()
+    client = SnapchatClient(
+        session, api_url="http://127.0.0.1:9/v1", token_url="http://127.0.0.1:9/token",
+        credentials=Credentials("id", "secret-value", "refresh-value"),
+        policy=RetryPolicy(attempts=1, max_seconds=0, timeout=1),
+    )  # fmt: skip
+    with pytest.raises(RequestRejected, match="not one"):
+        client.add_users(audience, UsersBody("EMAIL_SHA256", b"\x01" * 32))
+    assert client.counters.requests == 0

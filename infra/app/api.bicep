@@ -9,6 +9,8 @@ param tags object = {}
 param serviceName string = 'api'
 param identityId string
 param identityClientId string
+@description('The identity the platform publishes and loads the code package with.')
+param packageIdentityId string
 param appSubnetId string
 param storageBlobEndpoint string
 param storageQueueEndpoint string
@@ -87,6 +89,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
+      '${packageIdentityId}': {}
     }
   }
   properties: {
@@ -116,7 +119,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: '${deploymentBlobEndpoint}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identityId
+            userAssignedIdentityResourceId: packageIdentityId
           }
         }
       }

@@ -1,4 +1,5 @@
-// The one user-assigned identity the function app runs as: storage, Key Vault, Application Insights.
+// A user-assigned identity of the function app: the one its code runs as (storage, Key Vault,
+// Application Insights), or the one the platform publishes and loads the code package with.
 param name string
 param location string
 param tags object = {}

@@ -7,6 +7,15 @@ param location string
 param tags object = {}
 param appSubnetId string
 
+@description('Create a private endpoint for it (private-link.bicep) and turn its public network access off.')
+param privateNetworking bool = false
+
+@description('A CanNotDelete lock on the vault.')
+param deleteLock bool = true
+
+@description('The Log Analytics workspace its audit events go to.')
+param workspaceId string
+
 @description('Public IPv4 addresses or CIDR ranges allowed through the vault firewall (the operator who sets the secrets).')
 param operatorIpAddresses array = []
 
@@ -27,7 +36,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     networkAcls: {
       defaultAction: 'Deny'
       bypass: 'AzureServices'
@@ -44,5 +53,30 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
+// Who read or changed which secret, and when: every data-plane call, in Log Analytics.
+resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource lock 'Microsoft.Authorization/locks@2020-05-01' = if (deleteLock) {
+  name: '${vault.name}-no-delete'
+  scope: vault
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Holds the Snapchat credentials and the mirror-state key; remove the lock before deleting the vault.'
+  }
+}
+
+output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri

@@ -6,9 +6,10 @@ param applicationInsightsName string
 param location string
 param tags object = {}
 
-@minValue(30)
+@description('Days the workspace keeps logs: the vault\'s audit events and the storage logs too.')
+@minValue(90)
 @maxValue(730)
-param retentionInDays int = 30
+param retentionInDays int = 90
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName
@@ -37,6 +38,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+output workspaceId string = workspace.id
 output applicationInsightsName string = appInsights.name
 output applicationInsightsId string = appInsights.id
 // The connection string identifies the component; with DisableLocalAuth it grants nothing by itself.

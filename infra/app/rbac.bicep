@@ -7,6 +7,9 @@ param applicationInsightsName string
 param deploymentStorageAccountName string
 param deploymentContainerName string
 
+@description('The identity the platform publishes and loads the code package with (not the one the app\'s code runs as).')
+param principalIdForPackage string
+
 @description('Export account created by main.bicep (container-account.bicep); empty when the export source is an existing account.')
 param exportStorageAccountName string = ''
 param exportContainerName string = ''
@@ -23,7 +26,8 @@ var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 // Storage Table Data Contributor: the run log (create-if-missing is an account-level call).
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Storage Blob Data Contributor: the Flex Consumption publishing service uploads the app's
-// package as this identity, and instances read it at start (deployment container only).
+// package as the package identity, and instances read it at start (deployment container
+// only). The identity the app's code runs as has no right on it: the code cannot replace itself.
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Storage Blob Data Reader: list and read the Customer Insights export files (export container).
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
@@ -94,10 +98,10 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 }
 
 resource packageContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(deploymentContainer.id, principalId, storageBlobDataContributor)
+  name: guid(deploymentContainer.id, principalIdForPackage, storageBlobDataContributor)
   scope: deploymentContainer
   properties: {
-    principalId: principalId
+    principalId: principalIdForPackage
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
   }

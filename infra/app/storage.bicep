@@ -10,6 +10,15 @@ param runsTableName string
 @description('Container where runs spill digests (encrypted under a key only the run held); a lifecycle rule deletes what a crashed run left.')
 param spillContainerName string
 
+@description('Create private endpoints for it (private-link.bicep) and turn its public network access off.')
+param privateNetworking bool = false
+
+@description('A CanNotDelete lock on the account.')
+param deleteLock bool = true
+
+@description('The Log Analytics workspace its blob (and queue and table) logs go to.')
+param workspaceId string
+
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
@@ -20,7 +29,7 @@ param skuName string = 'Standard_LRS'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_206: Host state, queue and run records are regional working data of a single-region app; geo-replication adds cost without a failover path. Pick another SKU with the storageSkuName parameter.
-  // checkov:skip=CKV_AZURE_59: The public endpoint must stay on for the service-endpoint rule below to admit the app's subnet; networkAcls deny every other network.
+  // checkov:skip=CKV_AZURE_59: With privateNetworking off, the public endpoint must stay on for the service-endpoint rule below to admit the app's subnet, and networkAcls deny every other network; with it on, public network access is Disabled.
   name: name
   location: location
   tags: tags
@@ -36,7 +45,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     networkAcls: {
       defaultAction: 'Deny'
       bypass: 'AzureServices'
@@ -148,6 +157,82 @@ resource runsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-
   name: runsTableName
 }
 
+resource blobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource tableLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource lock 'Microsoft.Authorization/locks@2020-05-01' = if (deleteLock) {
+  name: '${storage.name}-no-delete'
+  scope: storage
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'Holds the app\'s host state, its jobs queue, run records and mirror state; remove the lock before deleting the account.'
+  }
+}
+
+output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue

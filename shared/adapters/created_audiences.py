@@ -8,6 +8,8 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.adapters.runlog import RunLog, table_failure
+from shared.core.definitions import is_audience_id
+from shared.core.errors import StorageError
 
 AUDIENCE_PARTITION = "~audiences"
 
@@ -25,7 +27,14 @@ class CreatedAudiences:
             return None
         except AzureError as exc:
             raise table_failure(f"read the audience of export {export}", exc) from None
-        return str(entity.get("audience_id", "")) or None
+        found = str(entity.get("audience_id", ""))
+        if found and not is_audience_id(found):
+            raise StorageError(
+                f"the audience recorded for export {export} is not an audience ID; not used "
+                f"(delete entity {AUDIENCE_PARTITION}/{export} in the run table to look it up "
+                "again by name)"
+            )
+        return found or None
 
     def remember(self, export: str, audience_id: str) -> None:
         entity = {"PartitionKey": AUDIENCE_PARTITION, "RowKey": export, "audience_id": audience_id}

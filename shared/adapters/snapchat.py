@@ -23,10 +23,11 @@ import requests
 
 from shared.adapters import telemetry
 from shared.adapters.secretstore import Credentials
-from shared.core.definitions import Connection
+from shared.core.definitions import Connection, is_audience_id
 from shared.core.errors import (
     AuthenticationError,
     PermissionDenied,
+    RedirectRefused,
     RequestRejected,
     RetryableError,
     SnapchatError,
@@ -101,6 +102,34 @@ class _Token:
     expires_at: float = 0.0
 
 
+def _checked(segment_id: str, *, answered: bool = False) -> str:
+    """``segment_id``, if it can be one; never put in a URL path otherwise."""
+    if not is_audience_id(segment_id):
+        where = "Snapchat answered" if answered else "the app was given"
+        raise RequestRejected(
+            f"{where} an audience ID that is not one (letters, digits, '_' and '-' only); not used"
+        )
+    return segment_id
+
+
+def post_form(
+    session: requests.Session,
+    url: str,
+    form: dict[str, str],
+    *,
+    timeout: float | tuple[float, float],
+) -> requests.Response:
+    """POST a form that carries a secret. A redirect is never followed: ``requests`` would
+    send the body again (307, 308) to wherever it points. RedirectRefused instead."""
+    answer = session.post(url, data=form, timeout=timeout, allow_redirects=False)
+    if answer.is_redirect or 300 <= answer.status_code < 400:
+        raise RedirectRefused(
+            f"the Snapchat token endpoint answered a redirect (HTTP {answer.status_code}); it "
+            "was not followed, so no secret went elsewhere. Check SNAPCHAT_TOKEN_URL."
+        )
+    return answer
+
+
 class SnapchatClient:
     def __init__(
         self,
@@ -142,15 +171,13 @@ class SnapchatClient:
 
     def add_users(self, segment_id: str, body: UsersBody) -> int:
         """POST a users body; returns how many identifiers Snapchat says it received."""
-        return _received(
-            self._api("POST", f"/segments/{segment_id}/users", body, "/segments/{id}/users")
-        )
+        path = f"/segments/{_checked(segment_id)}/users"
+        return _received(self._api("POST", path, body, "/segments/{id}/users"))
 
     def remove_users(self, segment_id: str, body: UsersBody) -> int:
         """DELETE a users body (same shape as an add)."""
-        return _received(
-            self._api("DELETE", f"/segments/{segment_id}/users", body, "/segments/{id}/users")
-        )
+        path = f"/segments/{_checked(segment_id)}/users"
+        return _received(self._api("DELETE", path, body, "/segments/{id}/users"))
 
     def find_segment(self, ad_account_id: str, name: str) -> str | None:
         """The ID of the ad account's customer-list audience called ``name``, if there is one."""
@@ -160,7 +187,7 @@ class SnapchatClient:
             for item in answer.get("segments") or ():
                 segment = item.get("segment") if isinstance(item, dict) else None
                 if isinstance(segment, dict) and segment.get("name") == name:
-                    return str(segment.get("id"))
+                    return _checked(str(segment.get("id")), answered=True)
             next_link = (answer.get("paging") or {}).get("next_link")
             path = _relative(next_link, self._api_url) if next_link else None
         return None
@@ -188,10 +215,10 @@ class SnapchatClient:
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         if not isinstance(segment, dict) or not segment.get("id"):
             raise RequestRejected("Snapchat created no audience (its answer named none)")
-        return str(segment["id"])
+        return _checked(str(segment["id"]), answered=True)
 
     def get_segment(self, segment_id: str) -> dict[str, Any]:
-        answer = self._api("GET", f"/segments/{segment_id}", None, "/segments/{id}")
+        answer = self._api("GET", f"/segments/{_checked(segment_id)}", None, "/segments/{id}")
         segments = answer.get("segments") or [{}]
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         return segment if isinstance(segment, dict) else {}
@@ -312,11 +339,8 @@ class SnapchatClient:
             again = 0.0
             with telemetry.snapchat_request("POST", TOKEN_ROUTE, self._label) as call:
                 try:
-                    response = self._session.post(
-                        self._token_url,
-                        data=form,
-                        timeout=(_CONNECT_TIMEOUT, self._policy.timeout),
-                    )
+                    limits = (_CONNECT_TIMEOUT, self._policy.timeout)
+                    response = post_form(self._session, self._token_url, form, timeout=limits)
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     call.answered(None, "refused")
                     again = self._retry_delay("token", attempt, deadline, type(exc).__name__, None)

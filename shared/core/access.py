@@ -119,6 +119,7 @@ class Action(enum.Enum):
     RUN = "run or dry-run this export"
     EDIT_EXPORT = "create, change or delete exports"
     EDIT_CONNECTION = "create, change or delete connections"
+    PURGE = "erase an export's stored digests"
 
 
 _NEEDS = {
@@ -126,6 +127,7 @@ _NEEDS = {
     Action.RUN: (Role.OPERATOR, Role.ADMIN),
     Action.EDIT_EXPORT: (Role.OPERATOR, Role.ADMIN),
     Action.EDIT_CONNECTION: (Role.ADMIN,),
+    Action.PURGE: (Role.ADMIN,),
 }
 
 

@@ -43,6 +43,12 @@ _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _AUDIENCE_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
+def is_audience_id(value: str) -> bool:
+    """Whether ``value`` can be a Snapchat segment ID: what the app puts in a URL path and a
+    blob name, so an ID from Snapchat's answers or from storage is checked before use."""
+    return _AUDIENCE_ID.fullmatch(value) is not None
+
+
 @dataclass(frozen=True)
 class Connection:
     """A set of Snapchat credentials, stored as three secrets."""
@@ -59,13 +65,17 @@ class Connection:
         return (self.client_id_secret, self.client_secret_secret, self.refresh_token_secret)
 
 
+LIFETIME = 9999  # Snapchat's retention_in_days for members that never expire
+ADD_MODE_RETENTION_DAYS = 180  # the default for an audience an add-mode export creates
+
+
 @dataclass(frozen=True)
 class NewAudience:
     """A customer-list audience the app creates on the first run, when no ID is given."""
 
     ad_account_id: str
     name: str
-    retention_in_days: int = 9999
+    retention_in_days: int = LIFETIME
     description: str = ""
 
 
@@ -338,7 +348,8 @@ def _parse_export(
     _unknown_keys(item, _EXPORT_FIELDS, where, problems)
     sources = _parse_sources(item, where, problems)
     container, path = (sources[0].container, sources[0].path) if sources else ("", "")
-    audience_id, new_audience = _parse_audience(item, where, problems)
+    audience_id, new_audience = _parse_audience(item, where, problems,
+                                                mirror=item.get("mode") == "mirror")  # fmt: skip
     connection = _text(item, "connection", where, problems)
     if connection and connection not in connections:
         problems.append(f"{where}: connection: {connection!r} is not a declared, valid connection")
@@ -403,7 +414,7 @@ _EXPORT_FIELDS = {
 
 
 def _parse_audience(
-    item: dict[str, Any], where: str, problems: list[str]
+    item: dict[str, Any], where: str, problems: list[str], *, mirror: bool
 ) -> tuple[str, NewAudience | None]:
     """Either ``audience_id`` (an existing audience) or ``audience`` (one to create)."""
     if ("audience_id" in item) == ("audience" in item):
@@ -426,7 +437,10 @@ def _parse_audience(
     name = _text(raw, "name", where, problems)
     if len(name) > 375:
         problems.append(f"{where}: name: at most 375 characters")
-    retention = raw.get("retention_in_days", 9999)
+    # Add mode never removes anyone: a finite retention is what lets the people who left the
+    # segment age out of the audience (each run adds everyone still in it again). Mirror
+    # mode removes them itself and sends only changes, so its audiences keep members.
+    retention = raw.get("retention_in_days", LIFETIME if mirror else ADD_MODE_RETENTION_DAYS)
     if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 9999:
         problems.append(f"{where}: retention_in_days: expected 1 to 9999 (9999: lifetime)")
         retention = 9999

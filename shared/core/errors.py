@@ -161,6 +161,10 @@ class SnapchatError(ExportError):
     http_status = 502
 
 
+class RedirectRefused(ConfigurationError):  # noqa: N818 - reads as what happened
+    """An endpoint that is sent a secret answered a redirect, which was not followed."""
+
+
 class AuthenticationError(SnapchatError):
     """Snapchat refused the client credentials or the refresh token."""
 

@@ -179,4 +179,5 @@ def blob_name_from_location(location: str, container: str, where: str) -> str:
     for skip in (0, 1):  # emulators put the account name before the container
         if len(parts) > skip + 1 and parts[skip] == container:
             return "/".join(parts[skip + 1 :])
-    raise SourceError(f"{where}: partition location {location} is not in container {container!r}")
+    shown = urlparse(location)._replace(query="", fragment="").geturl()  # no SAS token
+    raise SourceError(f"{where}: partition location {shown} is not in container {container!r}")
