@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             "uploaded": run["uploaded"],
             "exact": held["fingerprint"] == expected and held["count"] == distinct,
         }
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2), flush=True)  # before the servers stop
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     ok = figures["exact"] and run["status"] == "succeeded" and run["uploaded"] == distinct
     if not ok:
         print("BENCHMARK FAILED: the audience does not hold exactly the expected identifiers")
@@ -195,7 +195,11 @@ class _sandbox:  # noqa: N801 - used like a function in a with statement
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:  # a sandbox that holds tens of millions of hashes takes a while to let them go
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
         if self.process.stdout:
             self.process.stdout.close()
 

@@ -34,7 +34,7 @@ class Collected:
         self._held_bytes = 0
         self._runs: dict[str, list[Spilled]] = {schema: [] for schema in self._held}
         self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
-        self._kept: dict[str, bytes] = {}
+        self._kept: dict[str, digestsets.SortedFrames] = {}
 
     @classmethod
     def of_runs(
@@ -83,11 +83,9 @@ class Collected:
         """The kind's distinct digests, sorted: ``(high, bucket)`` per bucket in order, where
         ``high`` is the bucket's first leading byte past its end. ``within``: only the
         leading bytes ``[low, high)`` (a split run's job), buckets cut at its ends."""
-        if schema not in self._kept:
-            self._kept[schema] = digestsets.sorted_distinct([self._held[schema]])
-            self._held[schema] = bytearray()
+        if schema not in self._kept:  # what is still held: sorted where it is, no copy
+            self._kept[schema] = digestsets.SortedFrames(self._held[schema])
         kept = self._kept[schema]
-        cuts = digestsets.leading_offsets(kept)
         count = digestsets.bucket_count(self._read[schema], BUCKET_TARGET)
         for bucket in range(count):
             low, high = digestsets.bounds(bucket, count)
@@ -97,7 +95,7 @@ class Collected:
             spilled = self._runs[schema]
             reads = [_READERS.submit(store.read, run, low, high) for store, run in spilled]
             parts = [read.result() for read in reads]
-            parts.append(kept[cuts[low] : cuts[high]])
+            parts.append(b"".join(kept.frame(leading) for leading in range(low, high)))
             yield high, parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
 
     @property

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import requests
@@ -194,21 +195,18 @@ _RANGE = 4 * 1024 * 1024
 def _blob_service(
     target: StorageTarget, credential: Callable[[], TokenCredential]
 ) -> BlobServiceClient:
+    # Uploads (spilled runs) go in blocks of the same size: the SDK would otherwise hold a
+    # whole blob of up to 64 MiB, and a copy of it, to send it in one request.
+    sizes: dict[str, Any] = {"max_single_get_size": _RANGE, "max_chunk_get_size": _RANGE,
+                             "max_single_put_size": _RANGE, "max_block_size": _RANGE}  # fmt: skip
     if target.connection_string:
-        return BlobServiceClient.from_connection_string(
-            target.connection_string, max_single_get_size=_RANGE, max_chunk_get_size=_RANGE
-        )
+        return BlobServiceClient.from_connection_string(target.connection_string, **sizes)
     if target.blob_url is None:
         raise ConfigurationError(
             "EXPORT_STORAGE__blobServiceUri or AzureWebJobsStorage__blobServiceUri: required "
             "when storage is reached with a managed identity"
         )
-    return BlobServiceClient(
-        target.blob_url,
-        credential=credential(),
-        max_single_get_size=_RANGE,
-        max_chunk_get_size=_RANGE,
-    )
+    return BlobServiceClient(target.blob_url, credential=credential(), **sizes)
 
 
 def _credential(settings: Settings) -> Callable[[], TokenCredential]:

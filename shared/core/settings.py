@@ -108,10 +108,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "SPILL_MEMORY_MB",
-        "8",
+        "32",
         "Digests a run holds in memory (MiB) before it spills them; 0 spills every block "
-        "read. Peak memory grows with it (about 370 MB at 8 measured, 550-620 MB at 32), not "
-        "with the segment's size.",
+        "read. Peak memory grows a little with it, not with the segment's size (measured: "
+        "about 370 MB at 32, docs/performance.md).",
     ),
     SettingSpec(
         "STATE_RETENTION_DAYS",
