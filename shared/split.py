@@ -40,6 +40,7 @@ from shared import audiences, pipeline
 from shared.adapters import telemetry
 from shared.adapters.export_locks import SPLIT, ExportLocks
 from shared.adapters.jobqueue import Job
+from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.spillstore import SpillStore, derived_key, random_attempt
 from shared.adapters.split_log import Entry, SplitLog
 from shared.adapters.statestore import TOUCHED
@@ -183,15 +184,8 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
 def fail(rt: Runtime, record: RunRecord, error: str, *, kind: str) -> RunRecord:
     """End the run as failed (with what its jobs did, added up), free its export, and
     delete what its jobs spilled."""
-    fresh = reread(rt, record)
-    if not fresh.active:
-        return fresh
-    splits = SplitLog(rt.runs, record.run_id)
-    fresh.progress = _total(splits, fresh)
-    ended = finish(rt, fresh, RunStatus.FAILED, error, kind=kind)
-    if ended is fresh:
-        _clean_up(rt, fresh, splits)
-    return ended
+    return _end_run(rt, record, SplitLog(rt.runs, record.run_id), RunStatus.FAILED, error,
+                    kind=kind)  # fmt: skip
 
 
 def _clean_up(rt: Runtime, record: RunRecord, splits: SplitLog) -> None:
@@ -588,15 +582,42 @@ class _Work:
                                     (int(blocks), int(generation)))  # fmt: skip
             for kind, _ in export.columns:
                 state.delete(export.name, record.audience_id, kind.schema, TOUCHED)
-        record.progress = _total(self.splits, record)
-        record.requests, record.retries = _requests(self.splits)
         client = rt.snapchat(rt.definitions.connection(export.connection))
-        if not record.dry_run:
-            audiences.read_status(client, record)
-        ended = finish(rt, record, RunStatus.SUCCEEDED, "")
-        if ended is record:
-            _clean_up(rt, record, self.splits)
-        return ended
+        return _end_run(rt, record, self.splits, RunStatus.SUCCEEDED, "",
+                        read_status=None if record.dry_run else client)  # fmt: skip
+
+
+_END_TRIES = 10  # a run's end that loses to another job's progress write is tried again
+
+
+def _end_run(
+    rt: Runtime,
+    record: RunRecord,
+    splits: SplitLog,
+    status: str,
+    error: str,
+    *,
+    kind: str = "",
+    read_status: SnapchatClient | None = None,
+) -> RunRecord:
+    """End the run with its jobs' counts added up; then free the export and delete what the
+    jobs left. Other jobs write the record too (their progress): an end that loses to one of
+    those is decided again on a fresh copy, so the run never stays active for want of a
+    writer; one that finds the run ended by someone else leaves it as it is."""
+    ended = record
+    for _ in range(_END_TRIES):
+        fresh = reread(rt, record)
+        if not fresh.active:
+            return fresh
+        fresh.progress = _total(splits, fresh)
+        fresh.requests, fresh.retries = _requests(splits)
+        if read_status is not None:
+            audiences.read_status(read_status, fresh)
+        ended = finish(rt, fresh, status, error, kind=kind)
+        if ended is fresh:
+            _clean_up(rt, fresh, splits)
+            return ended
+    return ended
 
 
 def _total(splits: SplitLog, record: RunRecord) -> Progress:
