@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from shared.adapters.created_audiences import CreatedAudiences
 from shared.adapters.export_locks import ExportLocks
 from shared.adapters.statestore import StoredSet, delete_sets, stored_sets
-from shared.core.definitions import is_audience_id
-from shared.core.errors import BadRequest, ExportError, RunActive
+from shared.core.definitions import is_audience_id, is_export_name
+from shared.core.errors import BadRequest, ExportError, NotFound, RunActive
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ def purge(rt: Runtime, export: str, *, audience: str | None, by: str) -> dict[st
     of the export is active, since it would write its state again. The export, if it is
     still defined, then starts mirroring afresh: its next run adds everything and removes
     nobody."""
+    if not is_export_name(export):
+        raise NotFound(f"no export named {export!r} can have stored digests")
     if audience is not None and not is_audience_id(audience):
         raise BadRequest(f"audience_id {audience!r} is not an audience ID")
     locks = ExportLocks(rt.runs)

@@ -144,6 +144,10 @@ def perform(rt: Runtime, job: Job) -> RunRecord | None:
         log.info("Job %s of run %s: the run is not active; dropped", _name(job.step, job.part),
                  job.run_id)  # fmt: skip
         return record
+    if not handed_on(rt, record):  # a job for a run that was never split: not ours to act on
+        log.warning("Job %s of run %s: the run is not split over instances; dropped",
+                    _name(job.step, job.part), job.run_id)  # fmt: skip
+        return record
     with telemetry.run_context(record):
         work = _Work(rt, record, job)
         try:

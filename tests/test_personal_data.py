@@ -195,3 +195,9 @@ def test_a_blob_moved_from_another_set_or_put_back_from_before_is_refused(
     rolled_back = run(app)
     assert rolled_back.status == "failed"
     assert "older than" in rolled_back.error
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "high-value/", "UPPER"])
+def test_purge_of_a_name_no_export_can_have_is_404(mirror_app: App, name: str) -> None:
+    status, answer, _ = call(function_app.purge_export, "POST", "exports/x/purge", name=name)
+    assert (status, answer["error"]) == (404, "not_found")

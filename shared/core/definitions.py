@@ -43,6 +43,11 @@ _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _AUDIENCE_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
+def is_export_name(value: str) -> bool:
+    """Whether ``value`` can be an export's name (what a URL or a blob prefix is made of)."""
+    return _NAME.fullmatch(value) is not None
+
+
 def is_audience_id(value: str) -> bool:
     """Whether ``value`` can be a Snapchat segment ID: what the app puts in a URL path and a
     blob name, so an ID from Snapchat's answers or from storage is checked before use."""
