@@ -364,13 +364,26 @@ def _add(
     with sender:
         for kind, _ in plan.export.columns:
             sender.counts = progress.by_type[kind.schema]
-            distinct = 0
-            for _, bucket in collected.buckets(kind.schema):
-                distinct += digestsets.count(bucket)
-                for batch in digestsets.chunks(bucket, attempt.batch_size):
-                    sender.send("POST", kind, batch)
-            sender.drain()
+            distinct = add_kind(collected, kind, sender, attempt.batch_size)
             count_kind(kind, tallies[kind.schema], collected.read(kind.schema) - distinct, progress)
+
+
+def add_kind(
+    collected: Collected,
+    kind: identifiers.IdentifierType,
+    sender: Sender,
+    batch_size: int,
+    within: tuple[int, int] = (0, digestsets.LEADING_BYTES),
+) -> int:
+    """Send the kind's distinct digests (whose leading byte is ``within``: a split run's send
+    job) in batches, bucket by bucket, until all were accepted; how many there were."""
+    distinct = 0
+    for _, bucket in collected.buckets(kind.schema, within):
+        distinct += digestsets.count(bucket)
+        for batch in digestsets.chunks(bucket, batch_size):
+            sender.send("POST", kind, batch)
+    sender.drain()
+    return distinct
 
 
 @dataclass

@@ -473,16 +473,11 @@ class _Work:
     ) -> dict[str, int]:
         collected = self._collected()
         within = digestsets.bounds(self.job.part, self._jobs())
-        size = self.record.batch_size
         distinct: dict[str, int] = {}
         for kind, _ in export.columns:
             sender.counts = progress.by_type.setdefault(kind.schema, {})
-            distinct[kind.schema] = 0
-            for _, bucket in collected.buckets(kind.schema, within):
-                distinct[kind.schema] += digestsets.count(bucket)
-                for batch in digestsets.chunks(bucket, size):
-                    sender.send("POST", kind, batch)
-            sender.drain()
+            distinct[kind.schema] = pipeline.add_kind(collected, kind, sender,
+                                                      self.record.batch_size, within)  # fmt: skip
         return distinct
 
     def _send_changes(self, export: Export, sender: pipeline.Sender, progress: Progress) -> None:
