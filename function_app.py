@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import api, browser_connect, service, signin, web
+from shared import allocator, api, browser_connect, service, signin, web
 from shared.adapters import telemetry
 from shared.adapters.definition_store import Kind
 from shared.adapters.jobqueue import Job
@@ -22,6 +22,7 @@ from shared.core.access import Principal
 from shared.core.privacy import install_log_filter
 from shared.runtime import Runtime, current
 
+allocator.limit_arenas()  # before the export's threads: freed memory is reused (see there)
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 telemetry.configure()  # Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 install_log_filter()  # on every handler, Azure Monitor's too: no secret leaves in a log

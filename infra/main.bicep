@@ -327,7 +327,7 @@ var appSettings = {
   RUNS_TABLE: runsTableName
   STATE_CONTAINER: 'exporter-state'
   SPILL_CONTAINER: spillContainerName
-  SPILL_MEMORY_MB: '32'
+  SPILL_MEMORY_MB: '16'
   SPLIT_ABOVE_MB: '2048'
   STATE_RETENTION_DAYS: '30'
   EXPORT_SCHEDULE: exportSchedule

@@ -1,5 +1,8 @@
 import sys
 
+from shared.allocator import limit_arenas
 from shared.cli import main
+
+limit_arenas()
 
 sys.exit(main())

@@ -12,7 +12,7 @@ bounded by the budget plus one bucket.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared.adapters.spillstore import Run, SpillStore
 from shared.core import digestsets
@@ -21,6 +21,8 @@ BUCKET_TARGET = 1 << 19  # digests read per bucket, at most (16 MiB)
 # A bucket's pieces of every spilled run are ranged reads: made side by side, since each one
 # mostly waits for storage.
 _READERS = ThreadPoolExecutor(8, thread_name_prefix="spill-read")
+# Spills are sorted, encrypted and uploaded beside the read, one at a time per collection.
+_WRITERS = ThreadPoolExecutor(4, thread_name_prefix="spill-write")
 
 
 Spilled = tuple[SpillStore, Run]  # a spilled run, and the store (key) that reads it
@@ -35,6 +37,7 @@ class Collected:
         self._runs: dict[str, list[Spilled]] = {schema: [] for schema in self._held}
         self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
         self._kept: dict[str, digestsets.SortedFrames] = {}
+        self._writing: Future[None] | None = None  # the spill in progress, if any
 
     @classmethod
     def of_runs(
@@ -49,6 +52,8 @@ class Collected:
         return collected
 
     def add(self, schema: str, digests: bytes) -> None:
+        if schema in self._kept:
+            raise RuntimeError(f"{schema}: digests added after the set was handed out")
         self._held[schema] += digests
         self._held_bytes += len(digests)
         self._read[schema] += digestsets.count(digests)
@@ -58,16 +63,28 @@ class Collected:
     def flush(self) -> None:
         """Spill whatever is still held (a split run's reader hands all it read on)."""
         self._spill_held()
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait for the spill in progress; raise what it failed with."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def _spill_held(self) -> None:
-        for schema, held in list(self._held.items()):
-            if held:
-                self._held[schema] = bytearray()
-                frames = digestsets.SortedFrames(held)  # sorted where it is: no copy
-                run = self._spill.write_frames(schema, frames.sizes, frames.frame)
-                self._runs[schema].append((self._spill, run))
-                del frames, held
+        # At most one spill in progress: memory holds it and what is read meanwhile.
+        self.settle()
+        taken = {schema: held for schema, held in self._held.items() if held}
+        self._held = {schema: bytearray() for schema in self._held}
         self._held_bytes = 0
+        self._writing = _WRITERS.submit(self._write, taken)
+
+    def _write(self, taken: dict[str, bytearray]) -> None:
+        for schema in list(taken):
+            frames = digestsets.SortedFrames(taken.pop(schema))  # the sorted copy is kept
+            run = self._spill.write_frames(schema, frames.sizes, frames.frame)
+            self._runs[schema].append((self._spill, run))
+            del frames
 
     def read(self, schema: str) -> int:
         """How many valid digests of the kind were read (repeats included)."""
@@ -75,6 +92,7 @@ class Collected:
 
     def runs(self, schema: str) -> list[Run]:
         """The kind's spilled runs (of this collection's own store)."""
+        self.settle()
         return [run for store, run in self._runs[schema] if store is self._spill]
 
     def buckets(
@@ -83,20 +101,33 @@ class Collected:
         """The kind's distinct digests, sorted: ``(high, bucket)`` per bucket in order, where
         ``high`` is the bucket's first leading byte past its end. ``within``: only the
         leading bytes ``[low, high)`` (a split run's job), buckets cut at its ends."""
-        if schema not in self._kept:  # what is still held: sorted where it is, no copy
-            self._kept[schema] = digestsets.SortedFrames(self._held[schema])
-        kept = self._kept[schema]
         count = digestsets.bucket_count(self._read[schema], BUCKET_TARGET)
         for bucket in range(count):
             low, high = digestsets.bounds(bucket, count)
             low, high = max(low, within[0]), min(high, within[1])
-            if low >= high:
-                continue
-            spilled = self._runs[schema]
-            reads = [_READERS.submit(store.read, run, low, high) for store, run in spilled]
-            parts = [read.result() for read in reads]
-            parts.append(b"".join(kept.frame(leading) for leading in range(low, high)))
-            yield high, parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
+            if low < high:
+                yield high, self.between(schema, low, high)
+
+    def between(self, schema: str, low: int, high: int) -> bytes:
+        """The kind's distinct digests whose leading byte is in ``[low, high)``, sorted: its
+        pieces of every spilled run and of what is still held, merged."""
+        parts = self.pieces(schema, low, high)
+        return parts[0] if len(parts) == 1 else digestsets.sorted_distinct(parts)
+
+    def pieces(self, schema: str, low: int, high: int) -> list[bytes]:
+        """The same digests unmerged: one sorted, distinct piece from each spilled run and
+        one from what is still held (a digest may be in several)."""
+        self.settle()
+        if schema not in self._kept:  # what is still held, sorted (and no longer held)
+            self._kept[schema] = digestsets.SortedFrames(self._held[schema])
+            self._held_bytes -= len(self._held[schema])
+            self._held[schema] = bytearray()
+        kept = self._kept[schema]
+        spilled = self._runs[schema]
+        reads = [_READERS.submit(store.read, run, low, high) for store, run in spilled]
+        parts = [read.result() for read in reads]
+        parts.append(b"".join(kept.frame(leading) for leading in range(low, high)))
+        return parts
 
     @property
     def spilled_bytes(self) -> int:

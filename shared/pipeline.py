@@ -14,6 +14,7 @@ with a checkpoint that lets a later delivery resume the run.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -26,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from shared import early
 from shared.adapters.blobsource import BlobSource
 from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.spillstore import SpillStore
@@ -240,8 +242,14 @@ def run(
     sender = Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
                      on_progress=on_progress, check_lease=check_lease)  # fmt: skip
     spill.delete_all()  # what a crashed attempt of the run may have left
+    schemas = [kind.schema for kind, _ in export.columns]
     try:
-        collected = Collected(spill, memory_budget, (kind.schema for kind, _ in export.columns))
+        if export.mode is Mode.ADD and len(plan.segments) == 1:
+            _add_while_reading(plan, source, attempt, progress=progress, sender=sender,
+                               spill=spill, memory_budget=memory_budget,
+                               check_lease=check_lease)  # fmt: skip
+            return
+        collected = Collected(spill, memory_budget, schemas)
         tallies = scan(plan, source, progress=progress, collected=collected,
                        publish=sender.publish, check_lease=check_lease)  # fmt: skip
         progress.spilled_bytes = collected.spilled_bytes
@@ -264,7 +272,7 @@ def run(
         spill.delete_all()
 
 
-_WORKERS = 2  # threads normalising and hashing blocks (Arrow and DuckDB release the GIL)
+_WORKERS = 2  # threads normalising and hashing blocks (Arrow and DataFusion release the GIL)
 
 
 def scan(
@@ -275,15 +283,16 @@ def scan(
     collected: Collected,
     publish: Callable[[], None],
     check_lease: Callable[[], None],
+    adds: early.EarlyAdds | None = None,
 ) -> dict[str, identifiers.Tally]:
-    """Read every segment's partitions once, collecting each kind's digests; count the rows
-    (per segment when there are several). Blocks are normalised and hashed on ``_WORKERS``
-    threads while the next ones are parsed; at most ``2 * _WORKERS`` are in hand at once."""
+    """Read every segment's partitions once, collecting each kind's digests (with ``adds``:
+    handing them to it, in the order they are read); count the rows (per segment when there
+    are several). Blocks are normalised and hashed on ``_WORKERS`` threads while the next
+    ones are parsed; at most ``2 * _WORKERS`` are in hand at once."""
     export = plan.export
     tallies = {kind.schema: identifiers.Tally() for kind, _ in export.columns}
     for kind, _ in export.columns:
         progress.by_type.setdefault(kind.schema, {})
-    columns = [column for _, column in export.columns]
 
     def digest_block(cells: tuple[Any, ...]) -> list[tuple[str, bytes, identifiers.Tally]]:
         found = []
@@ -295,13 +304,37 @@ def scan(
 
     def take(block: Future[list[tuple[str, bytes, identifiers.Tally]]]) -> None:
         for schema, digests, tally in block.result():
-            collected.add(schema, digests)
+            if adds is None:
+                collected.add(schema, digests)
+            else:
+                adds.add(schema, digests)
             _add_tally(tallies[schema], tally)
         progress.rows_read = progress.rows_scanned = max(t.rows for t in tallies.values())
         progress.spilled_bytes = collected.spilled_bytes
         publish()
         check_lease()
 
+    try:
+        _read_all(plan, source, progress, tallies, digest=digest_block, take=take)
+    except BaseException:
+        # Let a spill in progress end before the caller deletes the run's spilled files.
+        with contextlib.suppress(Exception):
+            collected.settle()
+        raise
+    collected.settle()
+    return tallies
+
+
+def _read_all(
+    plan: Plan,
+    source: BlobSource,
+    progress: Progress,
+    tallies: dict[str, identifiers.Tally],
+    *,
+    digest: Callable[[tuple[Any, ...]], list[tuple[str, bytes, identifiers.Tally]]],
+    take: Callable[[Future[list[tuple[str, bytes, identifiers.Tally]]]], None],
+) -> None:
+    columns = [column for _, column in plan.export.columns]
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="digest") as pool:
         pending: deque[Future[list[tuple[str, bytes, identifiers.Tally]]]] = deque()
         for segment in plan.segments:
@@ -313,7 +346,7 @@ def scan(
                 model=segment.model,
             )
             for _, cells in blocks:
-                pending.append(pool.submit(digest_block, cells))
+                pending.append(pool.submit(digest, cells))
                 while len(pending) >= 2 * _WORKERS:
                     take(pending.popleft())
             while pending:
@@ -321,7 +354,6 @@ def scan(
             if len(plan.segments) > 1:
                 rows = max(t.rows for t in tallies.values()) - before
                 progress.by_segment[segment.source.label] = {"rows": rows}
-    return tallies
 
 
 def _add_tally(total: identifiers.Tally, part: identifiers.Tally) -> None:
@@ -349,6 +381,33 @@ def require_rows(plan: Plan, progress: Progress) -> None:
             f"{where}: snapshot {snapshot} holds no data rows; nothing was sent "
             "(an empty segment export is treated as a fault)"
         )
+
+
+def _add_while_reading(
+    plan: Plan,
+    source: BlobSource,
+    attempt: AttemptSpec,
+    *,
+    progress: Progress,
+    sender: Sender,
+    spill: SpillStore,
+    memory_budget: int,
+    check_lease: Callable[[], None],
+) -> None:
+    """Add mode on one segment: send while reading (``shared.early``), then the rest."""
+    kinds = {kind.schema: kind for kind, _ in plan.export.columns}
+    collected = Collected(spill, memory_budget, early.collected_names(kinds))
+    with sender:
+        adds = early.EarlyAdds(collected, sender, kinds, progress.by_type, attempt.batch_size)
+        tallies = scan(plan, source, progress=progress, collected=collected,
+                       publish=sender.publish, check_lease=check_lease, adds=adds)  # fmt: skip
+        adds.finish()
+        progress.spilled_bytes = collected.spilled_bytes
+        require_rows(plan, progress)
+        for schema, kind in kinds.items():
+            distinct = adds.send_rest(schema)
+            count_kind(kind, tallies[schema], adds.read(schema) - distinct, progress)
+        progress.spilled_bytes = collected.spilled_bytes
 
 
 def _add(

@@ -57,6 +57,16 @@ KNOWN_ANSWERS: list[tuple[identifiers.IdentifierType, str, str | None, str | Rej
     (EMAIL, "a@[192.0.2.1]", None, INVALID),
     (EMAIL, '"quoted"@example.com', None, INVALID),
     (EMAIL, "x" * 65 + "@example.com", None, INVALID),
+    # the local part's limit counts characters, also where they take two bytes each
+    (EMAIL, "\u00e9" * 64 + "@example.com", None, "\u00e9" * 64 + "@example.com"),
+    (EMAIL, "\u00e9" * 65 + "@example.com", None, INVALID),
+    # only an all-digit last label is refused; a digit at the end is fine
+    (EMAIL, "a@example.123", None, INVALID),
+    (EMAIL, "a@example.a1", None, "a@example.a1"),
+    (EMAIL, "a@9.example.com", None, "a@9.example.com"),
+    # 254 characters in all is the limit (the domain's own, 253, is then always met)
+    (EMAIL, "a@" + ("b" * 61 + ".") * 4 + "bbbb", None, "a@" + ("b" * 61 + ".") * 4 + "bbbb"),
+    (EMAIL, "a@" + ("b" * 61 + ".") * 4 + "bbbbb", None, INVALID),
     (EMAIL, "a@" + "b" * 250 + ".com", None, INVALID),
     (EMAIL, "nbsp\u00a0x@example.com", None, INVALID),
     (EMAIL, '=HYPERLINK("mailto:ann@example.com","ann@example.com")', None, INVALID),

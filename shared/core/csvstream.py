@@ -62,14 +62,21 @@ class ChunkReader(io.RawIOBase):
         return size
 
 
+class _NulByte(Exception):  # noqa: N818 - a fault found while reading, turned into a SourceError
+    """A partition holds a NUL byte at ``offset``."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
 class _Inspected(io.RawIOBase):
     """A partition's bytes as they are read, checked for NUL (which Customer Insights never
-    writes: a file holding one is damaged) and counted, so that a problem names its line."""
+    writes: a file holding one is damaged); the line is only counted once one is found."""
 
-    def __init__(self, inner: io.RawIOBase, name: str, *, text: bool = False) -> None:
-        self._inner, self._name = inner, name
+    def __init__(self, inner: io.RawIOBase, *, text: bool = False) -> None:
+        self._inner = inner
         self._offset = 0  # bytes read so far
-        self._lines = 0  # line breaks in them
         # With ``text``, also decoded as UTF-8 (UnicodeDecodeError on a fault), for a reader
         # that decodes only the columns it keeps.
         self._decoder = codecs.getincrementaldecoder("utf-8")() if text else None
@@ -79,20 +86,32 @@ class _Inspected(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         size = self._inner.readinto(buffer) or 0
-        data = memoryview(buffer)[:size].tobytes()
-        nul = data.find(b"\0")
-        if nul >= 0:
-            line = self._lines + data.count(b"\n", 0, nul) + 1
-            raise SourceError(
-                f"{self._name}: line {line} (byte {self._offset + nul}) holds a NUL byte; "
-                "the file is damaged (Customer Insights never writes one); export the segment "
-                "again or remove the file"
-            )
-        if self._decoder is not None:
-            self._decoder.decode(data, final=not size)
+        with memoryview(buffer)[:size] as data:
+            nul = data.tobytes().find(b"\0") if size else -1
+            if nul >= 0:
+                raise _NulByte(self._offset + nul)
+            if self._decoder is not None:
+                self._decoder.decode(data, final=not size)
         self._offset += size
-        self._lines += data.count(b"\n")
         return size
+
+
+def _refuse_nul(name: str, open_partition: Callable[[str], io.RawIOBase], offset: int) -> None:
+    """Name the line of the NUL byte at ``offset``: the partition is read again up to it."""
+    reader = io.BufferedReader(open_partition(name), _READ_BUFFER)
+    lines, left = 0, offset
+    with reader:
+        while left > 0:
+            chunk = reader.read(min(left, _READ_BUFFER))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    raise SourceError(
+        f"{name}: line {lines + 1} (byte {offset}) holds a NUL byte; "
+        "the file is damaged (Customer Insights never writes one); export the segment "
+        "again or remove the file"
+    ) from None
 
 
 def first_invalid_utf8(stream: io.RawIOBase) -> tuple[int, int] | None:
@@ -144,7 +163,7 @@ def _partition_cells(
     known: list[str] | None,
 ) -> Iterator[object]:
     """First the header the partition has (or ``known``), then its ``column`` cells."""
-    stream = _Inspected(open_partition(name), name)
+    stream = _Inspected(open_partition(name))
     text = io.TextIOWrapper(
         io.BufferedReader(stream, _READ_BUFFER),
         encoding="utf-8-sig",
@@ -172,6 +191,8 @@ def _partition_cells(
                 yield row[index]
     except UnicodeDecodeError:
         _refuse_text(name, open_partition)
+    except _NulByte as fault:
+        _refuse_nul(name, open_partition, fault.offset)
     except csv.Error as exc:
         raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
 
@@ -188,7 +209,7 @@ def _refuse_text(name: str, open_partition: Callable[[str], io.RawIOBase]) -> No
     ) from None
 
 
-_BLOCK = 4 << 20  # bytes of CSV that Arrow parses at a time (per thread)
+_BLOCK = 2 << 20  # bytes of CSV that Arrow parses at a time (per thread)
 _BOM = codecs.BOM_UTF8
 
 
@@ -204,7 +225,7 @@ def column_blocks(
     header: list[str] | None = None
     delimiter = model.csv.delimiter if model else ","
     for name in partitions:
-        stream = _Inspected(open_partition(name), name, text=True)
+        stream = _Inspected(open_partition(name), text=True)
         buffered = io.BufferedReader(stream, _READ_BUFFER)
         try:
             record, rest = _first_record(buffered)
@@ -241,6 +262,8 @@ def column_blocks(
                     yield name, tuple(cells[index] for _, index, _ in located)
         except UnicodeDecodeError:
             _refuse_text(name, open_partition)
+        except _NulByte as fault:
+            _refuse_nul(name, open_partition, fault.offset)
         except (pa.ArrowException, csv.Error):
             _explain(name, open_partition, columns[0], model, header)
         finally:

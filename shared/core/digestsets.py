@@ -28,35 +28,81 @@ def count(data: bytes) -> int:
     return len(data) // DIGEST
 
 
+def _first_words(digests: np.ndarray) -> np.ndarray:
+    """Each digest's first 8 bytes as a number: their order is the digests' order, but for
+    digests that share those bytes."""
+    firsts: np.ndarray = digests.view(">u8")[:: DIGEST // 8].astype(np.uint64)
+    return firsts
+
+
+def _words(digests: np.ndarray) -> np.ndarray:
+    """Each digest as four 64-bit words (for equality only: their order is not the digests')."""
+    words: np.ndarray = digests.view(np.uint64).reshape(-1, DIGEST // 8)
+    return words
+
+
+def _sorted(digests: np.ndarray) -> np.ndarray:
+    """A sorted copy of ``digests``. NumPy compares 32-byte values one call at a time, so
+    the sort runs on numbers instead: each digest's leading bits with its index in the low
+    bits, sorted as 64-bit integers, give the order; digests whose leading bits are the
+    same (repeats, and for random digests about n^2 / 2^65-log2(n) pairs of others: almost
+    never any) are put right afterwards."""
+    size = len(digests)
+    if size < 2:
+        return digests.copy()
+    shift = np.uint64(int(size - 1).bit_length())
+    packed = _first_words(digests)  # made in place into leading bits | index
+    packed >>= shift
+    packed <<= shift
+    packed |= np.arange(size, dtype=np.uint64)
+    packed.sort()
+    order = packed & ((np.uint64(1) << shift) - np.uint64(1))
+    result: np.ndarray = digests[order]
+    del order
+    packed >>= shift  # the leading bits alone, in the new order
+    words = _words(result)
+    same = np.flatnonzero(packed[1:] == packed[:-1])  # repeats, mostly
+    tied = same[np.any(words[same + 1] != words[same], axis=1)]
+    for at in tied:  # other digests with the same leading bits
+        start = end = int(at)
+        while start > 0 and packed[start - 1] == packed[at]:
+            start -= 1
+        while end + 1 < size and packed[end + 1] == packed[at]:
+            end += 1
+        result[start : end + 1].sort()
+    return result
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """Which of sorted ``ordered`` to keep so that each digest appears once."""
+    keep = np.empty(len(ordered), dtype=bool)
+    if len(ordered):
+        keep[0] = True
+        words = _words(ordered)
+        np.any(words[1:] != words[:-1], axis=1, out=keep[1:])
+    return keep
+
+
 def sorted_distinct(parts: Iterable[bytes | bytearray]) -> bytes:
-    """The distinct digests of ``parts`` (concatenated digests, in any order), sorted.
-    Sorts one copy in place: memory is about twice the input's, then the result's."""
+    """The distinct digests of ``parts`` (concatenated digests, in any order), sorted."""
     joined = bytearray().join(parts)
     if not joined:
         return b""
-    digests = _array(joined)
-    digests.sort()
-    words = digests.view(np.uint64).reshape(-1, DIGEST // 8)  # equality only: order is moot
-    keep = np.empty(len(digests), dtype=bool)
-    keep[0] = True
-    np.any(words[1:] != words[:-1], axis=1, out=keep[1:])
-    result: bytes = digests[keep].tobytes()
+    ordered = _sorted(_array(joined))
+    del joined
+    result: bytes = ordered[_distinct(ordered)].tobytes()
     return result
 
 
 class SortedFrames:
-    """A buffer of digests sorted in place, handed out distinct, one leading byte at a time,
-    so that nothing of the buffer's size is copied (what a spill writes)."""
+    """A buffer of digests sorted, handed out distinct, one leading byte at a time, so that
+    nothing more of the buffer's size is held (what a spill writes). The buffer itself is
+    not kept: the caller may drop it."""
 
     def __init__(self, buffer: bytearray) -> None:
-        self._digests = _array(buffer)  # a writable view: sorted in place
-        self._digests.sort()
-        words = self._digests.view(np.uint64).reshape(-1, DIGEST // 8)
-        self._keep = np.empty(len(self._digests), dtype=bool)
-        if len(self._digests):
-            self._keep[0] = True
-            np.any(words[1:] != words[:-1], axis=1, out=self._keep[1:])
-        firsts = np.frombuffer(buffer, dtype=np.uint8)[::DIGEST]
+        self._digests = _sorted(_array(buffer))
+        self._keep = _distinct(self._digests)
+        firsts = self._digests.view(np.uint8)[::DIGEST]
         self._starts = np.searchsorted(firsts, np.arange(LEADING_BYTES + 1), side="left")
         kept = np.concatenate(([0], np.cumsum(self._keep, dtype=np.int64)))
         starts = self._starts
@@ -99,8 +145,24 @@ def minus(data: bytes, other: bytes) -> bytes:
     """The digests of sorted set ``data`` that are not in sorted set ``other``."""
     if not data or not other:
         return data
-    result: bytes = np.setdiff1d(_array(data), _array(other), assume_unique=True).tobytes()
+    wanted = _array(data)
+    result: bytes = wanted[~_contains(_array(other), wanted)].tobytes()
     return result
+
+
+def _contains(ordered: np.ndarray, digests: np.ndarray) -> np.ndarray:
+    """Which of ``digests`` are in the sorted set ``ordered``: looked up by their first
+    words (binary search on numbers), then compared whole."""
+    keys, wanted = _first_words(ordered), _first_words(digests)
+    low = np.searchsorted(keys, wanted, side="left")
+    high = np.searchsorted(keys, wanted, side="right")
+    found = np.zeros(len(digests), dtype=bool)
+    single = np.flatnonzero(high - low == 1)
+    known, asked = _words(ordered), _words(digests)
+    found[single] = np.all(known[low[single]] == asked[single], axis=1)
+    for at in np.flatnonzero(high - low > 1):  # several digests share the first word: rare
+        found[at] = bool(np.any(np.all(known[low[at] : high[at]] == asked[at], axis=1)))
+    return found
 
 
 def chunks(data: bytes, size: int) -> Iterator[bytes]:

@@ -2,9 +2,10 @@
 
 Pure functions, no I/O. The rules work on whole columns at once (Apache Arrow arrays, as the
 CSV reader hands them over), so that trimming, lowercasing and the grammar checks run in
-Arrow's compiled kernels, and SHA-256 in DuckDB's (an embedded engine, in memory, reading the
-Arrow array in place); neither holds Python's lock, so blocks can be worked on by several
-threads at once. A cell becomes the 32-byte
+Arrow's compiled kernels, and SHA-256 in Apache DataFusion's (an embedded query engine, in
+memory, reading the Arrow array in place, with the processor's SHA instructions where it has
+them); neither holds Python's lock, so blocks can be worked on by several threads at once.
+A cell becomes the 32-byte
 digest Snapchat matches on, or is counted as empty or invalid and skipped. A value that
 already is 64 hexadecimal characters is taken as a hash made upstream and passed through as
 it is (hashing it again would make it unmatchable).
@@ -27,9 +28,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datafusion import SessionConfig, SessionContext, col
+from datafusion import functions as sql
 
 _DIGEST_SIZE = 32
 _MAX_EMAIL_LENGTH = 254
@@ -89,8 +92,8 @@ _ATEXT = rf"(?:[a-z0-9!#$%&'*+/=?^_`{{|}}~-]|{_NON_ASCII})"
 _LETTER_DIGIT = rf"(?:[a-z0-9]|{_NON_ASCII})"
 _LABEL = rf"{_LETTER_DIGIT}(?:(?:{_LETTER_DIGIT}|-){{0,61}}{_LETTER_DIGIT})?"
 _EMAIL_SHAPE = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_LABEL}$"
-_LOCAL_LENGTH = r"^[^@]{1,64}@"
-_DOMAIN_LENGTH = r"@.{1,253}$"
+_MAX_LOCAL_LENGTH = 64
+_LOCAL_LENGTH = rf"^[^@]{{1,{_MAX_LOCAL_LENGTH}}}@"
 _NUMERIC_LAST_LABEL = r"\.[0-9]+$"
 _ONLY_LETTERS_MARKS_DIGITS = r"^[\x00-\x7f\p{L}\p{M}\p{N}]*$"
 
@@ -105,18 +108,41 @@ def _email(values: pa.Array) -> pa.Array:
     ok = pc.and_(
         _matches(lowered, _EMAIL_SHAPE), pc.less_equal(pc.utf8_length(lowered), _MAX_EMAIL_LENGTH)
     )
-    ok = pc.and_(ok, _matches(lowered, _LOCAL_LENGTH))
-    ok = pc.and_(ok, _matches(lowered, _DOMAIN_LENGTH))
-    ok = pc.and_not(ok, _matches(lowered, _NUMERIC_LAST_LABEL))
-    unusual = pc.indices_nonzero(pc.and_not(ok, pc.string_is_ascii(lowered)))
+    # The shape has one "@"; where the value is ASCII, its position is the local part's
+    # length in characters. Elsewhere (rarely) a longer byte count may still be few enough
+    # characters: those are measured by the pattern. The domain's own limit, 253, needs no
+    # check: the whole is at most 254 characters, with an "@" and a local part before it.
+    ascii_only = pc.string_is_ascii(lowered)
+    local_fits = pc.less_equal(pc.find_substring(lowered, "@"), _MAX_LOCAL_LENGTH)
+    unsure = _where(pc.and_not(pc.and_not(ok, local_fits), ascii_only))
+    if len(unsure):
+        measured = _where(_matches(pc.take(lowered, unsure), _LOCAL_LENGTH))
+        local_fits = pc.or_(local_fits, _marked(len(lowered), unsure[measured]))
+    ok = pc.and_(ok, local_fits)
+    # Only a value ending in a digit can have an all-digit last label.
+    last = pc.utf8_slice_codeunits(lowered, -1)
+    suspects = _where(pc.and_(ok, pc.ascii_is_decimal(last)))
+    if len(suspects):
+        numeric = _where(_matches(pc.take(lowered, suspects), _NUMERIC_LAST_LABEL))
+        ok = pc.and_not(ok, _marked(len(lowered), suspects[numeric]))
+    unusual = _where(pc.and_not(ok, ascii_only))
     if len(unusual):
         # A non-ASCII space, symbol, punctuation or control character makes it invalid.
         fine = _matches(pc.take(lowered, unusual), _ONLY_LETTERS_MARKS_DIGITS)
-        refused = pc.filter(unusual, pc.invert(fine))
-        if len(refused):
-            mask = pc.is_in(pa.array(range(len(lowered)), pa.int64()), value_set=refused)
-            ok = pc.and_not(ok, mask)
+        ok = pc.and_not(ok, _marked(len(lowered), unusual[_where(pc.invert(fine))]))
     return pc.if_else(ok, lowered, pa.scalar(None, pa.string()))
+
+
+def _where(mask: pa.Array) -> np.ndarray:
+    """The positions where a boolean array is true."""
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def _marked(size: int, rows: np.ndarray) -> pa.Array:
+    """A boolean array of ``size``, true at ``rows``."""
+    marked = np.zeros(size, dtype=bool)
+    marked[rows] = True
+    return pa.array(marked)
 
 
 _PHONE_SEPARATORS = r"[ \-.()/\t]"
@@ -202,19 +228,36 @@ def digest_column(
     if isinstance(cells, pa.ChunkedArray):
         cells = cells.combine_chunks() if cells.num_chunks != 1 else cells.chunk(0)
     trimmed = pc.utf8_trim_whitespace(pc.fill_null(cells, ""))
-    present = pc.greater(pc.binary_length(trimmed), 0)
-    hashed = pc.and_(pc.equal(pc.binary_length(trimmed), 64), _matches(trimmed, _HEX64))
-    plain = pc.filter(trimmed, pc.and_not(present, hashed))
-    normalised = normalise_column(kind, plain, default_country_code).drop_null()
+    lengths = pc.binary_length(trimmed)
+    present = pc.greater(lengths, 0)
+    hashed = _upstream_hashes(trimmed, lengths)
+    plain_rows = pc.and_not(present, hashed)
+    normalised = normalise_column(kind, pc.filter(trimmed, plain_rows), default_country_code)
+    valid = normalised.drop_null()
     upstream = pc.filter(trimmed, hashed)
     tally.rows += len(cells)
     tally.empty += len(cells) - (pc.sum(present).as_py() or 0)
-    tally.invalid += len(plain) - len(normalised)
+    tally.invalid += len(normalised) - len(valid)
     tally.prehashed += len(upstream)
-    digests = _sha256(normalised)
-    if len(upstream):
-        digests += bytes.fromhex("".join(upstream.to_pylist()))
-    return digests
+    digests = _sha256(valid)
+    if not len(upstream):
+        return digests
+    # Upstream hashes go where their rows are: the digests stay in row order, whatever the
+    # blocks a column was cut into (what is sent while a snapshot is still read relies on it).
+    ours = pc.filter(pc.indices_nonzero(plain_rows), normalised.is_valid()).to_numpy()
+    theirs = pc.indices_nonzero(hashed).to_numpy()
+    order = np.argsort(np.concatenate((ours, theirs)), kind="stable")
+    joined = digests + bytes.fromhex("".join(upstream.to_pylist()))
+    in_rows: bytes = np.frombuffer(joined, dtype=f"V{_DIGEST_SIZE}")[order].tobytes()
+    return in_rows
+
+
+def _upstream_hashes(trimmed: pa.Array, lengths: pa.Array) -> pa.Array:
+    """Which cells hold a hash made upstream: 64 hexadecimal characters (the pattern only
+    looks at the cells of that length)."""
+    sized = _where(pc.equal(lengths, 64))
+    hexed = _where(_matches(pc.take(trimmed, sized), _HEX64)) if len(sized) else sized
+    return _marked(len(trimmed), sized[hexed])
 
 
 _engines = threading.local()
@@ -224,15 +267,17 @@ def _sha256(values: pa.Array) -> bytes:
     """The SHA-256 digests of the UTF-8 strings ``values``, concatenated in order."""
     if not len(values):
         return b""
-    engine = getattr(_engines, "connection", None)
+    engine = getattr(_engines, "context", None)
     if engine is None:
-        # One in-memory engine per thread, on that thread only: blocks are the parallelism.
-        engine = _engines.connection = duckdb.connect(config={"threads": 1})
-    engine.register("cells", pa.table({"value": values}))
+        # One engine per thread, each query on that thread only: blocks are the parallelism.
+        engine = _engines.context = SessionContext(SessionConfig().with_target_partitions(1))
+    # A registered table, dropped after the query: a frame made with from_arrow would stay
+    # in the engine's catalog, and its input with it, until the engine goes.
+    engine.register_record_batches("cells", [[pa.record_batch({"value": values})]])
     try:
-        hashed = engine.sql("SELECT unhex(sha256(value)) AS digest FROM cells").to_arrow_table()
+        hashed = engine.table("cells").select(sql.sha256(col("value"))).to_arrow_table()
     finally:
-        engine.unregister("cells")
+        engine.deregister_table("cells")
     fixed = hashed.column(0).combine_chunks().cast(pa.binary(_DIGEST_SIZE))
     data: bytes = fixed.buffers()[1].to_pybytes()
     return data[fixed.offset * _DIGEST_SIZE : (fixed.offset + len(fixed)) * _DIGEST_SIZE]
