@@ -11,9 +11,9 @@ read, through a filter of what was seen before (``shared.core.first_seen.FirstSe
 
 Both sets are collected like any digests (``shared.collect``: held, spilled beyond the
 budget). After the read, bucket by bucket, the kind's later digests that are not in its sent
-set are sent as well. Every distinct identifier is then sent exactly once, and the requests
-depend only on the snapshot's rows, their order and the batch size, so a resumed attempt
-rebuilds the same ones and skips those already accepted.
+set are sent as well, in full requests. Every distinct identifier is then sent exactly once,
+and the requests depend only on the snapshot's rows, their order and the batch size, so a
+resumed attempt rebuilds the same ones and skips those already accepted.
 
 The price: a run that fails on a malformed partition may already have added identifiers of
 the partitions before it (adding never removes anyone, and the next run sends the rest).
@@ -105,8 +105,9 @@ class EarlyAdds:
         self._sender.drain()
 
     def send_rest(self, schema: str) -> int:
-        """Send the kind's later digests that were not sent yet, bucket by bucket; how many
-        distinct digests the kind has in all."""
+        """Send the kind's later digests that were not sent yet, bucket by bucket (in full
+        requests: a bucket's few are carried over to the next); how many distinct digests
+        the kind has in all."""
         collected, kind = self._collected, self._kinds[schema]
         done, rest = sent(schema), later(schema)
         distinct = collected.read(done)  # the sent set holds each digest once
@@ -114,17 +115,21 @@ class EarlyAdds:
             collected.read(done) + collected.read(rest), BUCKET_TARGET
         )
         self._sender.counts = self._by_type[schema]
+        pending = bytearray()
         for bucket in range(buckets):
             low, high = digestsets.bounds(bucket, buckets)
-            waiting = collected.between(rest, low, high)
-            if not waiting:
+            unsent = collected.between(rest, low, high)
+            if not unsent:
                 continue
-            unsent = waiting
             for piece in collected.pieces(done, low, high):  # each sorted: no merge needed
                 unsent = digestsets.minus(unsent, piece)
             distinct += digestsets.count(unsent)
-            for batch in digestsets.chunks(unsent, self._batch // digestsets.DIGEST):
-                self._sender.send("POST", kind, batch)
+            pending += unsent
+            while len(pending) >= self._batch:
+                self._sender.send("POST", kind, bytes(pending[: self._batch]))
+                del pending[: self._batch]
+        if pending:
+            self._sender.send("POST", kind, bytes(pending))
         self._sender.drain()
         return distinct
 

@@ -172,7 +172,9 @@ def test_each_bad_input_fails_its_run_with_a_specific_error(
     assert [r.status for r in bad_runs] == ["failed"]
     assert message in bad_runs[0].error
     assert message in caplog.text  # the log says it too
-    assert sandbox.identifiers(BAD_AUDIENCE) == set()  # nothing half-uploaded
+    # Nothing uploaded: each fault is found before a request's worth of identifiers was read
+    # (add mode sends while reading; see docs/how-it-works.md, "When requests start").
+    assert sandbox.identifiers(BAD_AUDIENCE) == set()
     good_runs = app.runtime.runs.recent("good")
     assert [r.status for r in good_runs] == ["succeeded"]
     assert sandbox.identifiers(AUDIENCE) == good.expected_hex
