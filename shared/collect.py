@@ -2,8 +2,10 @@
 
 Every kind's digests are held in memory up to a budget (``SPILL_MEMORY_MB``); over it, each
 kind's held digests are sorted, made distinct and spilled as an encrypted run
-(``shared.adapters.spillstore``). Afterwards each kind's set is handed out bucket by bucket
-(``shared.core.digestsets``), each bucket put together from the runs and what is still held.
+(``shared.adapters.spillstore``), on a thread of their own while the read goes on (one spill
+at a time: a second waits for the first). Afterwards each kind's set is handed out bucket by
+bucket (``shared.core.digestsets``), each bucket put together from the runs and what is
+still held.
 How many buckets depends only on how many digests were read, never on the budget, so a run
 gives the same buckets, hence the same requests, whether it spilled or not; memory stays
 bounded by the budget plus one bucket.

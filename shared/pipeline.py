@@ -4,7 +4,8 @@ First the snapshot is read once: each partition's bytes go through Arrow's CSV p
 identifier column the export maps is normalised and hashed as whole blocks of cells, and the
 digests are collected per kind (``shared.collect``: held up to a memory budget, spilled
 encrypted beyond it). Then, per kind, its distinct digests come out sorted, bucket by bucket:
-in add mode each bucket's are sent in batches; in mirror mode each bucket is merged with the
+in add mode each bucket's are sent in batches (for an export of one segment, most of them go
+while the snapshot is still read: ``shared.early``); in mirror mode each bucket is merged with the
 same bucket of the last successful run's set (``shared.adapters.statestore``) to find what to
 add and remove. One background thread sends while the next body is prepared (at most
 ``_IN_FLIGHT`` at once). Memory stays bounded by the budget and one bucket, whatever the
