@@ -7,8 +7,9 @@ at a time: a second waits for the first). Afterwards each kind's set is handed o
 bucket (``shared.core.digestsets``), each bucket put together from the runs and what is
 still held.
 How many buckets depends only on how many digests were read, never on the budget, so a run
-gives the same buckets, hence the same requests, whether it spilled or not; memory stays
-bounded by the budget plus one bucket.
+gives the same buckets, hence the same requests, whether it spilled or not. Memory stays
+bounded whatever the segment's size: what is held (the budget), one spill being sorted and
+written (about 1.5 times the budget), and in the end one bucket with its pieces.
 """
 
 from __future__ import annotations

@@ -11,9 +11,12 @@ read, through a filter of what was seen before (``shared.core.first_seen.FirstSe
 
 Both sets are collected like any digests (``shared.collect``: held, spilled beyond the
 budget). After the read, bucket by bucket, the kind's later digests that are not in its sent
-set are sent as well, in full requests. Every distinct identifier is then sent exactly once,
-and the requests depend only on the snapshot's rows, their order and the batch size, so a
-resumed attempt rebuilds the same ones and skips those already accepted.
+set are sent as well, in full requests. Every distinct identifier is then sent exactly once.
+Each kind's requests depend only on the snapshot's rows, their order and the batch size;
+how two kinds' requests interleave also depends on where the CSV blocks end, which is fixed
+by the code and its settings. So a resumed attempt rebuilds the same requests and skips
+those already accepted (were the code changed in between, the checkpoint's fingerprint
+would differ, and the run would start over rather than skip).
 
 The price: a run that fails on a malformed partition may already have added identifiers of
 the partitions before it (adding never removes anyone, and the next run sends the rest).

@@ -402,12 +402,18 @@ def _add_while_reading(
         adds = early.EarlyAdds(collected, sender, kinds, progress.by_type, attempt.batch_size)
         tallies = scan(plan, source, progress=progress, collected=collected,
                        publish=sender.publish, check_lease=check_lease, adds=adds)  # fmt: skip
-        adds.finish()
-        progress.spilled_bytes = collected.spilled_bytes
-        require_rows(plan, progress)
-        for schema, kind in kinds.items():
-            distinct = adds.send_rest(schema)
-            count_kind(kind, tallies[schema], adds.read(schema) - distinct, progress)
+        try:
+            adds.finish()
+            progress.spilled_bytes = collected.spilled_bytes
+            require_rows(plan, progress)
+            for schema, kind in kinds.items():
+                distinct = adds.send_rest(schema)
+                count_kind(kind, tallies[schema], adds.read(schema) - distinct, progress)
+        except BaseException:
+            # As in scan: a spill that finish() started ends before the files are deleted.
+            with contextlib.suppress(Exception):
+                collected.settle()
+            raise
         progress.spilled_bytes = collected.spilled_bytes
 
 

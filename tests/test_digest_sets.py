@@ -104,3 +104,16 @@ def test_digest_column_keeps_row_order_with_upstream_hashes_between() -> None:
     expected = [identifiers.email_digest(c) for c in ("b@example.com", upstream,
                                                       "a@example.com", upstream)]  # fmt: skip
     assert split(digests) == expected
+
+
+def test_many_digests_sharing_their_first_words_sort_and_subtract_right() -> None:
+    # Upstream "hashes" may be any 64 hex characters, e.g. zero-padded numbers.
+    rng = random.Random(5)
+    padded = [bytes(24) + n.to_bytes(8, "big") for n in rng.sample(range(10**9), 5000)]
+    mixed = padded + [rng.randbytes(D) for _ in range(2000)] + padded[:100]
+    rng.shuffle(mixed)
+    result = digestsets.sorted_distinct([b"".join(mixed)])
+    assert split(result) == sorted(set(mixed))
+    taken = set(rng.sample(sorted(set(mixed)), 3000))
+    other = digestsets.sorted_distinct([b"".join(taken)])
+    assert split(digestsets.minus(result, other)) == sorted(set(mixed) - taken)

@@ -63,13 +63,14 @@ def _sorted(digests: np.ndarray) -> np.ndarray:
     words = _words(result)
     same = np.flatnonzero(packed[1:] == packed[:-1])  # repeats, mostly
     tied = same[np.any(words[same + 1] != words[same], axis=1)]
-    for at in tied:  # other digests with the same leading bits
-        start = end = int(at)
-        while start > 0 and packed[start - 1] == packed[at]:
-            start -= 1
-        while end + 1 < size and packed[end + 1] == packed[at]:
-            end += 1
-        result[start : end + 1].sort()
+    sorted_until = -1
+    for at in tied:  # other digests with the same leading bits: each such run sorted once
+        if at <= sorted_until:
+            continue
+        start = int(np.searchsorted(packed, packed[at], side="left"))
+        end = int(np.searchsorted(packed, packed[at], side="right"))
+        result[start:end].sort()
+        sorted_until = end - 1
     return result
 
 
@@ -95,9 +96,9 @@ def sorted_distinct(parts: Iterable[bytes | bytearray]) -> bytes:
 
 
 class SortedFrames:
-    """A buffer of digests sorted, handed out distinct, one leading byte at a time, so that
-    nothing more of the buffer's size is held (what a spill writes). The buffer itself is
-    not kept: the caller may drop it."""
+    """A buffer of digests sorted, handed out distinct, one leading byte at a time (what a
+    spill writes). It holds a sorted copy of the buffer, not the buffer itself: the caller
+    may drop that (sorting needs the copy and 16 bytes a digest more for a moment)."""
 
     def __init__(self, buffer: bytearray) -> None:
         self._digests = _sorted(_array(buffer))
@@ -160,8 +161,10 @@ def _contains(ordered: np.ndarray, digests: np.ndarray) -> np.ndarray:
     single = np.flatnonzero(high - low == 1)
     known, asked = _words(ordered), _words(digests)
     found[single] = np.all(known[low[single]] == asked[single], axis=1)
-    for at in np.flatnonzero(high - low > 1):  # several digests share the first word: rare
-        found[at] = bool(np.any(np.all(known[low[at] : high[at]] == asked[at], axis=1)))
+    shared = np.flatnonzero(high - low > 1)  # several digests share the first word: rare
+    if len(shared):  # looked up whole (NumPy compares 32-byte values as memcmp does)
+        place = np.minimum(np.searchsorted(ordered, digests[shared]), len(ordered) - 1)
+        found[shared] = np.all(known[place] == asked[shared], axis=1)
     return found
 
 

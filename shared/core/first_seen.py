@@ -13,10 +13,11 @@ against the filter as it was before the group, and within the group by first occ
 verdicts therefore depend only on the stream's digests and their order, never on the sizes of
 the pieces it was handed over in (a resumed run must rebuild the same requests).
 
-With the default 16 MiB filter the share of new digests taken for repeats is, in theory,
-about 0.03% at 1 million distinct digests, 0.7% at 5 million and 9% at 20 million;
-past that the filter fills up and more of the work moves to after the read, with the same
-result.
+With the default 16 MiB filter and one kind, the share of new digests taken for repeats over
+a whole read is, in theory, about 0.03% at 1 million distinct digests, 0.3% at 5 million and
+2.7% at 20 million (by the end of the read, 0.07%, 0.7% and 7% of each new one); an export of
+several kinds splits the filter between them. Past that the filter fills up and more of the
+work moves to after the read, with the same result.
 """
 
 from __future__ import annotations

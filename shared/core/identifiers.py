@@ -242,8 +242,9 @@ def digest_column(
     digests = _sha256(valid)
     if not len(upstream):
         return digests
-    # Upstream hashes go where their rows are: the digests stay in row order, whatever the
-    # blocks a column was cut into (what is sent while a snapshot is still read relies on it).
+    # Upstream hashes go where their rows are: the digests stay in row order, so a kind's
+    # stream of digests does not depend on where blocks end (what is sent while a snapshot
+    # is still read relies on it).
     ours = pc.filter(pc.indices_nonzero(plain_rows), normalised.is_valid()).to_numpy()
     theirs = pc.indices_nonzero(hashed).to_numpy()
     order = np.argsort(np.concatenate((ours, theirs)), kind="stable")
