@@ -243,14 +243,13 @@ def run(
     sender = Sender(client, attempt, progress, accepted=accepted, expected=resume.checkpoint,
                      on_progress=on_progress, check_lease=check_lease)  # fmt: skip
     spill.delete_all()  # what a crashed attempt of the run may have left
-    schemas = [kind.schema for kind, _ in export.columns]
     try:
         if export.mode is Mode.ADD and len(plan.segments) == 1:
             _add_while_reading(plan, source, attempt, progress=progress, sender=sender,
                                spill=spill, memory_budget=memory_budget,
                                check_lease=check_lease)  # fmt: skip
             return
-        collected = Collected(spill, memory_budget, schemas)
+        collected = Collected(spill, memory_budget, (kind.schema for kind, _ in export.columns))
         tallies = scan(plan, source, progress=progress, collected=collected,
                        publish=sender.publish, check_lease=check_lease)  # fmt: skip
         progress.spilled_bytes = collected.spilled_bytes
