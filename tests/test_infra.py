@@ -480,6 +480,32 @@ def checkov_executable() -> str | None:
     return shutil.which("checkov")
 
 
+# What checkov writes to stderr when a check or a file defeats it: the check is then missing from
+# its report, so a summary with 0 failed says nothing about it.
+CHECKOV_CRASH = re.compile(
+    r"Traceback|Failed to run check|Failed to parse|parsing error|\[ERROR\]|Exception",
+    re.IGNORECASE,
+)
+
+
+def checkov_crashes(stderr: str) -> list[str]:
+    """The lines of checkov's stderr that say a check crashed or a file did not parse."""
+    return [line for line in stderr.splitlines() if CHECKOV_CRASH.search(line)]
+
+
+def test_a_checkov_crash_is_recognised() -> None:
+    """The stderr of checkov 3.3.30 when CKV_AZURE_189 met a ternary it could not read."""
+    crashed = (
+        "2026-12-07 19:23:07,730 [MainThread  ] [ERROR]  Failed to run check CKV_AZURE_189 on "
+        "infra/app/keyvault.bicep:Microsoft.KeyVault/vaults.vault\n"
+        "Traceback (most recent call last):\n"
+        "AttributeError: 'dict' object has no attribute 'lower'\n"
+    )
+    assert len(checkov_crashes(crashed)) == 2
+    assert checkov_crashes("") == []
+    assert checkov_crashes("[WARNING] could not reach the guidelines API\n") == []
+
+
 @pytest.mark.integration  # runs checkov, a tool of its own
 def test_checkov_reports_no_failed_check() -> None:
     executable = checkov_executable()
@@ -489,10 +515,16 @@ def test_checkov_reports_no_failed_check() -> None:
             pytest.fail(message + "; CI must run this check")
         pytest.skip(message)
     command = [executable, "-d", str(INFRA), "--framework", "bicep"]
-    command += ["--skip-download", "--compact", "--quiet", "-o", "json"]
+    command += ["--skip-download", "--compact", "-o", "json"]  # not --quiet: it hides passes
+    # checkov logs a check that crashed (and a file it could not parse) at ERROR on stderr and
+    # leaves the check out of its report; LOG_LEVEL pins that these lines are printed.
+    environment = {**os.environ, "LOG_LEVEL": "WARNING"}
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False
-    )
+        command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+        env=environment,
+    )  # fmt: skip
+    crashes = checkov_crashes(done.stderr)
+    assert not crashes, "checkov could not run every check:\n" + "\n".join(crashes)
     assert done.stdout.strip(), f"checkov printed nothing (exit {done.returncode}): {done.stderr}"
     report = json.loads(done.stdout)
     reports = report if isinstance(report, list) else [report]
@@ -512,6 +544,10 @@ def test_checkov_reports_no_failed_check() -> None:
     assert summary["parsing_errors"] == 0, f"{counts}; checkov could not parse some files"
     assert summary["passed"] > 0, counts
     assert summary["skipped"] == len(suppressions()), f"{counts}; inline skips: {suppressions()}"
+    ran = {(c["check_id"], c["resource"]) for c in bicep["results"].get("passed_checks", [])}
+    # The check that once crashed on the vault's ternary: it runs, and passes (the vault's
+    # firewall denies by default; docs/deploy.md, "Checkov suppressions").
+    assert ("CKV_AZURE_189", "Microsoft.KeyVault/vaults.vault") in ran, counts
 
 
 # ---------------------------------------------------------------- alerts and workbook
@@ -601,6 +637,44 @@ def test_the_export_account_deletes_old_snapshots_and_has_no_soft_delete() -> No
                          "Microsoft.Storage/storageAccounts/blobServices")[0])  # fmt: skip
     assert blob["properties"]["deleteRetentionPolicy"]["enabled"] == "softDelete"
     assert body(_module("deploymentStorage"))["params"].get("softDelete") is None  # stays on
+
+
+def test_the_export_and_package_accounts_keep_no_versions_or_change_feed() -> None:
+    (blob,) = _of_type("app/container-account.bicep",
+                       "Microsoft.Storage/storageAccounts/blobServices")  # fmt: skip
+    properties = body(blob)["properties"]
+    assert properties.get("isVersioningEnabled") is False
+    assert properties.get("changeFeed") == {"enabled": False}
+    assert properties["containerDeleteRetentionPolicy"]["enabled"] == "softDelete"
+    assert resolve("softDelete", "app/container-account.bicep") is True  # the package account
+
+
+def test_deleting_personal_data_is_final_on_the_runtime_account() -> None:
+    """State (STATE_CONTAINER) and spills (SPILL_CONTAINER) live on the runtime account, where
+    nothing keeps a copy of a deleted or overwritten blob (docs/deploy.md, "Erasure is final")."""
+    settings = object_variable("main.bicep", "appSettings")
+    assert settings["STATE_CONTAINER"] == "exporter-state"
+    assert settings["SPILL_CONTAINER"] == "spillContainerName"
+    platform = object_variable("app/api.bicep", "platformSettings")
+    assert platform["AzureWebJobsStorage__blobServiceUri"] == "storageBlobEndpoint"
+    endpoint = body(_module("api"))["params"]["storageBlobEndpoint"]
+    assert _dotted(endpoint) == "storage.outputs.blobEndpoint"
+    assert _module("storage")["detail"]["path"] == "app/storage.bicep"
+    (blob,) = _of_type("app/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices")
+    properties = body(blob)["properties"]
+    assert properties["deleteRetentionPolicy"] == {"enabled": False}
+    assert properties["containerDeleteRetentionPolicy"] == {"enabled": False}
+    assert properties.get("isVersioningEnabled") is False
+    assert properties.get("changeFeed") == {"enabled": False}
+    assert properties.get("restorePolicy") == {"enabled": False}
+    for path in BICEP_FILES:  # no copy of a blob elsewhere either
+        text = path.read_text("utf-8")
+        for kind in ("objectReplicationPolicies", "inventoryPolicies", "backupVaults"):
+            assert kind not in text, f"{path.name} declares {kind}"
+    for module in ("statestore.py", "spillstore.py"):  # nor a copy made by the code
+        source = (ROOT / "shared" / "adapters" / module).read_text("utf-8")
+        for call in ("create_snapshot", "start_copy_from_url", "undelete_blob", "version_id"):
+            assert call not in source, f"shared/adapters/{module} calls {call}"
 
 
 def test_private_networking_gives_every_account_and_the_vault_an_endpoint_and_closes_them() -> None:

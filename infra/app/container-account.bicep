@@ -87,6 +87,12 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
       enabled: softDelete
       days: 7
     }
+    // No versions and no change feed, on either use: an export's old snapshots must go when
+    // the lifecycle rule deletes them.
+    isVersioningEnabled: false
+    changeFeed: {
+      enabled: false
+    }
   }
 }
 

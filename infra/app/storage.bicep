@@ -1,5 +1,7 @@
 // The app's own storage account (AzureWebJobsStorage): host state (leases, keys, timer status),
-// the jobs queue and the runs table. Entra ID only (shared keys off), TLS 1.2, no anonymous blob
+// the jobs queue, the runs table and the app's other tables, and the personal data the app keeps:
+// encrypted mirror state and spilled digests. The code package is in another account
+// (container-account.bicep). Entra ID only (shared keys off), TLS 1.2, no anonymous blob
 // access, and reachable only from the app's subnet (service endpoint) and trusted Azure services.
 param name string
 param location string
@@ -80,17 +82,28 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
+// Deleting here is final. The account holds personal data (mirror state in STATE_CONTAINER,
+// spilled digests in SPILL_CONTAINER) that a purge, the orphan timer, a run's end or the
+// lifecycle rule below must erase, so no copy may outlive them: no blob or container soft
+// delete (each overwrite of a state set would also keep the old one), no versions, no change
+// feed, no point-in-time restore (docs/deploy.md, "Erasure is final"). Off explicitly, so
+// that a deployment also turns them off on an account where they were on.
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
   name: 'default'
   properties: {
     deleteRetentionPolicy: {
-      enabled: true
-      days: 7
+      enabled: false
     }
     containerDeleteRetentionPolicy: {
-      enabled: true
-      days: 7
+      enabled: false
+    }
+    isVersioningEnabled: false
+    changeFeed: {
+      enabled: false
+    }
+    restorePolicy: {
+      enabled: false
     }
   }
 }
