@@ -336,6 +336,7 @@ class _Client:
 
 
 _PKCE = re.compile(r"[A-Za-z0-9_-]{43}")
+_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636, 4.1: unreserved characters
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -361,6 +362,7 @@ class _Auth:
         self._clients: dict[str, _Client] = {}
         self._tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self._codes: dict[str, _Code] = {}
+        self._redeemed: list[tuple[str, str]] = []  # (challenge, verifier) of redeemed codes
 
     def add_client(self, client_id: str, client_secret: str, refresh_token: str) -> None:
         with self._lock:
@@ -392,6 +394,7 @@ class _Auth:
         with self._lock:
             self._tokens.clear()
             self._codes.clear()
+            self._redeemed.clear()
             for client in self._clients.values():
                 client.refresh_token = client.registered_refresh_token
 
@@ -447,9 +450,18 @@ class _Auth:
         if issued.redirect_uri != redirect_uri:
             raise _oauth_reject(400, "invalid_grant", "redirect_uri does not match the code")
         pkce = issued.challenge or verifier is not None  # RFC 7636, S256 only
+        if pkce and (not verifier or not _VERIFIER.fullmatch(verifier)):
+            raise _oauth_reject(400, "invalid_grant", "code_verifier: expected 43 to 128 "
+                                "unreserved characters")  # fmt: skip
         if pkce and (not verifier or not _same(pkce_challenge(verifier), issued.challenge)):
             raise _oauth_reject(400, "invalid_grant", "code_verifier does not match")
         del self._codes[code]
+        if pkce and verifier:
+            self._redeemed.append((issued.challenge, verifier))
+
+    def redeemed_pkce(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._redeemed)
 
     def _issue(self, refresh_token: str) -> dict[str, object]:
         access_token = secrets.token_urlsafe(32)
@@ -934,6 +946,11 @@ class SnapchatSandbox:
 
     def current_refresh_token(self, client_id: str) -> str:
         return self._auth.current_refresh_token(client_id)
+
+    def redeemed_pkce(self) -> list[tuple[str, str]]:
+        """The PKCE code challenge and code verifier of each code redeemed, in order (each
+        verifier matched its challenge, or the code was refused)."""
+        return self._auth.redeemed_pkce()
 
     def expire_tokens(self) -> None:
         """Every access token issued so far is refused from now on."""

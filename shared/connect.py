@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import requests
 
-from shared.adapters.secretstore import SecretStore
+from shared.adapters.secretstore import Credentials, SecretStore, store_credentials
 from shared.adapters.snapchat import post_form
 from shared.core.definitions import Connection
 from shared.core.errors import AuthenticationError, ConfigurationError, RetryableError
@@ -63,17 +63,12 @@ def authorize_url(base: str, client_id: str, redirect_uri: str, state: str, chal
 
 
 def pkce_pair(verifier: str = "") -> tuple[str, str]:
-    """A PKCE code verifier (new, unless given) and its S256 challenge (RFC 7636)."""
+    """A PKCE code verifier (new, unless given) and its S256 challenge (RFC 7636). A new one
+    is 64 random characters of the URL-safe alphabet, within RFC 7636's 43 to 128 unreserved
+    characters, and depends on nothing else."""
     verifier = verifier or secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def derived_verifier(client_secret: str, state: str) -> str:
-    """The console's PKCE verifier for a flow: derived from the client secret (which only
-    the app and Snapchat know) and the flow's state, so that nothing secret is stored."""
-    mac = hmac.new(client_secret.encode(), f"pkce\n{state}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def same_endpoint(url: str, registered: str) -> bool:
@@ -190,9 +185,7 @@ def connect(
         session, token_url, client_id=client_id, client_secret=client_secret,
         code=got.code, redirect_uri=redirect_uri, verifier=verifier,
     )  # fmt: skip
-    store.set(connection.client_id_secret, client_id)
-    store.set(connection.client_secret_secret, client_secret)
-    store.set(connection.refresh_token_secret, refresh)
+    store_credentials(store, connection, Credentials(client_id, client_secret, refresh))
     log.info("Connection %s: client ID, client secret and refresh token stored", connection.name)
 
 

@@ -14,7 +14,7 @@ from shared.core.errors import ConfigurationError
 from shared.core.settings import APP_ROOT
 
 VALID: dict[str, Any] = {
-    "connections": [{"name": "main"}, {"name": "eu", "refresh_token_secret": "eu-refresh"}],
+    "connections": [{"name": "main"}, {"name": "eu"}],
     "exports": [
         {
             "name": "high-value",
@@ -59,7 +59,7 @@ def test_a_valid_document_loads_with_defaults() -> None:
     main = loaded.connection("main")
     assert main.client_id_secret == "snapchat-main-client-id"
     assert main.refresh_token_secret == "snapchat-main-refresh-token"
-    assert loaded.connection("eu").refresh_token_secret == "eu-refresh"
+    assert loaded.connection("eu").refresh_token_secret == "snapchat-eu-refresh-token"
 
 
 def test_the_shipped_example_definitions_are_valid() -> None:

@@ -4,23 +4,42 @@ browser's Connect Snapchat flows in progress. Entities in the run table:
 - partition ``~tokens``, one per connection: when the app last got an access token with the
   connection's refresh token (a run, or a Connect);
 - partition ``~connect``, one per flow started and not yet finished: keyed by the SHA-256 of
-  its ``state`` (the state itself is never stored), with who started it and until when it
-  may finish. Finishing marks it taken, on the condition that nobody did first, then
-  deletes it; starting a flow deletes those whose time ran out.
+  its ``state`` (the flow's ID; the state itself is never stored), with who started it,
+  until when it may finish, and its PKCE code verifier, sealed. Finishing marks it taken, on
+  the condition that nobody did first, then deletes it; starting a flow deletes those whose
+  time ran out.
+
+The verifier is random (``shared.connect.pkce_pair``) and kept only here, as an AES-256-GCM
+box under a key derived (HKDF-SHA-256, info ``ci2snap connect pkce verifier``) from the
+mirror-state key, with a random 96-bit nonce and the flow's ID, connection and starter as
+associated data: the table never holds it in clear, and a box moved to another flow does
+not open. A verifier that does not open (the state key changed meanwhile, or an entity
+written by an older version) reads as "" and the flow cannot finish.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import dataclasses
 import hashlib
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, field
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.adapters.runlog import RunLog, table_failure
 from shared.core.runrecord import now
+
+log = logging.getLogger(__name__)
 
 TOKENS_PARTITION = "~tokens"
 CONNECT_PARTITION = "~connect"
@@ -52,6 +71,7 @@ class PendingConnect:
     started_by: str  # the object ID of the principal who started it
     redirect_uri: str
     expires_at: str  # ISO 8601, UTC
+    verifier: str = field(default="", repr=False)  # PKCE; "" when it could not be opened
     etag: str = ""
 
 
@@ -59,18 +79,38 @@ def _key(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
+_VERIFIER_INFO = b"ci2snap connect pkce verifier"
+_NONCE = 12
+
+
+def verifier_key(state_key: bytes) -> bytes:
+    """The key that seals the flows' verifiers: of their own, derived from the state key."""
+    return HKDF(hashes.SHA256(), length=32, salt=None, info=_VERIFIER_INFO).derive(state_key)
+
+
+def _associated(flow_id: str, flow: PendingConnect) -> bytes:
+    return "\n".join(["ci2snap connect", flow_id, flow.connection, flow.started_by]).encode()
+
+
 class PendingConnects:
-    def __init__(self, runs: RunLog) -> None:
+    """``state_key``: the mirror-state key, from which the key sealing verifiers is derived."""
+
+    def __init__(self, runs: RunLog, state_key: bytes) -> None:
         self._runs = runs
+        self._aead = AESGCM(verifier_key(state_key))
 
     def start(self, state: str, flow: PendingConnect) -> None:
+        flow_id = _key(state)
+        nonce = os.urandom(_NONCE)
+        box = self._aead.encrypt(nonce, flow.verifier.encode(), _associated(flow_id, flow))
         entity = {
             "PartitionKey": CONNECT_PARTITION,
-            "RowKey": _key(state),
+            "RowKey": flow_id,
             "connection": flow.connection,
             "started_by": flow.started_by,
             "redirect_uri": flow.redirect_uri,
             "expires_at": flow.expires_at,
+            "verifier_sealed": base64.b64encode(nonce + box).decode(),
         }
         try:
             self._runs.table().create_entity(entity)
@@ -87,13 +127,24 @@ class PendingConnects:
             raise table_failure("read a Connect flow", exc) from None
         if entity.get("taken"):
             return None  # finished, or being finished, by another call
-        return PendingConnect(
+        flow = PendingConnect(
             connection=str(entity.get("connection", "")),
             started_by=str(entity.get("started_by", "")),
             redirect_uri=str(entity.get("redirect_uri", "")),
             expires_at=str(entity.get("expires_at", "")),
             etag=str(entity.metadata["etag"]),
         )
+        sealed = str(entity.get("verifier_sealed") or "")
+        return dataclasses.replace(flow, verifier=self._open(_key(state), flow, sealed))
+
+    def _open(self, flow_id: str, flow: PendingConnect, sealed: str) -> str:
+        try:
+            raw = base64.b64decode(sealed, validate=True)
+            plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _associated(flow_id, flow))
+            return plain.decode("ascii")
+        except (binascii.Error, InvalidTag, ValueError):
+            log.warning("A Connect flow of %s: its PKCE verifier does not open", flow.connection)
+            return ""
 
     def take(self, state: str, flow: PendingConnect) -> bool:
         """Mark the flow taken, on the condition that it is as read, then remove it: False

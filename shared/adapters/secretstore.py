@@ -56,12 +56,41 @@ class Credentials:
     refresh_token: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class ClientApp:
+    """The Snapchat app a connection uses: what a Connect needs before it has a token."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+# The connection's own secrets, by the names its name fixes: the only secrets these read or
+# write, whatever a definition says (shared.core.definitions.Connection).
+
+
 def credentials(store: SecretStore, connection: Connection) -> Credentials:
     return Credentials(
         client_id=store.get(connection.client_id_secret),
         client_secret=store.get(connection.client_secret_secret),
         refresh_token=store.get(connection.refresh_token_secret),
     )
+
+
+def client_app(store: SecretStore, connection: Connection) -> ClientApp:
+    return ClientApp(
+        client_id=store.get(connection.client_id_secret),
+        client_secret=store.get(connection.client_secret_secret),
+    )
+
+
+def store_credentials(store: SecretStore, connection: Connection, found: Credentials) -> None:
+    store.set(connection.client_id_secret, found.client_id)
+    store.set(connection.client_secret_secret, found.client_secret)
+    store.set(connection.refresh_token_secret, found.refresh_token)
+
+
+def store_refresh_token(store: SecretStore, connection: Connection, value: str) -> None:
+    store.set(connection.refresh_token_secret, value)
 
 
 def environment_name(secret: str) -> str:

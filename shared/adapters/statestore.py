@@ -26,7 +26,9 @@ Rollback: each set's last generation is also recorded in Table Storage
 copy put back) is refused. Key rotation: the header names the key; a blob written under
 ``exporter-state-key-previous`` is read with it, and the next successful run writes it
 again under ``exporter-state-key``. Formats 1 and 2 (before key IDs and generations) are
-still read, with either key.
+still read, with either key, but only for a set with no generation recorded: once one was
+written in format 3, a file of an older format under its name is an old copy put back, and
+refused.
 """
 
 from __future__ import annotations
@@ -169,6 +171,15 @@ class StateStore:
             return _Opener(name, [aead], (*names, str(generation)), b"\0" * 4)
         if magic not in (MAGIC_2, MAGIC_1):
             raise StorageError(f"mirror state {name}: not a state file of this app")
+        recorded = self._generations.get(name)
+        if recorded:  # written in format 3 since: an older file is a copy put back
+            export, audience, schema, part = names
+            raise ConfigurationError(
+                f"mirror state of export {export}, audience {audience}, {schema} ({part}): "
+                f"a file of format {1 if magic == MAGIC_1 else 2}, older than generation "
+                f"{recorded} recorded for it; refused (was an old copy put back?). Delete the "
+                f"blob {name} to start mirroring afresh."
+            )
         prefix = data.take(8)
         legacy = names[:1] + names[2:3] if magic == MAGIC_1 else names
         return _Opener(name, [AESGCM(k) for k in self._keys.values()], legacy, prefix)

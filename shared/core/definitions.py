@@ -39,7 +39,6 @@ from shared.core.safeguard import (
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
-_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _AUDIENCE_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
@@ -54,20 +53,52 @@ def is_audience_id(value: str) -> bool:
     return _AUDIENCE_ID.fullmatch(value) is not None
 
 
+SECRET_SUFFIXES = ("client-id", "client-secret", "refresh-token")
+# Fields older versions let a connection point at any secret; refused now (``_parse_connections``).
+LEGACY_SECRET_FIELDS = ("client_id_secret", "client_secret_secret", "refresh_token_secret")
+
+
 @dataclass(frozen=True)
 class Connection:
-    """A set of Snapchat credentials, stored as three secrets."""
+    """A set of Snapchat credentials, stored as three secrets whose names follow from the
+    connection's name alone (``snapchat-<name>-client-id``, ``-client-secret``,
+    ``-refresh-token``): no definition can point the app at any other secret, such as the
+    state key or another connection's. The names cannot collide between connections (the
+    three suffixes end in different words) and never start like ``exporter-state-key``."""
 
     name: str
-    client_id_secret: str
-    client_secret_secret: str
-    refresh_token_secret: str
     display_name: str = ""  # shown to people; the name when empty
     allowed: tuple[str, ...] = ()  # Entra object IDs (users, groups) who may use it, besides admins
 
     @property
+    def client_id_secret(self) -> str:
+        return fixed_secret_names(self.name)[0]
+
+    @property
+    def client_secret_secret(self) -> str:
+        return fixed_secret_names(self.name)[1]
+
+    @property
+    def refresh_token_secret(self) -> str:
+        return fixed_secret_names(self.name)[2]
+
+    @property
     def secret_names(self) -> tuple[str, str, str]:
-        return (self.client_id_secret, self.client_secret_secret, self.refresh_token_secret)
+        return fixed_secret_names(self.name)
+
+
+def fixed_secret_names(connection: str) -> tuple[str, str, str]:
+    """The client ID, client secret and refresh token secrets of connection ``connection``."""
+    first, second, third = (f"snapchat-{connection}-{suffix}" for suffix in SECRET_SUFFIXES)
+    return first, second, third
+
+
+@dataclass(frozen=True)
+class BrokenConnection:
+    """A connection entry set aside: it is not used, and neither are the exports naming it."""
+
+    name: str
+    problems: tuple[str, ...]
 
 
 LIFETIME = 9999  # Snapchat's retention_in_days for members that never expire
@@ -158,6 +189,7 @@ class Definitions:
     connections: tuple[Connection, ...]
     broken: tuple[BrokenExport, ...] = ()
     other_problems: tuple[str, ...] = ()  # about connections or the document itself
+    broken_connections: tuple[BrokenConnection, ...] = ()  # their problems are in other_problems
 
     @property
     def problems(self) -> list[str]:
@@ -186,16 +218,29 @@ class Definitions:
             raise ConfigurationError(f"connection {name!r}: not declared")
         return found
 
+    def require_connection(self, name: str) -> Connection:
+        """The connection called ``name`` (for a request that names it); InvalidExport (with
+        its problems) for one that was set aside, NotFound for none."""
+        found = next((c for c in self.connections if c.name == name), None)
+        if found is not None:
+            return found
+        if any(b.name == name for b in self.broken_connections):
+            raise InvalidExport(self.connection_problems(name))
+        raise NotFound(f"no connection named {name!r}")
+
+    def connection_problems(self, name: str) -> list[str]:
+        """The problems of connection ``name``'s entry (also of one that was set aside)."""
+        return [p for p in self.other_problems if p.startswith(f"connection {name!r}: ")]
+
 
 def default_connection(name: str) -> Connection:
-    """A connection's secrets under their default names: ``snapchat-<name>-…``."""
-    stem = f"snapchat-{name}"
-    return Connection(
-        name=name,
-        client_id_secret=f"{stem}-client-id",
-        client_secret_secret=f"{stem}-client-secret",
-        refresh_token_secret=f"{stem}-refresh-token",
-    )
+    """A connection known by its name alone (its secrets' names follow from it)."""
+    return Connection(name=name)
+
+
+def is_connection_name(value: str) -> bool:
+    """Whether ``value`` can be a connection's name (it makes its secrets' names)."""
+    return _NAME.fullmatch(value) is not None
 
 
 def load(path: Path) -> Definitions:
@@ -233,8 +278,8 @@ def parse(document: object, *, allow_empty: bool = False) -> Definitions:
     raw_connections = document.get("connections")
     if allow_empty and raw_connections == [] and not document["exports"]:
         return Definitions(exports=(), connections=())
-    connections = _parse_connections(raw_connections, problems)
-    if not connections and problems:
+    connections, set_aside = _parse_connections(raw_connections, problems)
+    if not connections and not set_aside and problems:
         raise ConfigurationError(problems)
     exports, broken = _parse_exports(document["exports"], {c.name for c in connections})
     return Definitions(
@@ -242,14 +287,20 @@ def parse(document: object, *, allow_empty: bool = False) -> Definitions:
         connections=tuple(connections),
         broken=tuple(broken),
         other_problems=tuple(problems),
+        broken_connections=tuple(set_aside),
     )
 
 
-def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
+def _parse_connections(
+    raw: object, problems: list[str]
+) -> tuple[list[Connection], list[BrokenConnection]]:
+    """The usable connections, and those set aside because they name secrets of their own
+    choosing (which would let a definition make the app read any secret it can read)."""
     if not isinstance(raw, list) or not raw:
         problems.append("connections: expected a non-empty list")
-        return []
+        return [], []
     connections: list[Connection] = []
+    set_aside: list[BrokenConnection] = []
     for index, item in enumerate(raw):
         where = f"connections[{index}]"
         if not isinstance(item, dict):
@@ -257,44 +308,40 @@ def _parse_connections(raw: object, problems: list[str]) -> list[Connection]:
             continue
         name = _name(item, where, problems)
         where = f"connection {name!r}" if name else where
-        _unknown_keys(
-            item,
-            _CONNECTION_FIELDS,
-            where,
-            problems,
-        )
-        if name and any(c.name == name for c in connections):
+        fields = {k: v for k, v in item.items() if k not in LEGACY_SECRET_FIELDS}
+        _unknown_keys(fields, _CONNECTION_FIELDS, where, problems)
+        if name and name in {c.name for c in connections} | {b.name for b in set_aside}:
             problems.append(f"{where}: name: declared twice")
             continue
-        overrides = {
-            key: value
-            for key in ("client_id_secret", "client_secret_secret", "refresh_token_secret")
-            if (value := _optional_text(item, key, where, problems, _SECRET_NAME))
-        }
+        refused = _secret_fields(item, name, where)
+        problems.extend(refused)
         display_name = item.get("display_name", "")
         if not isinstance(display_name, str) or len(display_name) > 256:
             problems.append(f"{where}: display_name: expected a string of at most 256 characters")
             display_name = ""
         allowed = _parse_allowed(item.get("allowed", []), where, problems)
-        if name:
-            connections.append(
-                dataclasses.replace(
-                    default_connection(name),
-                    display_name=display_name,
-                    allowed=allowed,
-                    **overrides,
-                )
-            )
-    return connections
+        if name and refused:
+            set_aside.append(BrokenConnection(name, tuple(refused)))
+        elif name:
+            connections.append(Connection(name, display_name=display_name, allowed=allowed))
+    return connections, set_aside
+
+
+def _secret_fields(item: dict[str, Any], name: str, where: str) -> list[str]:
+    """A problem for each secret-name field of an older version's document, unless it names
+    the connection's own fixed secret (an exported document from then still imports)."""
+    fixed = dict(zip(LEGACY_SECRET_FIELDS, fixed_secret_names(name or "<name>"), strict=True))
+    return [
+        f"{where}: {key}: secret names are fixed: {', '.join(fixed.values())}; remove this field"
+        for key in LEGACY_SECRET_FIELDS
+        if key in item and (not name or item[key] != fixed[key])
+    ]
 
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-_CONNECTION_FIELDS = {
-    "name", "display_name", "allowed", "client_id_secret", "client_secret_secret",
-    "refresh_token_secret",
-}  # fmt: skip
+_CONNECTION_FIELDS = {"name", "display_name", "allowed"}
 
 
 def _parse_allowed(raw: object, where: str, problems: list[str]) -> tuple[str, ...]:
@@ -540,12 +587,6 @@ def _text(
         problems.append(f"{where}: {key}: {value!r} is not a valid value")
         return ""
     return value
-
-
-def _optional_text(
-    item: dict[str, Any], key: str, where: str, problems: list[str], pattern: re.Pattern[str]
-) -> str | None:
-    return _text(item, key, where, problems, pattern) if key in item else None
 
 
 def _unknown_keys(item: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
