@@ -57,6 +57,10 @@ def _base_url(req: func.HttpRequest) -> str:
     return str(req.url).split("/api/", 1)[0]
 
 
+def _content_type(req: func.HttpRequest) -> str:
+    return str(req.headers.get("Content-Type") or "")
+
+
 def _name(req: func.HttpRequest) -> str:
     return str(req.route_params.get("name", ""))
 
@@ -66,8 +70,8 @@ def _name(req: func.HttpRequest) -> str:
 
 @app.route(route="exports/{name}/runs", methods=["POST"], auth_level=ANONYMOUS)
 def start_run(req: func.HttpRequest) -> func.HttpResponse:
-    body, base = req.get_body(), _base_url(req)
-    return _serve(req, lambda rt, who: api.start_run(rt, who, _name(req), body, base))
+    body, base, media = req.get_body(), _base_url(req), _content_type(req)
+    return _serve(req, lambda rt, who: api.start_run(rt, who, _name(req), body, base, media))
 
 
 @app.route(route="exports/{name}/runs/{run_id}", methods=["GET"], auth_level=ANONYMOUS)
@@ -84,8 +88,8 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="exports/{name}/purge", methods=["POST"], auth_level=ANONYMOUS)
 def purge_export(req: func.HttpRequest) -> func.HttpResponse:
-    body = req.get_body()
-    return _serve(req, lambda rt, who: api.purge_export(rt, who, _name(req), body))
+    body, media = req.get_body(), _content_type(req)
+    return _serve(req, lambda rt, who: api.purge_export(rt, who, _name(req), body, media))
 
 
 # -- definitions --------------------------------------------------------------------------
@@ -107,8 +111,9 @@ def _get(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
 
 def _put(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
     body, if_match = req.get_body(), req.headers.get("If-Match") or None
+    media = _content_type(req)
     return _serve(req, lambda rt, who: api.put_definition(
-        rt, who, kind, _name(req), body, if_match=if_match))  # fmt: skip
+        rt, who, kind, _name(req), body, if_match=if_match, content_type=media))  # fmt: skip
 
 
 def _delete(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
@@ -179,7 +184,7 @@ def start_connect(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="console/{*path}", methods=["GET"], auth_level=ANONYMOUS)
 def console(req: func.HttpRequest) -> func.HttpResponse:
     def signed_in() -> object:
-        return signin.caller(current().settings, req.headers, str(req.url))
+        return signin.caller(current().settings, req.headers, str(req.url), token_in_query=True)
 
     path = str(req.route_params.get("path") or "")
     return _page(web.console_page(path, str(req.url), signed_in))

@@ -662,6 +662,14 @@ async function start() {
   document.getElementById("who").replaceChildren(`${me.name || me.object_id} · ${role}`);
   document.body.dataset.roles = (me.roles || []).join(" ");
   document.querySelector(".skip").addEventListener("click", (event) => { event.preventDefault(); main.focus(); });
+  if (!(me.roles || []).length) {
+    show("No access yet",
+      h("p", {}, `You are signed in as ${me.name || me.object_id}, but you have no role in this app, so it shows you nothing.`),
+      h("p", {}, "Ask whoever administers the app in Microsoft Entra ID to assign you one of its roles on the enterprise application: Exporter.Reader to see exports and runs, Exporter.Operator to run and change them, Exporter.Admin for connections."),
+      h("p", { class: "muted" }, `Your object ID, for that request: ${me.object_id}`));
+    main.dataset.ready = "no-role";
+    return;
+  }
   window.addEventListener("hashchange", () => { route(); });
   await route();
 }

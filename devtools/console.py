@@ -174,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting Azurite and the Snapchat sandbox; running the demo exports once ...")
     try:
         with running(args.role, port=args.port, profiles=args.profiles) as started:
-            url = f"{started.host.url}/api/console/"
+            from shared import runtime  # noqa: PLC0415 - after the settings exist
+            from shared.adapters import local_token  # noqa: PLC0415
+            from shared.signin import LOCAL_TOKEN_QUERY  # noqa: PLC0415
+
+            token = local_token.read_or_create(runtime.current().settings.local_token_file)
+            url = f"{started.host.url}/api/console/?{LOCAL_TOKEN_QUERY}={token}"
             print(f"\nThe console, signed in as the local {args.role}: {url}")
             print("Press Ctrl-C to stop.", flush=True)
             threading.Event().wait()

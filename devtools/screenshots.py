@@ -14,6 +14,9 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from devtools.console import EXPORTS, running
+from shared import runtime
+from shared.adapters import local_token
+from shared.signin import LOCAL_TOKEN_QUERY
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "console"
 WIDTH = 1280
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": WIDTH, "height": 800})
         base = f"{started.host.url}/api/console/"
+        token = local_token.read_or_create(runtime.current().settings.local_token_file)
+        page.goto(f"{base}?{LOCAL_TOKEN_QUERY}={token}")  # local mode's cookie, as a person would
         high_value, lapsed = EXPORTS
 
         def shoot(name: str, fragment: str) -> None:

@@ -18,13 +18,15 @@ from shared import browser_connect, definition_changes, purge, service, signin, 
 from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import Entry, Kind
 from shared.core import advice, schedule
-from shared.core.access import Action, Principal, Role, authorize
-from shared.core.definitions import Definitions, Export
+from shared.core.access import Action, Principal, Role, authorize, may
+from shared.core.definitions import Connection, Definitions, Export
 from shared.core.errors import (
     BadRequest,
+    BodyTooLarge,
     ExportError,
     Forbidden,
     NotFound,
+    UnsupportedMediaType,
 )
 from shared.core.runrecord import RunRecord, Trigger
 from shared.runtime import Runtime
@@ -63,11 +65,14 @@ def handle_errors(call: Any) -> Reply:
     return reply
 
 
-def start_run(rt: Runtime, who: Principal, name: str, body: bytes, base_url: str) -> Reply:
+def start_run(  # noqa: PLR0917 - the route's values, in the order the trigger has them
+    rt: Runtime, who: Principal, name: str, body: bytes, base_url: str, content_type: str
+) -> Reply:
+    authorize(who, Action.RUN)  # the role before any lookup: no probing for names
     current = _fresh(rt)
     export = current.require(name)
     authorize(who, Action.RUN, current.connection(export.connection))
-    options = _run_options(body)
+    options = _run_options(body, content_type)
     if isinstance(options, Reply):
         return options
     record = service.request_run(
@@ -87,17 +92,12 @@ def start_run(rt: Runtime, who: Principal, name: str, body: bytes, base_url: str
     )
 
 
-def _run_options(body: bytes) -> dict[str, Any] | Reply:
+def _run_options(body: bytes, content_type: str) -> dict[str, Any] | Reply:
     """The options of ``POST …/runs``, or the 4xx answer naming what is wrong with them."""
     problems: list[str] = []
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
     if not body.strip():
         return {}
-    try:
-        options = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        options = None
+    options = json_body(body, content_type)
     if not isinstance(options, dict):
         return _error(400, "bad_request", "the request body must be a JSON object")
     unknown = sorted(set(options) - set(RUN_OPTIONS))
@@ -115,6 +115,24 @@ def _run_options(body: bytes) -> dict[str, Any] | Reply:
     if problems:
         return _error(400, "bad_request", "; ".join(problems), problems=problems)
     return options
+
+
+def json_body(body: bytes, content_type: str) -> object:
+    """A request body as JSON: over MAX_BODY_BYTES is 413, another media type than
+    ``application/json`` is 415, and what does not parse is None (the caller says what it
+    expected)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the request body must be sent as Content-Type: application/json, not "
+            f"{media_type[:80] or 'without a Content-Type'}"
+        )
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
 
 
 def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
@@ -228,16 +246,11 @@ def list_connections(rt: Runtime, who: Principal) -> Reply:
     return Reply(200, {"connections": found})
 
 
-def purge_export(rt: Runtime, who: Principal, name: str, body: bytes) -> Reply:
+def purge_export(rt: Runtime, who: Principal, name: str, body: bytes, content_type: str) -> Reply:
     """``POST /api/exports/{name}/purge``: erase the export's stored digests (all of them, or
     ``{"audience_id": ...}``'s); Admins only. Also for an export deleted meanwhile."""
     authorize(who, Action.PURGE)
-    document: object = {}
-    if body.strip():
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            document = None
+    document = json_body(body, content_type) if body.strip() else {}
     if not isinstance(document, dict) or set(document) - {"audience_id"}:
         raise BadRequest('the request body must be {} or {"audience_id": "<audience ID>"}')
     audience = document.get("audience_id")
@@ -248,19 +261,23 @@ def purge_export(rt: Runtime, who: Principal, name: str, body: bytes) -> Reply:
 
 def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Reply:
     """``POST /api/connections/{name}/connect``: where the browser goes to consent."""
+    authorize(who, Action.EDIT_CONNECTION)  # the role before any lookup
     return Reply(200, browser_connect.start(rt, who, name, base_url))
 
 
 def put_definition(
-    rt: Runtime, who: Principal, kind: Kind, name: str, body: bytes, *, if_match: str | None
+    rt: Runtime,
+    who: Principal,
+    kind: Kind,
+    name: str,
+    body: bytes,
+    *,
+    if_match: str | None,
+    content_type: str,
 ) -> Reply:
     """Create (no ``If-Match``) or replace (``If-Match``: the ETag read) a definition."""
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, "bad_request", f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        document = None
+    authorize(who, _EDIT[kind])  # the role before the body or any lookup
+    document = json_body(body, content_type)
     _may_change(rt, who, kind, name, document)
     if not isinstance(document, dict):
         return _error(400, "bad_request", "the request body must be a JSON object")
@@ -280,7 +297,9 @@ def delete_definition(
         return _error(428, "precondition_required", advice)
     etag = _etag(rt, kind, name, if_match)
     assert etag is not None
-    return Reply(200, definition_changes.delete(rt, kind, name, etag=etag, by=who.label))
+    erase = may(who, Action.PURGE)  # erasing stored digests is the purge right's
+    deleted = definition_changes.delete(rt, kind, name, etag=etag, by=who.label, erase_state=erase)
+    return Reply(200, deleted)
 
 
 def me(rt: Runtime, who: Principal) -> Reply:
@@ -288,6 +307,9 @@ def me(rt: Runtime, who: Principal) -> Reply:
     may_run = bool(who.roles & {Role.OPERATOR, Role.ADMIN})
     usable = [c.name for c in rt.definitions.connections if may_run and who.may_use(c)]
     return Reply(200, {**who.as_dict(), "connections": usable})
+
+
+_EDIT = {"export": Action.EDIT_EXPORT, "connection": Action.EDIT_CONNECTION}
 
 
 def _may_change(rt: Runtime, who: Principal, kind: Kind, name: str, document: object) -> None:
@@ -366,10 +388,9 @@ def _etag(rt: Runtime, kind: Kind, name: str, if_match: str | None) -> str | Non
 
 def _definition(rt: Runtime, entry: Entry) -> dict[str, Any]:
     body = {**entry.as_dict(), "etag": entry.etag}
-    if entry.kind == "connection":
-        connection = next((c for c in rt.definitions.connections if c.name == entry.name), None)
-        if connection is not None:  # the secrets' names, never their values
-            body["secrets"] = list(connection.secret_names)
+    if entry.kind == "connection":  # the secrets' names (fixed by its name), never their values
+        body["secrets"] = list(Connection(entry.name).secret_names)
+        body["problems"] = rt.definitions.connection_problems(entry.name)
     return body
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from shared import api, connect, definition_changes, localworker, purge, service, signin
+from shared.adapters import local_token
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
 from shared.core import definitions
 from shared.core.definitions import default_connection
 from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import install_log_filter
 from shared.core.runrecord import RunStatus, Trigger
-from shared.core.settings import exports_path
+from shared.core.settings import Settings, exports_path
 from shared.runtime import current
 
 
@@ -120,8 +121,13 @@ def _connect(args: argparse.Namespace) -> int:
         where = f"the local secret file {rt.secrets.file} (local runs only)"
     else:
         raise ConfigurationError("connect needs KEY_VAULT_URL or a local secret file")
-    declared = next((c for c in rt.definitions.connections if c.name == args.name), None)
-    connection = declared or default_connection(args.name)
+    if not definitions.is_connection_name(args.name):
+        raise ConfigurationError(
+            f"connect: {args.name!r} cannot be a connection's name (1-63 lowercase letters, "
+            "digits or '-', starting and ending with a letter or digit)"
+        )
+    # Declared or not yet: its secrets' names follow from its name alone.
+    connection = default_connection(args.name)
     if sys.stdin.isatty():
         client_secret = getpass.getpass("Snapchat app client secret: ")
     else:
@@ -149,8 +155,7 @@ def _connect(args: argparse.Namespace) -> int:
         redirect_uri=args.redirect_uri or "",
         authorize_base=args.authorize_url,
     )
-    stored = [connection.client_id_secret, connection.client_secret_secret,
-              connection.refresh_token_secret]  # fmt: skip
+    stored = list(connection.secret_names)
     _print({"connection": connection.name, "stored_secrets": stored, "stored_in": where})
     return 0
 
@@ -304,7 +309,28 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("name")
     runs.add_argument("--limit", type=int, default=10)
     runs.set_defaults(command=_runs)
+    token = commands.add_parser(
+        "local-token",
+        help="local mode: print the console's address with the local token (made on first use)",
+    )
+    where = "where the Functions host listens (default http://127.0.0.1:7071)"
+    token.add_argument("--base", default="http://127.0.0.1:7071", help=where)
+    token.set_defaults(command=_local_token)
     return parser
+
+
+def _local_token(args: argparse.Namespace) -> int:
+    """What a developer opens (or a script sends as X-Local-Token) to reach the app in local
+    mode; the token stays in a file only they can read."""
+    settings = Settings.from_env()
+    if settings.in_azure:
+        raise ConfigurationError("local-token: the app is hosted; sign-in is the platform's there")
+    token = local_token.read_or_create(settings.local_token_file)
+    base = args.base.rstrip("/")
+    _print({"console": f"{base}/api/console/?{signin.LOCAL_TOKEN_QUERY}={token}",
+            "header": f"{signin.LOCAL_TOKEN_HEADER.title()}: {token}",
+            "file": str(settings.local_token_file)})  # fmt: skip
+    return 0
 
 
 def _print(value: Any, stream: Any = None) -> None:

@@ -19,6 +19,7 @@ from shared.adapters.definition_store import Entry, Kind
 from shared.adapters.export_locks import ExportLocks
 from shared.adapters.statestore import delete_state
 from shared.core import definitions
+from shared.core.access import Role
 from shared.core.errors import (
     ConfigurationError,
     InUse,
@@ -45,29 +46,41 @@ def put(
     return entry
 
 
-def delete(rt: Runtime, kind: Kind, name: str, *, etag: str, by: str) -> dict[str, Any]:
+def delete(
+    rt: Runtime, kind: Kind, name: str, *, etag: str, by: str, erase_state: bool
+) -> dict[str, Any]:
     """Delete a definition. An export's run history stays; its mirror state (the encrypted
-    digests of its audiences) is deleted with it. A connection still in use stays."""
+    digests of its audiences) goes with it when ``erase_state`` (the caller may purge:
+    erasing stored digests is an Admin's right, whichever route does it), else it stays for
+    a purge or the timer's ``STATE_RETENTION_DAYS``. A connection still in use stays."""
     stored = rt.definition_store.get(kind, name)
     if stored is None:
         raise NotFound(f"no {kind} named {name!r}")
     if stored.etag != etag:
         raise PreconditionFailed(f"{kind} {name!r} changed since it was read; read it again")
+    state: dict[str, Any] = {"deleted_state_files": 0}
     if kind == "connection":
         using = [e.name for e in rt.definition_store.current("export")
                  if (e.document or {}).get("connection") == name]  # fmt: skip
         if using:
             raise InUse(f"connection {name!r} is used by export(s) {', '.join(using)}")
         entry = rt.definition_store.delete(kind, name, etag=etag, by=by)
-        removed_state = 0
     else:
-        entry, removed_state = _delete_export(rt, name, etag=etag, by=by)
+        entry, removed = _delete_export(rt, name, etag=etag, by=by, erase_state=erase_state)
+        state = {"deleted_state_files": removed}
+        if not erase_state:
+            state["state"] = (
+                f"kept: an {Role.ADMIN} erases it with POST /api/exports/{name}/purge, or "
+                f"the timer does {rt.settings.state_retention_days} days after its last use"
+            )
     rt.forget_definitions()
     log.info("%s %s deleted by %s", kind.capitalize(), name, by)
-    return {**entry.as_dict(), "deleted_state_files": removed_state}
+    return {**entry.as_dict(), **state}
 
 
-def _delete_export(rt: Runtime, name: str, *, etag: str, by: str) -> tuple[Entry, int]:
+def _delete_export(
+    rt: Runtime, name: str, *, etag: str, by: str, erase_state: bool
+) -> tuple[Entry, int]:
     """Hold the export's lock while deleting, so that no run starts meanwhile (a run queued
     from a copy of the definitions read before finds the export gone when it starts); the
     state goes first, so that a failure leaves the definition to delete again."""
@@ -77,13 +90,15 @@ def _delete_export(rt: Runtime, name: str, *, etag: str, by: str) -> tuple[Entry
     if not taken.acquired:
         holder = taken.holder.run_id if taken.holder else ""
         raise RunActive(f"export {name!r} has an active run {holder}", holder)
+    removed_state = 0
     try:
         # Disabled first (with the caller's ETag): should anything fail after the state is
         # gone, the export stays, but off, rather than mirroring again without its state.
         stored = rt.definition_store.get("export", name)
         document = {**((stored.document if stored else None) or {}), "enabled": False}
         disabled = rt.definition_store.put("export", name, document, etag=etag, by=by)
-        removed_state = delete_state(rt.state_container, name)
+        if erase_state:
+            removed_state = delete_state(rt.state_container, name)
         entry = rt.definition_store.delete("export", name, etag=disabled.etag, by=by)
     finally:
         locks.release(name, token, token)
@@ -105,7 +120,8 @@ def _checked(rt: Runtime, kind: Kind, name: str, document: object) -> dict[str, 
     if kind == "connection":
         others = [c for c in connections if c.get("name") != name]
         parsed = definitions.parse({"connections": [*others, document], "exports": []})
-        problems = [p for p in parsed.problems if name in p or p.startswith("connections")]
+        problems = [*parsed.connection_problems(name),
+                    *(p for p in parsed.problems if p.startswith("connections"))]  # fmt: skip
     else:
         parsed = definitions.parse(
             {"connections": connections, "exports": [document]}, allow_empty=True
@@ -152,7 +168,7 @@ def import_file(
             continue
         if action == "delete":
             assert have is not None
-            delete(rt, kind, name, etag=have.etag, by=by)
+            delete(rt, kind, name, etag=have.etag, by=by, erase_state=True)  # the CLI: an admin
         else:
             put(rt, kind, name, entry, etag=have.etag if have else None, by=by)
     return plan

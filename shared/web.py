@@ -11,17 +11,22 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from shared.core.errors import ExportError
 from shared.core.settings import APP_ROOT
+from shared.signin import LOCAL_TOKEN_COOKIE, LOCAL_TOKEN_QUERY, local_token_of
 
 CONSOLE_FOLDER = APP_ROOT / "console"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# Browsers heed HSTS only on answers that came over HTTPS (and ignore it on http://localhost),
+# so every answer can carry it: in Azure, where the site is HTTPS-only, all of them do.
+HSTS = {"Strict-Transport-Security": "max-age=31536000; includeSubDomains"}
 SECURITY_HEADERS = {
+    **HSTS,
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -30,6 +35,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 API_HEADERS = {  # JSON answers: never rendered as a page, never framed, never cached
+    **HSTS,
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
@@ -64,12 +70,23 @@ def _files() -> dict[str, Path]:
 
 def console_page(path: str, url: str, signed_in: Callable[[], object]) -> Page:
     """The console file at ``path`` for a signed-in caller (``signed_in`` raises when the
-    caller is not: the pages are refused like the API, so a misconfiguration shows)."""
+    caller is not: the pages are refused like the API, so a misconfiguration shows).
+
+    In local mode the address ``scripts/console`` prints carries the local token; it is
+    turned into a cookie that only the app's own pages and calls carry, and the browser is
+    sent on to the address without it (out of the history and the address bar)."""
     try:
         signed_in()
     except ExportError as exc:
         return text_page(exc.http_status, f"The console is not available: {exc}")
-    if not path and not urlparse(url).path.endswith("/"):
+    parsed = urlparse(url)
+    if LOCAL_TOKEN_QUERY in parse_qs(parsed.query):
+        token = local_token_of({}, url)
+        cookie = f"{LOCAL_TOKEN_COOKIE}={token}; Path=/api/; HttpOnly; SameSite=Lax"
+        location = parsed.path if parsed.path.endswith("/") else parsed.path + "/"
+        return Page(302, b"", "text/plain", {**SECURITY_HEADERS, "Location": location,
+                                             "Set-Cookie": cookie})  # fmt: skip
+    if not path and not parsed.path.endswith("/"):
         return Page(301, b"", "text/plain", {**SECURITY_HEADERS, "Location": "console/"})
     found = _files().get(path or "index.html")
     if found is None:

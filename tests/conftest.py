@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.azurite import Azurite
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import runtime
+from shared.adapters.local_token import read_or_create
 from shared.core.settings import HOSTED_MARKERS, Settings
 from shared.runtime import Runtime
 
@@ -140,6 +142,24 @@ def sync_definitions(rt: Runtime, path: Path) -> None:
         for name in set(stored) - set(wanted):
             store.delete(kind, name, etag=stored[name].etag, by="test")  # type: ignore[arg-type]
     rt.forget_definitions()
+
+
+def local_token() -> dict[str, str]:
+    """The header that carries local mode's token, as a script sends it (the app's token
+    file for the runtime installed now)."""
+    token = read_or_create(runtime.current().settings.local_token_file)
+    return {"X-Local-Token": token}
+
+
+def local_request(
+    method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None, **rest: Any
+) -> func.HttpRequest:
+    """A request as a script sends it to the app in local mode: with the local token, and a
+    body (if any) typed as JSON; ``headers`` add to these or replace them."""
+    typed = {"Content-Type": "application/json"} if body else {}
+    return func.HttpRequest(
+        method, url, body=body, headers={**local_token(), **typed, **(headers or {})}, **rest
+    )
 
 
 def export_definition(name: str, container: str, path: str, **overrides: Any) -> dict[str, Any]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
-from tests.conftest import App, export_definition, write_definitions
+from tests.conftest import App, export_definition, local_request, write_definitions
 from tests.snapshots import (
     PATH,
     emails,
@@ -27,7 +26,7 @@ def test_audience_status_is_recorded_and_listed(
     record = run(app)
     assert (record.approximate_number_users, record.upload_status, record.targetable_status) == (
         30, "COMPLETE", "TOO_FEW_USERS")  # fmt: skip
-    request = func.HttpRequest("GET", "http://127.0.0.1:7071/api/exports", body=b"")
+    request = local_request("GET", "http://127.0.0.1:7071/api/exports", body=b"")
     listed = json.loads(function_app.list_exports(request).get_body())["exports"][0]
     assert listed["audience"]["approximate_number_users"] == 30
     assert listed["audience"]["targetable_status"] == "TOO_FEW_USERS"

@@ -7,7 +7,6 @@ import json
 import logging
 from collections.abc import Callable
 
-import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -22,6 +21,7 @@ from tests.conftest import (
     REFRESH_TOKEN,
     App,
     export_definition,
+    local_request,
     write_definitions,
 )
 from tests.leaks import assert_no_leaks
@@ -208,7 +208,7 @@ def test_a_broken_definition_is_reported_and_the_others_run(
         in caplog.text
     )
 
-    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/bad/runs",
+    request = local_request("POST", "http://127.0.0.1:7071/api/exports/bad/runs",
                                route_params={"name": "bad"}, body=b"")  # fmt: skip
     response = function_app.start_run(request)
     body = json.loads(response.get_body())
@@ -216,7 +216,7 @@ def test_a_broken_definition_is_reported_and_the_others_run(
     assert body["problems"][0].startswith("export 'bad': audience_id: give either audience_id")
     listing = json.loads(
         function_app.list_exports(
-            func.HttpRequest("GET", "http://127.0.0.1:7071/api/exports", body=b"")
+            local_request("GET", "http://127.0.0.1:7071/api/exports", body=b"")
         ).get_body()
     )
     assert {i["name"] for i in listing["invalid"]} == {"bad"}

@@ -18,7 +18,7 @@ from shared.adapters.export_locks import ExportLocks
 from shared.adapters.jobqueue import Job
 from shared.core.errors import RunBusy
 from shared.service import process
-from tests.conftest import AUDIENCE, App
+from tests.conftest import AUDIENCE, App, local_request
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"
 
@@ -44,7 +44,7 @@ def at_once(*calls: Callable[[], object]) -> list[object]:
 
 
 def post() -> int:
-    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
+    request = local_request("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"}, body=b"")  # fmt: skip
     response: func.HttpResponse = function_app.start_run(request)
     return response.status_code

@@ -32,6 +32,7 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import definition_changes, runtime
 from shared.core.access import client_principal_header
 from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
+from tests.conftest import local_token
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,9 @@ ROLES = {
     "admin": ("Exporter.Admin",),
     "operator": ("Exporter.Operator",),
     "reader": ("Exporter.Reader",),
+    "no role": (),
 }
+NO_ROLE_ID = "0e000000-0000-4000-8000-000000000005"  # signed in, but given no app role
 
 
 @dataclass
@@ -58,8 +61,11 @@ class Site:
 
 
 def principal(role: str) -> dict[str, str]:
-    header = client_principal_header(LOCAL_PRINCIPALS[role], f"test {role}", ROLES[role])
-    return {"X-MS-CLIENT-PRINCIPAL": header}
+    """Who the browser is (the platform's header, as local mode in ``header`` takes it), with
+    local mode's token."""
+    object_id = LOCAL_PRINCIPALS.get(role, NO_ROLE_ID)
+    header = client_principal_header(object_id, f"test {role}", ROLES[role])
+    return {"X-MS-CLIENT-PRINCIPAL": header, **local_token()}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +195,21 @@ def test_each_role_sees_only_the_actions_it_may_take(
     page = browser_tab.open(site, "#/connections")
     page.wait_for_selector("#connections")
     assert page.locator("[data-connect]").count() == (2 if role == "admin" else 0)
+
+
+def test_someone_signed_in_without_a_role_is_told_whom_to_ask(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    page = tab("no role").page
+    page.goto(f"{site.url}/api/console/#/exports")
+    page.wait_for_function("() => document.querySelector('main').dataset.ready === 'no-role'")
+    assert page.locator("h1").inner_text() == "No access yet"
+    text = page.locator("main").inner_text()
+    assert "Exporter.Reader" in text
+    assert NO_ROLE_ID in text  # what to quote when asking
+    assert page.locator("#exports").count() == 0
+    answer = requests.get(f"{site.url}/api/exports", headers=principal("no role"), timeout=30)
+    assert answer.status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -460,7 +481,7 @@ def test_only_who_started_a_connect_may_finish_it_and_only_once(
     answer = requests.get(
         f"{site.url}/api/oauth/snapchat/callback",
         params={"code": "any", "state": state},
-        headers={"X-MS-CLIENT-PRINCIPAL": other},
+        headers={"X-MS-CLIENT-PRINCIPAL": other, **local_token()},
         allow_redirects=False,
         timeout=30,
     )
@@ -628,22 +649,26 @@ def test_scripts_console_serves_the_demo_with_its_succeeded_run() -> None:
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
-        url = ""
+        url = address = ""
         assert process.stdout is not None
         for line in process.stdout:
-            if found := re.search(r"(http://127\.0\.0\.1:\d+)/api/console/", line):
-                url = found.group(1)
+            if found := re.search(r"(http://127\.0\.0\.1:\d+)/api/console/\?local_token=\S+", line):
+                url, address = found.group(1), found.group(0)
                 break
-        assert url, "scripts/console printed no URL"
-        me = requests.get(f"{url}/api/me", timeout=30).json()
+        assert url, "scripts/console printed no URL with the local token"
+        # Without the token, local mode trusts no one; the printed address sets its cookie.
+        assert requests.get(f"{url}/api/me", timeout=30).status_code == 401
+        browser = requests.Session()
+        page = browser.get(address, timeout=30)
+        assert page.status_code == 200
+        assert "console.js" in page.text
+        assert "local_token" not in page.url  # sent on to the address without it
+        me = browser.get(f"{url}/api/me", timeout=30).json()
         assert me["roles"] == ["Exporter.Reader"]
-        exports = {e["name"]: e for e in requests.get(f"{url}/api/exports", timeout=30).json()[
+        exports = {e["name"]: e for e in browser.get(f"{url}/api/exports", timeout=30).json()[
             "exports"]}  # fmt: skip
         assert exports[HIGH_VALUE]["last_run"]["status"] == "succeeded"
         assert exports[LAPSED]["last_run"]["status"] == "failed"
-        page = requests.get(f"{url}/api/console/", timeout=30)
-        assert page.status_code == 200
-        assert "console.js" in page.text
     finally:
         process.terminate()  # as SIGTERM: it stops what it started (Azurite, the sandbox)
         process.wait(timeout=30)

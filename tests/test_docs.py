@@ -34,3 +34,16 @@ def test_every_relative_link_in_the_manual_resolves() -> None:
             assert path.exists(), f"{document.name}: {target} does not exist"
             if anchor:
                 assert anchor in anchors(path.read_text("utf-8")), f"{document.name}: #{anchor}"
+
+
+
+def test_the_command_line_page_shows_every_command() -> None:
+    import argparse  # noqa: PLC0415
+
+    from shared import cli  # noqa: PLC0415
+
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    page = (ROOT / "docs" / "command-line.md").read_text("utf-8")
+    shown = set(re.findall(r"python -m shared (?:--settings \S+ )?([a-z-]+)", page))
+    assert set(commands.choices) - shown == set()

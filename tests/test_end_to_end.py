@@ -12,13 +12,13 @@ import function_app
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from tests.conftest import AUDIENCE, App
+from tests.conftest import AUDIENCE, App, local_request
 
 BASE = "http://127.0.0.1:7071"  # the local host (local mode answers loopback only)
 
 
 def post_run(name: str, body: bytes = b"") -> func.HttpResponse:
-    request = func.HttpRequest(
+    request = local_request(
         "POST", f"{BASE}/api/exports/{name}/runs", route_params={"name": name}, body=body
     )
     response: func.HttpResponse = function_app.start_run(request)
@@ -26,7 +26,7 @@ def post_run(name: str, body: bytes = b"") -> func.HttpResponse:
 
 
 def get_run(name: str, run_id: str) -> func.HttpResponse:
-    request = func.HttpRequest(
+    request = local_request(
         "GET",
         f"{BASE}/api/exports/{name}/runs/{run_id}",
         route_params={"name": name, "run_id": run_id},

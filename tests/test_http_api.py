@@ -13,7 +13,14 @@ import function_app
 from devtools.ci_export import write_export
 from devtools.localhost import app_functions
 from devtools.worker import drain
-from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App, export_definition, write_definitions
+from tests.conftest import (
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    App,
+    export_definition,
+    local_request,
+    write_definitions,
+)
 
 BASE = "http://127.0.0.1:7071"  # the local host (local mode answers loopback only)
 PATH = "CustomerInsights_t1/BlobExport/HighValue"
@@ -22,7 +29,7 @@ PATH = "CustomerInsights_t1/BlobExport/HighValue"
 def call(handler: Any, method: str, route: str, body: bytes = b"", **params: str) -> Any:
     route_params = {k: v for k, v in params.items() if k in ("name", "run_id")}
     query = {k: v for k, v in params.items() if k not in route_params}
-    request = func.HttpRequest(
+    request = local_request(
         method, f"{BASE}/api/{route}", route_params=route_params, params=query, body=body
     )
     response: func.HttpResponse = handler(request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 
@@ -12,7 +11,7 @@ import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared.cli import main
-from tests.conftest import AUDIENCE, App, export_definition, write_definitions
+from tests.conftest import AUDIENCE, App, export_definition, local_request, write_definitions
 from tests.snapshots import (
     PATH,
     emails,
@@ -103,7 +102,7 @@ def test_a_dry_run_sends_nothing_and_says_what_would_change(
     snapshot(blob_service, app.container, emails(range(5, 50)), day=2)
     before = len(sandbox.requests())
 
-    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
+    request = local_request("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"}, body=b'{"dry_run": true}')  # fmt: skip
     answer = json.loads(function_app.start_run(request).get_body())
     assert answer["run"]["dry_run"] is True

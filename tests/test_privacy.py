@@ -19,6 +19,7 @@ from tests.conftest import (
     REFRESH_TOKEN,
     App,
     export_definition,
+    local_request,
     write_definitions,
 )
 from tests.leaks import assert_no_leaks
@@ -43,7 +44,7 @@ def write_snapshot(blob_service: BlobServiceClient, container: str, cells: list[
 
 
 def http(handler: func.FunctionBuilder, method: str, **route: str) -> str:
-    request = func.HttpRequest(method, "http://127.0.0.1:7071/api/r", route_params=route, body=b"")
+    request = local_request(method, "http://127.0.0.1:7071/api/r", route_params=route, body=b"")
     response: func.HttpResponse = handler(request)
     return response.get_body().decode()
 

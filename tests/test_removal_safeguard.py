@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
@@ -19,7 +18,7 @@ from shared.cli import main
 from shared.core import safeguard
 from shared.core.runrecord import RunRecord
 from shared.core.safeguard import Decision, KindChange, Limits
-from tests.conftest import AUDIENCE, App, export_definition, write_definitions
+from tests.conftest import AUDIENCE, App, export_definition, local_request, write_definitions
 from tests.snapshots import PATH, emails, hashes, run, sent, snapshot
 
 
@@ -38,7 +37,7 @@ def blank(rows: list[dict[str, str]], column: str = "EMail") -> list[dict[str, s
 
 
 def post_run(body: bytes) -> dict[str, object]:
-    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
+    request = local_request("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"}, body=body)  # fmt: skip
     response = function_app.start_run(request)
     assert response.status_code == 202, response.get_body()
@@ -275,7 +274,7 @@ def test_a_permitted_removal_can_be_pinned_to_the_snapshot_a_dry_run_showed(
     assert (record.status, record.snapshot, record.removed) == ("succeeded", reviewed.snapshot, 50)
     assert sandbox.identifiers(AUDIENCE) == hashes(range(50, 100))
 
-    request = func.HttpRequest("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
+    request = local_request("POST", "http://127.0.0.1:7071/api/exports/high-value/runs",
                                route_params={"name": "high-value"},
                                body=b'{"snapshot": "2020/01/01/0000"}')  # fmt: skip
     missing = function_app.start_run(request)

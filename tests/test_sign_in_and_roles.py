@@ -18,7 +18,7 @@ import function_app
 from shared import runtime
 from shared.core.access import Role, client_principal_header
 from shared.core.settings import Settings
-from tests.conftest import App
+from tests.conftest import App, local_request
 from tests.snapshots import emails, snapshot
 
 ADMIN = ("0a000000-0000-4000-8000-000000000001", "Ada Admin", [Role.ADMIN])
@@ -85,7 +85,7 @@ def request(
     params = {"name": parts[1]} if len(parts) > 1 else {}
     if len(parts) > 3:
         params["run_id"] = parts[3]
-    return handler(func.HttpRequest(method, f"{host}/api/{path}", route_params=params,
+    return handler(local_request(method, f"{host}/api/{path}", route_params=params,
                                     body=body, headers=headers))  # fmt: skip
 
 

@@ -69,24 +69,39 @@ class Principal:
         }
 
 
+MAX_PRINCIPAL_HEADER = 64 * 1024  # Base64 characters: far above a principal with 200 groups
+
+
 def from_client_principal(header: str) -> Principal:
-    """The caller the platform describes in ``X-MS-CLIENT-PRINCIPAL``."""
+    """The caller the platform describes in ``X-MS-CLIENT-PRINCIPAL``: every claim a pair
+    of strings, or the header is refused as a whole (never a principal made of the parts
+    that happened to parse)."""
+    if len(header) > MAX_PRINCIPAL_HEADER:
+        raise Unauthenticated(
+            f"the X-MS-CLIENT-PRINCIPAL header is over {MAX_PRINCIPAL_HEADER} characters"
+        )
     try:
         document = json.loads(base64.b64decode(header, validate=False))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise Unauthenticated("the X-MS-CLIENT-PRINCIPAL header is not Base64 JSON") from None
     claims = document.get("claims") if isinstance(document, dict) else None
     if not isinstance(claims, list):
         raise Unauthenticated("the X-MS-CLIENT-PRINCIPAL header has no claims")
-    role_types = {*_ROLE_CLAIMS, str(document.get("role_typ") or "roles")}
-    name_types = (str(document.get("name_typ") or "name"), *_NAME_CLAIMS)
+    if not all(_is_claim(c) for c in claims):
+        raise Unauthenticated(
+            "the X-MS-CLIENT-PRINCIPAL header is malformed: every claim must be an object "
+            "whose typ and val are strings"
+        )
+    role_typ, name_typ = document.get("role_typ", "roles"), document.get("name_typ", "name")
+    if not isinstance(role_typ, str) or not isinstance(name_typ, str):
+        raise Unauthenticated(
+            "the X-MS-CLIENT-PRINCIPAL header is malformed: role_typ and name_typ must be strings"
+        )
+    role_types = {*_ROLE_CLAIMS, role_typ or "roles"}
+    name_types = (name_typ or "name", *_NAME_CLAIMS)
 
     def values(types: tuple[str, ...] | set[str]) -> list[str]:
-        return [
-            str(c.get("val"))
-            for c in claims
-            if isinstance(c, dict) and c.get("typ") in types and c.get("val")
-        ]
+        return [c["val"] for c in claims if c["typ"] in types and c["val"]]
 
     object_ids = values(_OBJECT_ID_CLAIMS)
     if not object_ids:
@@ -97,6 +112,14 @@ def from_client_principal(header: str) -> Principal:
         name=names[0] if names else "",
         roles=frozenset(values(role_types)),
         groups=frozenset(g.lower() for g in values(_GROUP_CLAIMS)),
+    )
+
+
+def _is_claim(claim: object) -> bool:
+    return (
+        isinstance(claim, dict)
+        and isinstance(claim.get("typ"), str)
+        and isinstance(claim.get("val"), str)
     )
 
 
@@ -129,6 +152,11 @@ _NEEDS = {
     Action.EDIT_CONNECTION: (Role.ADMIN,),
     Action.PURGE: (Role.ADMIN,),
 }
+
+
+def may(principal: Principal, action: Action) -> bool:
+    """Whether ``principal`` has a role that ``action`` needs (connections aside)."""
+    return bool(principal.roles & set(_NEEDS[action]))
 
 
 def authorize(principal: Principal, action: Action, *connections: Connection) -> None:

@@ -58,6 +58,20 @@ class ConfigurationError(ExportError):
         return {"problems": self.problems}
 
 
+class SettingsInvalid(ConfigurationError):  # noqa: N818 - reads as the condition
+    """The app's settings are missing or malformed: nothing can be served until an operator
+    fixes them, so an HTTP caller hears 503 with every problem (settings hold no secrets)."""
+
+    http_status = 503
+
+
+class UnsupportedMediaType(ExportError):  # noqa: N818
+    """A request body that is not ``application/json``."""
+
+    kind = "unsupported_media_type"
+    http_status = 415
+
+
 class SignInNotEnabled(ConfigurationError):  # noqa: N818
     """The app runs in Azure without the platform's sign-in: every call is refused."""
 
@@ -98,6 +112,12 @@ class BadRequest(ExportError):  # noqa: N818
 
     kind = "bad_request"
     http_status = 400
+
+
+class BodyTooLarge(BadRequest):
+    """A request body over the API's limit."""
+
+    http_status = 413
 
 
 class Unauthenticated(ExportError):  # noqa: N818

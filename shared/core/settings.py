@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shared.core.errors import ConfigurationError
+from shared.core.errors import SettingsInvalid
 
 APP_ROOT = Path(__file__).resolve().parents[2]  # the app folder: host.json, exports.json
 MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
@@ -149,7 +149,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         None,
         "Local development only, on loopback: turns the local mode on, and says who a request "
         "without a signed-in principal is (admin, operator or reader; header: nobody, the "
-        "request must carry X-MS-CLIENT-PRINCIPAL); refused when hosted.",
+        "request must carry X-MS-CLIENT-PRINCIPAL); every request must also carry the local "
+        "token (python -m shared local-token); refused when hosted (503).",
         in_azure=False,
     ),
     SettingSpec(
@@ -256,9 +257,14 @@ class Settings:
     requests_per_second: float
     run_lease_seconds: float
 
+    @property
+    def local_token_file(self) -> Path:
+        """Local mode's token (``shared.adapters.local_token``): beside the local secrets."""
+        return self.local_secrets_file.parent / "local-token"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting; raise one ConfigurationError naming all the problems found."""
+        """Read every setting; raise one SettingsInvalid naming all the problems found."""
         reader = _Reader(os.environ if env is None else env)
         in_azure = hosted(reader.env)
         app_connection = reader.optional("AzureWebJobsStorage")
@@ -316,7 +322,7 @@ class Settings:
             run_lease_seconds=reader.number("RUN_LEASE_SECONDS", 3, 3600),
         )
         if reader.problems:
-            raise ConfigurationError(reader.problems)
+            raise SettingsInvalid(reader.problems)
         return settings
 
 
