@@ -8,11 +8,14 @@ got there first, this worker leaves the run to them (see ``shared.run_lifecycle`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
+from typing import NoReturn
 
 from shared import audiences, locking, pipeline, split
+from shared.adapters.jobqueue import Job
 from shared.core.definitions import Mode
 from shared.core.errors import (
     ExportDisabled,
@@ -20,9 +23,10 @@ from shared.core.errors import (
     LeaseLost,
     RecordChanged,
     RunBusy,
+    StorageError,
     Transient,
 )
-from shared.core.runrecord import Progress, RunRecord, RunStatus, now
+from shared.core.runrecord import Progress, RunRecord, RunStatus, Trigger, now
 from shared.run_lifecycle import error_kind, finish, reread
 from shared.runtime import Runtime
 
@@ -35,6 +39,8 @@ def perform(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool) 
     except RecordChanged:
         locking.hand_back(rt, record, owner)
         raise RunBusy(f"run {record.run_id}: its record keeps changing; try again") from None
+    except StorageError as exc:
+        _hand_on(rt, record, owner, exc, "it could not be marked running")
     if started is None:  # ended by another writer since this worker read it
         locking.release(rt, record, owner)
         return reread(rt, record)
@@ -80,7 +86,9 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
                     kind="internal")  # fmt: skip
     except KeyboardInterrupt:
         stopped = "interrupted (the process was stopped)"
-        _end(rt, record, owner, RunStatus.FAILED, stopped, started=started, kind="interrupted")
+        with contextlib.suppress(StorageError):  # handed on: the interruption is what counts
+            _end(rt, record, owner, RunStatus.FAILED, stopped, started=started,
+                 kind="interrupted")  # fmt: skip
         raise
     # Split over the queue, the run's jobs end it.
     return record if handed_on else _end(rt, record, owner, RunStatus.SUCCEEDED, "",
@@ -200,6 +208,26 @@ def _end(
     started: float,
     kind: str = "",
 ) -> RunRecord:
-    finished = finish(rt, record, status, error, started, kind=kind)
+    try:
+        finished = finish(rt, record, status, error, started, kind=kind)
+    except StorageError as exc:
+        _hand_on(rt, record, owner, exc, f"its end ({status}) could not be recorded")
     locking.release(rt, record, owner)
     return finished
+
+
+def _hand_on(rt: Runtime, record: RunRecord, owner: str, exc: StorageError, what: str) -> NoReturn:
+    """A write of the run's record failed for good: never leave the run marked active
+    with its export freed. Hand the export back to the queued run, so that the next
+    delivery of its job takes it at once and resumes it from its last stored checkpoint
+    (a run without a job, the command line's, is given one); then raise, so that the queue
+    delivers the job again. If even that fails, the worker's lease lapses and the next
+    delivery takes the run over then."""
+    log.warning("Run %s of export %s: %s (%s); handed back to resume on the next delivery",
+                record.run_id, record.export, what, exc)  # fmt: skip
+    with contextlib.suppress(StorageError):
+        if locking.hand_back(rt, record, owner) and record.trigger == Trigger.CLI:
+            rt.jobs.send(Job(run_id=record.run_id, export=record.export,
+                             snapshot=record.snapshot))  # fmt: skip
+    raise StorageError(f"run {record.run_id}: {what} ({exc}); it resumes from its last "
+                       "checkpoint on the next delivery of its job") from None  # fmt: skip

@@ -85,6 +85,12 @@ def claim_queued(rt: Runtime, record: RunRecord) -> None:
     claim(rt, record, QUEUED, QUEUE_CLAIM_SECONDS)
 
 
+def hold_queued(rt: Runtime, record: RunRecord, seconds: float) -> None:
+    """Set the queued run's hold on its export to end ``seconds`` from now (if it is still
+    held for the queued run)."""
+    ExportLocks(rt.runs).renew(record.export, record.run_id, QUEUED, seconds)
+
+
 def release_queued(rt: Runtime, record: RunRecord) -> None:
     """Free the export if it is held for this run while queued (no worker on it)."""
     release(rt, record, QUEUED)

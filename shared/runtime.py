@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import requests
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import HttpTransport
 from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
@@ -149,24 +150,35 @@ class Runtime:
             ) from None
 
 
-def build(settings: Settings) -> Runtime:
-    """Connect every adapter as the settings say (connection strings or managed identity)."""
+def build(
+    settings: Settings, *, storage_transport: HttpTransport[Any, Any] | None = None
+) -> Runtime:
+    """Connect every adapter as the settings say (connection strings or managed identity).
+    ``storage_transport``: the HTTP transport of the table and queue clients, when not the
+    SDK's own (the tests' storage faults, ``devtools.storage_faults``)."""
     app = settings.app_storage
     credential = _credential(settings)
+    given: dict[str, Any] = {"transport": storage_transport} if storage_transport else {}
     if app.connection_string:
-        table = TableClient.from_connection_string(app.connection_string, settings.runs_table)
+        table = TableClient.from_connection_string(
+            app.connection_string, settings.runs_table, **given
+        )
         queue = QueueClient.from_connection_string(
-            app.connection_string, settings.jobs_queue, message_encode_policy=encode_policy()
+            app.connection_string,
+            settings.jobs_queue,
+            message_encode_policy=encode_policy(),
+            **given,
         )
     else:
         assert app.table_url  # Settings.from_env guarantees both endpoints
         assert app.queue_url
-        table = TableClient(app.table_url, settings.runs_table, credential=credential())
+        table = TableClient(app.table_url, settings.runs_table, credential=credential(), **given)
         queue = QueueClient(
             app.queue_url,
             settings.jobs_queue,
             credential=credential(),
             message_encode_policy=encode_policy(),
+            **given,
         )
     secrets: SecretStore = EnvironmentSecrets(file=settings.local_secrets_file)
     if settings.key_vault_url:

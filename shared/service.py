@@ -17,6 +17,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from shared import attempts, locking, pipeline, purge, split
 from shared.adapters import telemetry
@@ -25,6 +26,7 @@ from shared.core.definitions import Export
 from shared.core.errors import (
     ExportDisabled,
     ExportError,
+    RecordChanged,
     RunActive,
     RunBusy,
     SnapshotSettling,
@@ -114,13 +116,16 @@ def _enqueue(
     locking.claim_queued(rt, record)
     try:
         rt.runs.save(record)
-        rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
     except StorageError as exc:
         # Nothing will run this: free the export at once rather than after the claim expires.
-        locking.release(rt, record)
         with contextlib.suppress(StorageError):
+            locking.release(rt, record)
             finish(rt, record, RunStatus.FAILED, str(exc), kind=exc.kind)
         raise
+    try:
+        rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
+    except StorageError as exc:
+        _job_uncertain(rt, record, exc)
     if allow_large_removal:
         log.warning(
             "Run %s of export %s may remove more than the safeguard allows (asked by %s)",
@@ -136,6 +141,26 @@ def _enqueue(
         trigger,
     )
     return record
+
+
+def _job_uncertain(rt: Runtime, record: RunRecord, exc: StorageError) -> NoReturn:
+    """A job put reported failed may still have been stored (a send whose reply was lost,
+    then refused retries), so the run is not marked failed: if the queue kept the job, it
+    runs. Its hold on the export is cut to one lease, so that if the queue did not, the
+    export is free again soon and the next claim or timer tick ends the run as abandoned."""
+    log.warning("Run %s of export %s: its job may not have reached the queue (%s)",
+                record.run_id, record.export, exc)  # fmt: skip
+    lease = rt.settings.run_lease_seconds
+    with contextlib.suppress(StorageError):
+        locking.hold_queued(rt, record, lease)
+    record.error = f"its job may not have reached the queue ({exc})"
+    with contextlib.suppress(StorageError, RecordChanged):
+        rt.runs.save(record)
+    raise StorageError(
+        f"run {record.run_id} of export {record.export}: its job may not have reached the "
+        f"queue ({exc}); it may still run. If no worker takes it within {lease:.0f} s, it "
+        "ends as abandoned and the export can be run again"
+    ) from None
 
 
 def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:

@@ -13,6 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 import function_app
 from devtools.ci_export import write_export
+from devtools.localhost import app_functions
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from tests.conftest import (
@@ -249,3 +250,33 @@ def test_a_missing_secret_fails_only_that_export(
         "secret 'snapchat-other-client-secret': not set "
         "(environment variable SECRET_SNAPCHAT_OTHER_CLIENT_SECRET)"
     )
+
+
+ODD_NAMES = ("no-such-thing", "UPPER", "a" * 200, "..", "%00", "x y", "é", "high-value")
+ODD_BODIES = (b"", b"[]", b"null", b'{"x": 1}', b"\xff\xfe", b"[" * 10_000,
+              b'{"name": 5, "connection": ["a"], "audience_id": {}, "columns": 3}')  # fmt: skip
+
+
+def test_no_route_answers_500_to_a_bad_or_unknown_input(app: App) -> None:
+    """Every HTTP route, as the local admin, with names that do not exist or cannot, bodies
+    that are not what it takes and ETags that mean nothing: a 4xx each time, never a 5xx."""
+    failures = set()
+    for function in app_functions():  # built once per process, as the host does
+        trigger = function.get_bindings()[0]
+        if trigger.type != "httpTrigger":
+            continue
+        handler = function.get_user_function()
+        for method in trigger.methods or ["GET"]:
+            for name in ODD_NAMES:
+                for body in ODD_BODIES:
+                    for if_match in ("", "garbage"):
+                        request = local_request(
+                            str(method), f"http://127.0.0.1:7071/api/{trigger.route}", body=body,
+                            route_params={"name": name, "run_id": name, "path": name},
+                            params={"limit": name, "code": name, "state": name},
+                            headers={"If-Match": if_match} if if_match else {},
+                        )  # fmt: skip
+                        status = handler(request).status_code
+                        if status >= 500:
+                            failures.add(f"{method} {trigger.route} {name[:12]!r}: {status}")
+    assert sorted(failures) == []

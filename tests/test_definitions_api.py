@@ -17,8 +17,9 @@ from devtools.worker import drain
 from shared import runtime
 from shared.adapters.definition_store import SEEDED_BY
 from shared.cli import main
+from shared.core.errors import ConfigurationError
 from shared.core.settings import Settings
-from tests.conftest import AUDIENCE, CLIENT_SECRET, App, export_definition
+from tests.conftest import AUDIENCE, CLIENT_SECRET, App, export_definition, local_request
 from tests.snapshots import emails, hashes, snapshot
 
 SECOND = "aud-second-02"
@@ -31,7 +32,7 @@ def call(
     params = dict(zip(("name", "", "run_id"), parts[1:4], strict=False))
     params.pop("", None)
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{route}", route_params=params,
+    request = local_request(method, f"http://127.0.0.1:7071/api/{route}", route_params=params,
                                body=data, headers=headers)  # fmt: skip
     response: func.HttpResponse = handler(request)
     text = response.get_body()
@@ -244,15 +245,16 @@ def test_seeding_happens_once_and_never_brings_back_a_deleted_definition(
     assert [e.name for e in fresh.definitions.exports] == []
 
 
-def test_an_invalid_seed_file_seeds_nothing_until_it_is_corrected(
+def test_a_seed_file_that_is_not_json_seeds_nothing_until_it_is_corrected(
     app: App, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("RUNS_TABLE", "freshdeployment")  # a new deployment's empty store
     seed = tmp_path / "seed.json"
     monkeypatch.setenv("EXPORTS_FILE", str(seed))
-    seed.write_text(json.dumps({"connections": [{"name": "main"}], "exports": [{"name": "x"}]}))
+    seed.write_text('{"connections": [{"name": "main"}], "exports": [')  # cut short
     first = runtime.build(Settings.from_env())
-    assert first.definitions.exports == ()
+    with pytest.raises(ConfigurationError, match="not valid JSON"):
+        first.definitions  # noqa: B018 - reading them seeds the store
     seed.write_text(json.dumps({"connections": [{"name": "main"}], "exports": [
         export_definition("fixed", app.container, "CI/BlobExport/Fixed")]}))  # fmt: skip
     second = runtime.build(Settings.from_env())  # the next start, with the file corrected

@@ -36,7 +36,6 @@ def test_every_relative_link_in_the_manual_resolves() -> None:
                 assert anchor in anchors(path.read_text("utf-8")), f"{document.name}: #{anchor}"
 
 
-
 def test_the_command_line_page_shows_every_command() -> None:
     import argparse  # noqa: PLC0415
 

@@ -28,15 +28,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
+from shared.core.errors import StorageError
 from shared.core.runrecord import now
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class TokenRefreshes:
     def record(self, connection: str) -> None:
         entity = {"PartitionKey": TOKENS_PARTITION, "RowKey": connection, "at": now()}
         try:
-            self._runs.table().upsert_entity(entity, mode=UpdateMode.REPLACE)
+            tables.upsert(self._runs.table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the token refresh of {connection}", exc) from None
 
@@ -113,9 +113,11 @@ class PendingConnects:
             "verifier_sealed": base64.b64encode(nonce + box).decode(),
         }
         try:
-            self._runs.table().create_entity(entity)
+            tables.insert(self._runs.table(), entity)
         except AzureError as exc:
             raise table_failure(f"record a Connect of {flow.connection}", exc) from None
+        except tables.Conflict:  # the row key is 32 random bytes: met twice, start again
+            raise StorageError("a Connect flow with this state exists already") from None
 
     def find(self, state: str) -> PendingConnect | None:
         """The flow this state started, if it is still pending."""
@@ -149,24 +151,18 @@ class PendingConnects:
     def take(self, state: str, flow: PendingConnect) -> bool:
         """Mark the flow taken, on the condition that it is as read, then remove it: False
         when another call took it first, so that a flow is used once. (A conditional
-        update, not a delete: the SDK reports no error for deleting what is gone.)"""
+        replace, not a delete: a delete that finds nothing cannot say who removed it; the
+        replace's write ID tells this call's own applied write from another's.)"""
         table = self._runs.table()
-        mark = {"PartitionKey": CONNECT_PARTITION, "RowKey": _key(state), "taken": True}
         try:
-            table.update_entity(
-                mark,
-                mode=UpdateMode.MERGE,
-                etag=flow.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceNotFoundError:
+            entity = table.get_entity(CONNECT_PARTITION, _key(state))  # replaced whole
+            tables.replace(table, {**entity, "taken": True}, flow.etag)
+        except (ResourceNotFoundError, tables.Conflict):
             return False
         except AzureError as exc:
-            if getattr(exc, "status_code", None) == 412:
-                return False
             raise table_failure("finish a Connect flow", exc) from None
         with contextlib.suppress(AzureError):  # taken already; forget_expired removes it later
-            table.delete_entity(CONNECT_PARTITION, _key(state))
+            tables.delete(table, CONNECT_PARTITION, _key(state))
         return True
 
     def forget_expired(self, now: str) -> int:
@@ -180,7 +176,7 @@ class PendingConnects:
                 )
             )
             for entity in expired:
-                table.delete_entity(CONNECT_PARTITION, entity["RowKey"])
+                tables.delete(table, CONNECT_PARTITION, entity["RowKey"])
         except AzureError as exc:
             raise table_failure("forget expired Connect flows", exc) from None
         return len(expired)

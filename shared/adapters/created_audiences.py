@@ -5,8 +5,8 @@ partition ``~audiences``."""
 from __future__ import annotations
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 from shared.core.definitions import is_audience_id
 from shared.core.errors import StorageError
@@ -39,6 +39,6 @@ class CreatedAudiences:
     def remember(self, export: str, audience_id: str) -> None:
         entity = {"PartitionKey": AUDIENCE_PARTITION, "RowKey": export, "audience_id": audience_id}
         try:
-            self._runs.table().upsert_entity(entity, mode=UpdateMode.REPLACE)
+            tables.upsert(self._runs.table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the audience of export {export}", exc) from None

@@ -22,15 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 from shared.core import definitions
 from shared.core.definitions import Definitions
@@ -44,6 +39,7 @@ SEEDED_BY = "seed (EXPORTS_FILE)"
 _SEED_PARTITION, _SEED_ROW = "~seed", "definitions"  # the mark: the store has been seeded
 _MAX_VERSION = 10**9
 _CURRENT, _VERSION = "current", "version"
+_NOT_IN_NAMES = set("~/\\#?") | {chr(c) for c in range(32)} | {chr(127)}  # row keys refuse them
 
 
 @dataclass(frozen=True)
@@ -158,10 +154,10 @@ class DefinitionStore:
         else:
             operations = [("update", current, {"mode": UpdateMode.REPLACE, "etag": etag,
                            "match_condition": MatchConditions.IfNotModified})]  # fmt: skip
-        answers = self._transact([*operations, ("create", record)], kind, name)
+        etags = self._transact([*operations, ("create", record)], kind, name)
         # The ETag of this write itself: reading the entity again could return a later one,
         # and an If-Match with it would then overwrite a change its caller never saw.
-        etag = str((answers[0] or {}).get("etag") or "") if answers else ""
+        etag = etags[0] if etags else ""
         if not etag:
             raise StorageError(f"definitions: the write of {kind} {name} returned no ETag")
         return dataclasses.replace(_entry(current), etag=etag)
@@ -195,11 +191,18 @@ class DefinitionStore:
     def _seed(self, seed_file: Path) -> None:
         """Import the seed file once: each definition that has no history yet (so that one
         deleted meanwhile, or seeded by another instance, is left as it is), then the mark
-        that says it is done (a failure before it: the next use tries again)."""
+        that says it is done (a failure before it: the next use tries again).
+
+        A definition with a problem is stored too, as it is: it is set aside whenever the
+        definitions are read (listed as invalid with its problems, never run) while the
+        others run, and is corrected through the API like any other. Only a file that is
+        not a definitions document at all (not JSON, no connections, no list of exports)
+        seeds nothing: ConfigurationError, naming its problems, on each use until it is
+        corrected."""
         loaded = definitions.load(seed_file)
-        if loaded.problems:  # no mark: a corrected file seeds the store on the next start
-            log.error("Not seeding definitions from %s: %s", seed_file, "; ".join(loaded.problems))
-            return
+        if loaded.problems:
+            log.error("Seeding definitions from %s; set aside until corrected: %s",
+                      seed_file, "; ".join(loaded.problems))  # fmt: skip
         # Definitions some other writer stored (a store from before the mark existed): the
         # file is not what they manage by any more, so only mark the store as seeded.
         others = (
@@ -210,29 +213,29 @@ class DefinitionStore:
         mark = {"PartitionKey": _SEED_PARTITION, "RowKey": _SEED_ROW, "file": seed_file.name,
                 "at": now()}  # fmt: skip
         try:
-            self._runs.table().upsert_entity(mark)
+            tables.upsert(self._runs.table(), mark)
         except AzureError as exc:
             raise _failure("write the seeding mark", exc) from None
 
     def _seed_from(self, seed_file: Path) -> None:
         document = json.loads(seed_file.read_text("utf-8"))
         for kind, key in (("connection", "connections"), ("export", "exports")):
-            for entry in document.get(key, []):
-                if self.history(kind, entry["name"], limit=1):  # type: ignore[arg-type]
+            entries = document.get(key)
+            for index, entry in enumerate(entries if isinstance(entries, list) else []):
+                name = seed_name(entry, index)
+                if self.history(kind, name, limit=1):  # type: ignore[arg-type]
                     continue  # seeded already (by an attempt that failed later), or deleted
                 # PreconditionFailed: another instance, starting at the same time, did it
                 with contextlib.suppress(PreconditionFailed):
-                    self.put(kind, entry["name"], entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
+                    self.put(kind, name, entry, etag=None, by=SEEDED_BY)  # type: ignore[arg-type]
         log.info("Seeded the definitions store from %s", seed_file)
 
-    def _transact(self, operations: list[Any], kind: str, name: str) -> list[Any]:
-        """Run the operations as one transaction; what each one answered, in order."""
+    def _transact(self, operations: list[Any], kind: str, name: str) -> list[str]:
+        """Run the operations as one transaction; the ETag each one left, in order. One whose
+        reply was lost is known by its write ID (``shared.adapters.tables``)."""
         try:
-            return list(self._client().submit_transaction(operations))
-        except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
-            status = getattr(exc, "status_code", None)
-            if isinstance(exc, HttpResponseError) and status not in (409, 412, 404):
-                raise _failure(f"write {kind} {name}", exc) from None
+            return tables.transact(self._client(), operations)
+        except tables.Conflict:
             raise PreconditionFailed(
                 f"{kind} {name!r} was changed by someone else meanwhile; read it again"
             ) from None
@@ -251,6 +254,15 @@ class DefinitionStore:
             return rows
         except AzureError as exc:
             raise _failure("query definitions", exc) from None
+
+
+def seed_name(entry: object, index: int) -> str:
+    """The name a seed file's entry is stored under: its own, or ``entry-<index>`` when it
+    has none a row key can hold (it is then set aside, and listed by its place)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if isinstance(name, str) and name and not set(name) & _NOT_IN_NAMES and len(name) <= 200:
+        return name
+    return f"entry-{index}"
 
 
 def _last_version(store: DefinitionStore, kind: Kind, name: str) -> int | None:

@@ -13,15 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 
 LOCK_PARTITION = "~locks"  # export names cannot start with "~", so no run shares it
@@ -72,9 +66,9 @@ class ExportLocks:
         entity = self._entity(export, run_id, owner, ttl)
         for _ in range(3):  # a lost race on an expired lock is re-read and decided again
             try:
-                table.create_entity(entity)
+                tables.insert(table, entity)
                 return Claim(acquired=True)
-            except ResourceExistsError:
+            except tables.Conflict:
                 pass
             except AzureError as exc:
                 raise table_failure(f"lock export {export}", exc) from None
@@ -89,15 +83,10 @@ class ExportLocks:
             if not takeover and holder.expires_at > self._clock():
                 return Claim(acquired=False, holder=holder)
             try:
-                table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                tables.replace(table, entity, current.metadata["etag"])
                 displaced = holder if holder.run_id != run_id else None
                 return Claim(acquired=True, displaced=displaced)
-            except ResourceModifiedError:
+            except tables.Conflict:
                 continue
             except AzureError as exc:
                 raise table_failure(f"lock export {export}", exc) from None
@@ -122,14 +111,10 @@ class ExportLocks:
             holder = _holder(current)
             if (holder.run_id, holder.owner) != (run_id, owner):
                 return False
-            table.update_entity(
-                self._entity(export, run_id, new_owner or owner, ttl),
-                mode=UpdateMode.REPLACE,
-                etag=current.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
+            entity = self._entity(export, run_id, new_owner or owner, ttl)
+            tables.replace(table, entity, current.metadata["etag"])
             return True
-        except (ResourceNotFoundError, ResourceModifiedError):
+        except (ResourceNotFoundError, tables.Conflict):
             return False
         except AzureError as exc:
             raise table_failure(f"renew the lock of export {export}", exc) from None
@@ -141,13 +126,10 @@ class ExportLocks:
             current = table.get_entity(LOCK_PARTITION, export)
             holder = _holder(current)
             if holder.run_id == run_id and owner in (None, holder.owner):
-                table.delete_entity(
-                    LOCK_PARTITION,
-                    export,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceNotFoundError, ResourceModifiedError):
+                # Gone (False) is as good as deleted: by this call's own lost reply, or by
+                # another writer, the lock is not this run's any more either way.
+                tables.delete(table, LOCK_PARTITION, export, current.metadata["etag"])
+        except (ResourceNotFoundError, tables.Conflict):
             pass
         except AzureError as exc:
             raise table_failure(f"release the lock of export {export}", exc) from None

@@ -17,15 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 from shared.core.errors import RetryableError
 
@@ -63,15 +57,10 @@ class RequestSlots:
                        "next_at": slot + self._interval}  # fmt: skip
             try:
                 if entity is None:
-                    table.create_entity(claimed)
+                    tables.insert(table, claimed)
                 else:
-                    table.update_entity(
-                        claimed,
-                        mode=UpdateMode.REPLACE,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except (ResourceExistsError, ResourceModifiedError):
+                    tables.replace(table, claimed, entity.metadata["etag"])
+            except tables.Conflict:
                 continue  # another sender took this slot: try for the next one
             except AzureError as exc:
                 raise table_failure("reserve a request slot", exc) from None

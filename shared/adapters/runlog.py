@@ -11,15 +11,10 @@ import json
 import logging
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient
 
+from shared.adapters import tables
 from shared.core.errors import RecordChanged, StorageError
 from shared.core.runrecord import RunRecord, is_run_id, row_key
 
@@ -71,26 +66,23 @@ class RunLog:
 
         Raises RecordChanged when the condition fails: the stored record is left as the
         other writer left it, and the caller decides again from a fresh read (see
-        ``shared.service``: the first writer wins, and an ended record never changes).
+        ``shared.service``: the first writer wins, and an ended record never changes). A
+        write of this copy's own whose reply was lost is not a change by another writer
+        (``shared.adapters.tables``).
         """
         entity = _to_entity(record)
         try:
             if record.etag:
-                written = self.table().update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=record.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                etag = tables.replace(self.table(), entity, record.etag)
             else:
-                written = self.table().create_entity(entity)
-        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+                etag = tables.insert(self.table(), entity)
+        except tables.Conflict:
             raise RecordChanged(
                 f"run {record.run_id}: its record was changed by another writer meanwhile"
             ) from None
         except AzureError as exc:
             raise table_failure(f"save run {record.run_id}", exc) from None
-        record.etag = str(written.get("etag") or "")
+        record.etag = etag
 
     def get(self, export: str, run_id: str) -> RunRecord | None:
         if not is_run_id(run_id):

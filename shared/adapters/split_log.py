@@ -7,7 +7,7 @@ checkpoint of its accepted requests) and what it hands to the next step (counts,
 of its spilled runs; never a digest). A *gate* entity (``gate-read``, ...) is created by the
 job that completes a step, with a conditional insert, so exactly one job queues the next
 step. Every write is conditional (ETags): a worker that lost a job to another never writes
-over it.
+over it, and one whose own write's reply was lost knows it was applied (``tables``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 
 _JSON = ("progress", "result")
@@ -61,36 +55,28 @@ class SplitLog:
     def create(self, entry: Entry) -> bool:
         """Insert ``entry``; False when it exists already (another writer was first)."""
         try:
-            written = self._runs.table().create_entity(self._entity(entry))
-        except ResourceExistsError:
+            entry.etag = tables.insert(self._runs.table(), self._entity(entry))
+        except tables.Conflict:
             return False
         except AzureError as exc:
             raise table_failure(f"create job {entry.name}", exc, self._what) from None
-        entry.etag = str(written.get("etag") or "")
         return True
 
     def put(self, entry: Entry) -> None:
         """Write ``entry`` whatever is there (an entity only this writer can be writing)."""
         try:
-            written = self._runs.table().upsert_entity(self._entity(entry), mode=UpdateMode.REPLACE)
+            entry.etag = tables.upsert(self._runs.table(), self._entity(entry))
         except AzureError as exc:
             raise table_failure(f"save job {entry.name}", exc, self._what) from None
-        entry.etag = str(written.get("etag") or "")
 
     def update(self, entry: Entry) -> bool:
         """Replace ``entry`` if nobody wrote it since it was read; False otherwise."""
         try:
-            written = self._runs.table().update_entity(
-                self._entity(entry),
-                mode=UpdateMode.REPLACE,
-                etag=entry.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
+            entry.etag = tables.replace(self._runs.table(), self._entity(entry), entry.etag)
+        except tables.Conflict:
             return False
         except AzureError as exc:
             raise table_failure(f"save job {entry.name}", exc, self._what) from None
-        entry.etag = str(written.get("etag") or "")
         return True
 
     def entries(self, prefix: str) -> list[Entry]:
@@ -108,7 +94,7 @@ class SplitLog:
             table = self._runs.table()
             found = table.query_entities("PartitionKey eq @p", parameters={"p": self._partition})
             for entity in list(found):
-                table.delete_entity(self._partition, entity["RowKey"])
+                tables.delete(table, self._partition, entity["RowKey"])  # gone: as good
         except ResourceNotFoundError:
             pass
         except AzureError as exc:

@@ -9,8 +9,8 @@ Holds counts only, never a digest.
 from __future__ import annotations
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 
+from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 
 GENERATIONS_PARTITION = "~state"
@@ -34,7 +34,7 @@ class StateGenerations:
         entity = {"PartitionKey": GENERATIONS_PARTITION, "RowKey": _row(name),
                   "generation": generation}  # fmt: skip
         try:
-            self._runs.table().upsert_entity(entity, mode=UpdateMode.REPLACE)
+            tables.upsert(self._runs.table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the generation of {name}", exc, "mirror state") from None
 
