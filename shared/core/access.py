@@ -92,13 +92,13 @@ def from_client_principal(header: str) -> Principal:
             "the X-MS-CLIENT-PRINCIPAL header is malformed: every claim must be an object "
             "whose typ and val are strings"
         )
-    role_typ, name_typ = document.get("role_typ", "roles"), document.get("name_typ", "name")
+    role_typ, name_typ = document.get("role_typ") or "roles", document.get("name_typ") or "name"
     if not isinstance(role_typ, str) or not isinstance(name_typ, str):
         raise Unauthenticated(
             "the X-MS-CLIENT-PRINCIPAL header is malformed: role_typ and name_typ must be strings"
         )
-    role_types = {*_ROLE_CLAIMS, role_typ or "roles"}
-    name_types = (name_typ or "name", *_NAME_CLAIMS)
+    role_types = {*_ROLE_CLAIMS, role_typ}
+    name_types = (name_typ, *_NAME_CLAIMS)
 
     def values(types: tuple[str, ...] | set[str]) -> list[str]:
         return [c["val"] for c in claims if c["typ"] in types and c["val"]]
