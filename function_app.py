@@ -2,7 +2,7 @@
 plain values, calls one function of ``shared``, and turns the result back.
 
 HTTP routes are anonymous at the Functions level: the platform's sign-in (App Service
-Authentication) stands in front of them, and every handler asks ``shared.signin`` who the
+Authentication) stands in front of them, and every handler asks ``shared.entry.signin`` who the
 caller is, which refuses every call when the platform's sign-in is off (see the README's
 *Sign-in and roles*). A function key says nothing about who calls, so keys protect nothing.
 """
@@ -14,12 +14,15 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import allocator, api, browser_connect, service, signin, web
+from shared import allocator
 from shared.adapters import telemetry
 from shared.adapters.definition_store import Kind
 from shared.adapters.jobqueue import Job
+from shared.connections import browser
 from shared.core.access import Principal
 from shared.core.privacy import install_log_filter
+from shared.entry import api, signin, web
+from shared.runs import service
 from shared.runtime import Runtime, current
 
 allocator.limit_arenas()  # before the export's threads: freed memory is reused (see there)
@@ -30,7 +33,9 @@ install_log_filter()  # on every handler, Azure Monitor's too: no secret leaves 
 logging.getLogger("azure").setLevel(logging.WARNING)
 log = logging.getLogger("function_app")
 
-ANONYMOUS = func.AuthLevel.ANONYMOUS  # the platform's sign-in and shared.signin protect routes
+ANONYMOUS = (
+    func.AuthLevel.ANONYMOUS
+)  # the platform's sign-in and shared.entry.signin protect routes
 
 
 def _serve(
@@ -190,7 +195,7 @@ def console(req: func.HttpRequest) -> func.HttpResponse:
     return _page(web.console_page(path, str(req.url), signed_in))
 
 
-@app.route(route=browser_connect.CALLBACK_ROUTE, methods=["GET"], auth_level=ANONYMOUS)
+@app.route(route=browser.CALLBACK_ROUTE, methods=["GET"], auth_level=ANONYMOUS)
 def finish_connect(req: func.HttpRequest) -> func.HttpResponse:
     """Where Snapchat sends the browser back; answers a redirect to the console."""
     query = {k: str(v) for k, v in req.params.items()}

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             "SECRET_EXPORTER_STATE_KEY": os.urandom(32).hex(),
             "SNAPSHOT_SETTLE_SECONDS": "0",
         })  # fmt: skip
-        from shared import runtime, service  # noqa: PLC0415 - after the settings exist
+        from shared import runtime  # noqa: PLC0415 - after the settings exist
+        from shared.runs import service  # noqa: PLC0415
 
         rt = runtime.current()
         with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:

@@ -29,8 +29,10 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app  # noqa: F401 - loaded before timing, as the host loads it before a message
 from devtools.worker import drain
-from shared import localworker, runtime, service
+from shared import runtime
 from shared.core.csvstream import ChunkReader
+from shared.entry import localworker
+from shared.runs import service
 
 ROOT = Path(__file__).resolve().parent.parent
 

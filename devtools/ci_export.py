@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse  # noqa: PLC0415
     import os  # noqa: PLC0415
 
-    from shared.cli import load_local_settings  # noqa: PLC0415
     from shared.core.settings import connection_string  # noqa: PLC0415
+    from shared.entry.cli import load_local_settings  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="python -m devtools.ci_export",

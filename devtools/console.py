@@ -129,7 +129,8 @@ def prepare(
 
 def run_once(env: dict[str, str]) -> None:
     """Queue a run of each export, as the command line would, and let the worker take them."""
-    from shared import runtime, service  # noqa: PLC0415 - after the settings exist
+    from shared import runtime  # noqa: PLC0415 - after the settings exist
+    from shared.runs import service  # noqa: PLC0415
 
     rt = runtime.current()
     for name in EXPORTS:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         with running(args.role, port=args.port, profiles=args.profiles) as started:
             from shared import runtime  # noqa: PLC0415 - after the settings exist
             from shared.adapters import local_token  # noqa: PLC0415
-            from shared.signin import LOCAL_TOKEN_QUERY  # noqa: PLC0415
+            from shared.entry.signin import LOCAL_TOKEN_QUERY  # noqa: PLC0415
 
             token = local_token.read_or_create(runtime.current().settings.local_token_file)
             url = f"{started.host.url}/api/console/?{LOCAL_TOKEN_QUERY}={token}"

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             f"already hashed emails; {len(export.expected):,} distinct valid identifiers"
         )
 
-        from shared import runtime, service  # noqa: PLC0415 - after the settings exist
+        from shared import runtime  # noqa: PLC0415 - after the settings exist
+        from shared.runs import service  # noqa: PLC0415
 
         queued = service.request_run(runtime.current(), "demo-high-value", "cli")
         print(f"Queued run {queued.run_id}; the queue worker takes it ...")

@@ -1,7 +1,7 @@
 """Plays the Functions host's HTTP part on loopback: a small web server that hands each
 request, as a ``func.HttpRequest``, to the decorated handler of ``function_app`` whose route
 and method match, and a background thread that delivers queued jobs to the real queue
-handlers (``shared.localworker``), as the host's queue trigger would.
+handlers (``shared.entry.localworker``), as the host's queue trigger would.
 
 It is what ``scripts/console`` and the browser tests serve the console with: the app's real
 handlers, not a second implementation. Requests go to ``/api/<route>`` as on the host.
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from shared import localworker
+from shared.entry import localworker
 
 log = logging.getLogger(__name__)
 

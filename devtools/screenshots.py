@@ -16,7 +16,7 @@ from playwright.sync_api import Page, sync_playwright
 from devtools.console import EXPORTS, running
 from shared import runtime
 from shared.adapters import local_token
-from shared.signin import LOCAL_TOKEN_QUERY
+from shared.entry.signin import LOCAL_TOKEN_QUERY
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "console"
 WIDTH = 1280

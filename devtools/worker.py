@@ -1,12 +1,12 @@
 """The tests' and the demo's stand-in for the Functions host's queue delivery.
 
 ``drain`` hands every queued job to ``function_app``'s real queue handlers through
-``shared.localworker`` (the same code as ``python -m shared work --once``).
+``shared.entry.localworker`` (the same code as ``python -m shared work --once``).
 """
 
 from __future__ import annotations
 
-from shared import localworker
+from shared.entry import localworker
 
 
 def drain(

@@ -1,7 +1,7 @@
 import sys
 
 from shared.allocator import limit_arenas
-from shared.cli import main
+from shared.entry.cli import main
 
 limit_arenas()
 

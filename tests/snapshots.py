@@ -10,8 +10,8 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.core.runrecord import RunRecord
+from shared.runs import service
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

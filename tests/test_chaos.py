@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import RequestRecord, SnapchatSandbox
 from devtools.worker import drain
-from shared import service
+from shared.runs import service
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
 

@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared.cli import main
+from shared.entry.cli import main
 from tests.conftest import AUDIENCE, App
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

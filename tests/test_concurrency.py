@@ -17,7 +17,7 @@ from devtools.worker import drain
 from shared.adapters.export_locks import ExportLocks
 from shared.adapters.jobqueue import Job
 from shared.core.errors import RunBusy
-from shared.service import process
+from shared.runs.service import process
 from tests.conftest import AUDIENCE, App, local_request
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

@@ -13,9 +13,9 @@ import requests
 
 from devtools.keyvault_fake import KeyVaultFake, secret_client
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared import connect
 from shared.adapters.secretstore import Credentials, KeyVaultSecrets
 from shared.adapters.snapchat import RetryPolicy, SnapchatClient
+from shared.connections import terminal
 from shared.core.definitions import default_connection
 from shared.core.errors import AuthenticationError, RedirectRefused
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
@@ -53,7 +53,7 @@ def test_connect_stores_the_three_secrets_without_showing_them(
         browser()(url)
 
     with requests.Session() as session:
-        connect.connect(
+        terminal.connect(
             store,
             default_connection("main"),
             client_id=CLIENT_ID,
@@ -61,7 +61,7 @@ def test_connect_stores_the_three_secrets_without_showing_them(
             token_url=sandbox.token_url,
             session=session,
             show=show,
-            listener=connect.CallbackListener(),
+            listener=terminal.CallbackListener(),
             authorize_base=sandbox.authorize_url,
         )
     assert vault.value("snapchat-main-client-id") == CLIENT_ID
@@ -77,14 +77,14 @@ def test_a_redirect_with_another_state_is_refused_and_nothing_stored(
     sandbox: SnapchatSandbox, vault: KeyVaultFake
 ) -> None:
     store = KeyVaultSecrets(secret_client(vault, retry_total=0))
-    listener = connect.CallbackListener()
+    listener = terminal.CallbackListener()
 
     def forged(url: str) -> None:
         code = sandbox.issue_code(CLIENT_ID, listener.redirect_uri)
         browser()(f"{listener.redirect_uri}?code={code}&state=someone-elses")
 
     with requests.Session() as session, pytest.raises(AuthenticationError, match="state"):
-        connect.connect(
+        terminal.connect(
             store, default_connection("main"), client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             token_url=sandbox.token_url, session=session, show=forged, listener=listener,
             authorize_base=sandbox.authorize_url,
@@ -103,7 +103,7 @@ def test_paste_mode_and_a_refused_exchange(sandbox: SnapchatSandbox, vault: KeyV
         return f"{redirect_uri}?code={code}&state={query['state'][0]}"
 
     with requests.Session() as session:
-        connect.connect(
+        terminal.connect(
             store, default_connection("eu"), client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             token_url=sandbox.token_url, session=session, show=shown.append, paste=pasted,
             redirect_uri=redirect_uri, authorize_base=sandbox.authorize_url,
@@ -111,7 +111,7 @@ def test_paste_mode_and_a_refused_exchange(sandbox: SnapchatSandbox, vault: KeyV
         assert vault.value("snapchat-eu-refresh-token") == REFRESH_TOKEN
         shown.clear()
         with pytest.raises(AuthenticationError, match="did not exchange the code"):
-            connect.connect(
+            terminal.connect(
                 store, default_connection("other"), client_id=CLIENT_ID,
                 client_secret="wrong-secret-value", token_url=sandbox.token_url,
                 session=session, show=shown.append, paste=pasted, redirect_uri=redirect_uri,
@@ -123,8 +123,8 @@ def test_paste_mode_and_a_refused_exchange(sandbox: SnapchatSandbox, vault: KeyV
 def test_the_code_is_bound_to_the_flow_with_pkce(sandbox: SnapchatSandbox) -> None:
     """The authorize URL carries an S256 challenge; a code issued for it is exchanged only
     with its verifier (a stolen code injected into another flow is refused)."""
-    verifier, challenge = connect.pkce_pair()
-    url = connect.authorize_url(sandbox.authorize_url, CLIENT_ID, "https://example.invalid/cb",
+    verifier, challenge = terminal.pkce_pair()
+    url = terminal.authorize_url(sandbox.authorize_url, CLIENT_ID, "https://example.invalid/cb",
                                 "some-state", challenge)  # fmt: skip
     query = parse_qs(urlparse(url).query)
     assert query["code_challenge_method"] == ["S256"]
@@ -134,15 +134,15 @@ def test_the_code_is_bound_to_the_flow_with_pkce(sandbox: SnapchatSandbox) -> No
         assert answer.status_code == 302
         code = parse_qs(urlparse(answer.headers["Location"]).query)["code"][0]
         with pytest.raises(AuthenticationError, match="did not exchange"):
-            connect.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
+            terminal.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
                                   client_secret=CLIENT_SECRET, code=code,
                                   redirect_uri="https://example.invalid/cb",
-                                  verifier=connect.pkce_pair()[0])  # another flow's  # fmt: skip
+                                  verifier=terminal.pkce_pair()[0])  # another flow's  # fmt: skip
         plain = session.get(url.replace("S256", "plain"), allow_redirects=False, timeout=10)
         assert plain.status_code == 400  # only S256
         code = parse_qs(urlparse(session.get(url, allow_redirects=False, timeout=10)
                                  .headers["Location"]).query)["code"][0]  # fmt: skip
-        refresh = connect.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
+        refresh = terminal.exchange_code(session, sandbox.token_url, client_id=CLIENT_ID,
                                         client_secret=CLIENT_SECRET, code=code,
                                         redirect_uri="https://example.invalid/cb",
                                         verifier=verifier)  # fmt: skip
@@ -162,7 +162,7 @@ def test_a_pasted_url_that_is_not_the_registered_redirect_is_refused(
         return f"https://attacker.invalid/callback?code={code}&state={query['state'][0]}"
 
     with requests.Session() as session, pytest.raises(AuthenticationError, match="registered"):
-        connect.connect(
+        terminal.connect(
             store, default_connection("main"), client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             token_url=sandbox.token_url, session=session, show=shown.append, paste=pasted,
             redirect_uri=redirect_uri, authorize_base=sandbox.authorize_url,
@@ -181,9 +181,9 @@ def test_a_token_post_never_follows_a_redirect(sandbox: SnapchatSandbox, grant: 
             policy=RetryPolicy(attempts=2, max_seconds=5, timeout=10),
         )  # fmt: skip
         exchange = functools.partial(
-            connect.exchange_code, session, sandbox.token_url, client_id=CLIENT_ID,
+            terminal.exchange_code, session, sandbox.token_url, client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET, code="any", redirect_uri="https://example.invalid/cb",
-            verifier=connect.pkce_pair()[0],
+            verifier=terminal.pkce_pair()[0],
         )  # fmt: skip
         post = exchange if grant == "authorization_code" else lambda: client.get_segment(AUDIENCE)
         with pytest.raises(RedirectRefused, match="not followed"):

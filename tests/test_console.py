@@ -29,7 +29,8 @@ from devtools import console as demo_console
 from devtools.azurite import Azurite
 from devtools.localhost import LocalHost
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared import definition_changes, runtime
+from shared import runtime
+from shared.admin import definition_changes
 from shared.core.access import client_principal_header
 from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
 from tests.conftest import local_token

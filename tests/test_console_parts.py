@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from shared import web
 from shared.core import advice, schedule
 from shared.core.csvstream import column_cells
 from shared.core.errors import (
@@ -22,7 +21,8 @@ from shared.core.errors import (
     Unauthenticated,
     field_problem,
 )
-from shared.signin import same_site
+from shared.entry import web
+from shared.entry.signin import same_site
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = datetime(2026, 12, 1, 23, 5, 47, tzinfo=UTC)  # a Tuesday

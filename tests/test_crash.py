@@ -16,8 +16,8 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.adapters.export_locks import ExportLocks
+from shared.runs import service
 from tests.conftest import AUDIENCE, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
 

@@ -16,9 +16,9 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared import runtime
 from shared.adapters.definition_store import SEEDED_BY
-from shared.cli import main
 from shared.core.errors import ConfigurationError
 from shared.core.settings import Settings
+from shared.entry.cli import main
 from tests.conftest import AUDIENCE, CLIENT_SECRET, App, export_definition, local_request
 from tests.snapshots import emails, hashes, snapshot
 

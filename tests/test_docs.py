@@ -39,7 +39,7 @@ def test_every_relative_link_in_the_manual_resolves() -> None:
 def test_the_command_line_page_shows_every_command() -> None:
     import argparse  # noqa: PLC0415
 
-    from shared import cli  # noqa: PLC0415
+    from shared.entry import cli  # noqa: PLC0415
 
     parser = cli._parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

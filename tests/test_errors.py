@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import api
 from shared.core import errors
 from shared.core.errors import ExportError, Transient
+from shared.entry import api
 
 # (error, HTTP status, kind, exit code, delivered again by the queue)
 TABLE: list[tuple[ExportError, int, str, int, bool]] = [

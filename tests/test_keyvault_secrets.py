@@ -11,9 +11,10 @@ from azure.storage.blob import BlobServiceClient
 from devtools.keyvault_fake import KeyVaultFake, secret_client
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import runtime, service
+from shared import runtime
 from shared.adapters.secretstore import KeyVaultSecrets
 from shared.core.runrecord import RunRecord
+from shared.runs import service
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

@@ -1,13 +1,17 @@
 """The package's layers, checked: imports only point down.
 
-    function_app, shared.cli, shared.__main__   entry points
-    shared.*  (pipeline, service, ...)          orchestration: what the app does
-    shared.adapters.*                           one adapter per external system
-    shared.core.*                               pure rules and formats
+    function_app, shared.__main__, shared.entry.*     entry points: triggers, HTTP API, pages,
+                                                      sign-in, command line, local worker
+    shared.admin.*, shared.connections.*              definitions and purge; Connect Snapchat
+    shared.runs.*                                     runs: start, attempts, locks, records, split
+    shared.export.*                                   the pipeline's stages
+    shared.runtime, shared.allocator                  the composition root
+    shared.adapters.*                                 one adapter per external system
+    shared.core.*                                     pure rules and formats
 
-A module may import from its own layer and the ones below it, never from one above. The CLI
-is an entry point like ``function_app`` (its ``work`` command hands jobs to the real queue
-handlers), so entry points may import each other.
+A module may import from its own layer and the ones below it, never from one above: so the
+pipeline's stages never know about runs, and runs never about who changes definitions.
+Entry points may import each other (the CLI's ``work`` hands jobs to the real queue handlers).
 """
 
 from __future__ import annotations
@@ -18,17 +22,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {"function_app", "shared.cli", "shared.__main__"}
+ENTRY_POINTS = {"function_app", "shared.__main__"}
+
+
+FLOORS = (  # (prefix, floor), the first that matches wins
+    ("shared.core", 0),
+    ("shared.adapters", 1),
+    ("shared.runtime", 2),
+    ("shared.allocator", 2),
+    ("shared.export", 3),
+    ("shared.runs", 4),
+    ("shared.admin", 5),
+    ("shared.connections", 5),
+    ("shared.entry", 6),
+)
 
 
 def layer(module: str) -> int:
     if module in ENTRY_POINTS:
-        return 3
-    if module == "shared.core" or module.startswith("shared.core."):
-        return 0
-    if module == "shared.adapters" or module.startswith("shared.adapters."):
-        return 1
-    return 2  # the rest of shared
+        return 6
+    for prefix, floor in FLOORS:
+        if module == prefix or module.startswith(prefix + "."):
+            return floor
+    return 2  # the package itself
 
 
 def imported(source: str, importer: str, *, package: bool = False) -> set[str]:
@@ -45,7 +61,7 @@ def imported(source: str, importer: str, *, package: bool = False) -> set[str]:
                 parent = here.split(".")[: len(here.split(".")) - node.level + 1]
                 base = ".".join([*parent, *([base] if base else [])])
             found.add(base)
-            # "from shared import pipeline" imports the module shared.pipeline
+            # "from shared import pipeline" imports the module shared.export.pipeline
             found.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Call) and _names_a_module(node) and node.args:
             first = node.args[0]
@@ -110,22 +126,31 @@ def test_imports_only_point_down_the_layers() -> None:
 
 def test_every_layer_is_on_disk() -> None:
     layers = {layer(name) for name in modules()}
-    assert layers == {0, 1, 2, 3}
+    assert layers == {0, 1, 2, 3, 4, 5, 6}
+
+
+def test_only_a_handful_of_modules_lie_directly_under_shared() -> None:
+    top = sorted(p.name for p in (ROOT / "shared").glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "allocator.py", "runtime.py"]
 
 
 @pytest.mark.parametrize(
     ("importer", "planted"),
     [
         ("shared.core.identifiers", "from shared.adapters import snapchat"),
-        ("shared.core.layout", "from shared.service import schedule"),
-        ("shared.adapters.runlog", "import shared.pipeline"),
-        ("shared.pipeline", "def late():\n    import function_app\n"),
+        ("shared.core.layout", "from shared.runs.service import schedule"),
+        ("shared.adapters.runlog", "import shared.export.pipeline"),
+        ("shared.export.pipeline", "def late():\n    import function_app\n"),
         ("shared.core.identifiers", "from ..adapters import snapchat"),
-        ("shared.core.layout", "from .. import service"),
-        ("shared.adapters.runlog", "from ..attempts import perform"),
-        ("shared.core.layout", "import importlib\nimportlib.import_module('shared.service')"),
+        ("shared.core.layout", "from ..runs import service"),
+        ("shared.adapters.runlog", "from ..runs.attempts import perform"),
+        ("shared.core.layout", "import importlib\nimportlib.import_module('shared.runs.service')"),
         ("shared.core.layout", "__import__('shared.adapters.snapchat')"),
         ("shared.core.identifiers", "import requests"),
+        ("shared.export.pipeline", "from shared.runs import split"),
+        ("shared.export.pipeline", "from shared.runs.locking import Heartbeat"),
+        ("shared.runs.service", "from shared.admin import purge"),
+        ("shared.runs.attempts", "from shared.entry import api"),
         ("shared.core.layout", "from azure.storage.blob import BlobServiceClient"),
     ],
 )

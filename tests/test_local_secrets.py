@@ -12,10 +12,11 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import connect, service
 from shared.adapters.secretstore import EnvironmentSecrets
+from shared.connections import terminal
 from shared.core.definitions import default_connection
 from shared.core.runrecord import RunRecord
+from shared.runs import service
 from tests.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, App
 from tests.leaks import assert_no_leaks
 from tests.snapshots import emails, hashes, snapshot
@@ -95,10 +96,10 @@ def test_connect_without_a_vault_stores_locally_and_the_next_run_uses_it(
     app.rebuild(monkeypatch)
     assert isinstance(app.runtime.secrets, EnvironmentSecrets)
     with requests.Session() as session:
-        connect.connect(
+        terminal.connect(
             app.runtime.secrets, default_connection("main"), client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET, token_url=sandbox.token_url, session=session,
-            show=browser(), listener=connect.CallbackListener(),
+            show=browser(), listener=terminal.CallbackListener(),
             authorize_base=sandbox.authorize_url,
         )  # fmt: skip
     app.rebuild(monkeypatch)

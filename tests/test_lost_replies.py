@@ -16,11 +16,12 @@ from azure.storage.blob import BlobServiceClient
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.storage_faults import Effect, Fault, FaultyTransport
 from devtools.worker import drain
-from shared import runtime, service
+from shared import runtime
 from shared.adapters.export_locks import ExportLocks
 from shared.core.errors import StorageError
 from shared.core.runrecord import RunRecord
 from shared.core.settings import Settings
+from shared.runs import service
 from tests.conftest import AUDIENCE, App
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared.cli import main
+from shared.entry.cli import main
 from tests.conftest import AUDIENCE, App, export_definition, local_request, write_definitions
 from tests.snapshots import (
     PATH,

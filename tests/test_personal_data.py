@@ -12,9 +12,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 import function_app
-from shared import service
 from shared.adapters.statestore import MAGIC, key_id
-from shared.cli import main
+from shared.entry.cli import main
+from shared.runs import service
 from tests.conftest import (
     AUDIENCE,
     STATE_KEY,

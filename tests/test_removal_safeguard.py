@@ -14,10 +14,10 @@ from azure.storage.blob import BlobServiceClient
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared.cli import main
 from shared.core import safeguard
 from shared.core.runrecord import RunRecord
 from shared.core.safeguard import Decision, KindChange, Limits
+from shared.entry.cli import main
 from tests.conftest import AUDIENCE, App, export_definition, local_request, write_definitions
 from tests.snapshots import PATH, emails, hashes, run, sent, snapshot
 

@@ -14,12 +14,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared import service
 from shared.adapters.export_locks import ExportLocks
 from shared.adapters.jobqueue import Job
 from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, new_run_id
-from shared.run_lifecycle import finish
+from shared.runs import service
+from shared.runs.records import finish
 from tests.conftest import App
 from tests.snapshots import emails, snapshot
 

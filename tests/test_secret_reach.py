@@ -17,9 +17,9 @@ import requests
 
 import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared.cli import main
 from shared.core import definitions
 from shared.core.definitions import Connection
+from shared.entry.cli import main
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, STATE_KEY, App
 from tests.leaks import assert_no_leaks
 from tests.test_definitions_api import call

@@ -13,8 +13,8 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
-from shared import collect
 from shared.adapters import spillstore
+from shared.export import digest_pool
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 from tests.snapshots import PATH, run
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def small_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collect, "BUCKET_TARGET", 400)  # 3,000 rows: 8 buckets
+    monkeypatch.setattr(digest_pool, "BUCKET_TARGET", 400)  # 3,000 rows: 8 buckets
 
 
 def requests_of(sandbox: SnapchatSandbox, since: int) -> list[tuple[str, str | None]]:

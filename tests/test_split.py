@@ -22,8 +22,8 @@ from azure.storage.blob import BlobServiceClient
 from devtools.ci_export import GeneratedExport, write_export
 from devtools.snapchat_sandbox import RequestRecord, SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.core.runrecord import RunRecord
+from shared.runs import service
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 from tests.snapshots import PATH, run
 

@@ -23,13 +23,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.adapters.jobqueue import Job
 from shared.adapters.snapchat import TOKEN_ROUTE
-from shared.attempts import error_kind
 from shared.core.errors import AuthenticationError, RemovalBlocked
 from shared.core.privacy import SECRETS
 from shared.core.runrecord import RunRecord
+from shared.runs import service
+from shared.runs.attempts import error_kind
 from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App
 
 pytestmark = pytest.mark.integration

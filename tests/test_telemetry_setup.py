@@ -72,8 +72,8 @@ def test_log_records_made_during_a_run_carry_its_ids(caplog: pytest.LogCaptureFi
     record = RunRecord(run_id="20261201T000000000Z-abc123", export="high-value",
                        trigger="http", snapshot="2026/12/01/0000")  # fmt: skip
     with telemetry.run_context(record):
-        logging.getLogger("shared.pipeline").info("inside")
-    logging.getLogger("shared.pipeline").info("outside")
+        logging.getLogger("shared.export.pipeline").info("inside")
+    logging.getLogger("shared.export.pipeline").info("outside")
     inside, outside = caplog.records[-2:]
     assert (inside.run_id, inside.export) == (record.run_id, "high-value")  # type: ignore[attr-defined]
     assert not hasattr(outside, "run_id")

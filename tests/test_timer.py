@@ -56,7 +56,7 @@ def test_a_snapshot_still_being_written_waits(
     write_export(blob_service, container=app.container, path=PATH, profiles=5, partitions=1)
     tick()
     assert runs(app) == []
-    from shared import service  # noqa: PLC0415
+    from shared.runs import service  # noqa: PLC0415
 
     later = datetime.now(UTC) + timedelta(hours=2)
     assert len(service.schedule(app.runtime, at=later)) == 1

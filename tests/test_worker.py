@@ -14,9 +14,9 @@ import function_app
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
-from shared import service
 from shared.adapters.jobqueue import Job
 from shared.core.runrecord import RunRecord
+from shared.runs import service
 from tests.conftest import AUDIENCE, App, export_definition, write_definitions
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"

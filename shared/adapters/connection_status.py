@@ -9,8 +9,8 @@ browser's Connect Snapchat flows in progress. Entities in the run table:
   the condition that nobody did first, then deletes it; starting a flow deletes those whose
   time ran out.
 
-The verifier is random (``shared.connect.pkce_pair``) and kept only here, as an AES-256-GCM
-box under a key derived (HKDF-SHA-256, info ``ci2snap connect pkce verifier``) from the
+The verifier is random (``shared.connections.terminal.pkce_pair``) and kept only here, as an
+AES-256-GCM box under a key derived (HKDF-SHA-256, info ``ci2snap connect pkce verifier``) from the
 mirror-state key, with a random 96-bit nonce and the flow's ID, connection and starter as
 associated data: the table never holds it in clear, and a box moved to another flow does
 not open. A verifier that does not open (the state key changed meanwhile, or an entity

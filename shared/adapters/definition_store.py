@@ -8,7 +8,7 @@ holds, per name, the current entity (row key: the name) and one entity per versi
 new current entity and its version entity in one transaction, conditional on the ETag the
 caller read, so two writers can never both win and the history never misses a change. A
 definition is stored as the JSON document of its entry in ``exports.json``; changes are
-checked before they are stored (``shared.definition_changes``).
+checked before they are stored (``shared.admin.definition_changes``).
 """
 
 from __future__ import annotations

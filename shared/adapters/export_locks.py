@@ -3,7 +3,7 @@
 The entities live in the run table, partition ``~locks`` (export names cannot start with
 ``~``), and are only ever written with conditions (ETags), so two writers cannot both take a
 lock. The rules built on them (who may take a lock over, leases, abandoned runs) are in
-``shared.locking``.
+``shared.runs.locking``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class LockOwner(enum.StrEnum):
     own, unique to its attempt)."""
 
     QUEUED = "queued"  # the run waits in the queue: any worker may take it over
-    SPLIT = "split"  # the run's jobs are on the queue (shared.split); each one renews it
+    SPLIT = "split"  # the run's jobs are on the queue (shared.runs.split); each one renews it
 
 
 QUEUED = LockOwner.QUEUED

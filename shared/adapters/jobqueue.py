@@ -1,5 +1,5 @@
 """Adapter for the job queue: one message per export run, consumed by the queue worker; a
-run split over several instances adds one message per job of it (``shared.split``)."""
+run split over several instances adds one message per job of it (``shared.runs.split``)."""
 
 from __future__ import annotations
 

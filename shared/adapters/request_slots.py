@@ -1,7 +1,7 @@
 """Adapter for request slots: Snapchat's rate limit kept by several instances at once.
 
 Snapchat allows each access token about 10 requests a second. One instance spaces its own
-requests (``SnapchatClient``); the jobs of a split run (``shared.split``) send from several
+requests (``SnapchatClient``); the jobs of a split run (``shared.runs.split``) send from several
 instances at once, so they take turns through one Table Storage entity per connection, in
 the run table's partition ``~slots``: it holds the wall-clock time of the next free slot,
 and a sender reserves the slot by moving that time on by one interval, with a conditional

@@ -66,7 +66,7 @@ class RunLog:
 
         Raises RecordChanged when the condition fails: the stored record is left as the
         other writer left it, and the caller decides again from a fresh read (see
-        ``shared.service``: the first writer wins, and an ended record never changes). A
+        ``shared.runs.service``: the first writer wins, and an ended record never changes). A
         write of this copy's own whose reply was lost is not a change by another writer
         (``shared.adapters.tables``).
         """

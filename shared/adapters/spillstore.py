@@ -6,7 +6,7 @@ budget; over it, they are written out as a *run*: one blob, ``<SPILL_CONTAINER>/
 leading byte, after a header of where each frame starts, so that a bucket (a range of
 leading bytes) is one ranged read. Each frame is an AES-256-GCM box. On one instance the key
 is made for the attempt and held only in its memory: a spilled file is unreadable by anyone
-else, and useless once the attempt is over. A split run's jobs (``shared.split``) share
+else, and useless once the attempt is over. A split run's jobs (``shared.runs.split``) share
 their runs, so each job's key is derived (HKDF) from the mirror-state key, the run, the job
 and its attempt, and never stored. The attempt deletes its runs when it ends, however it
 ends (a split run: when the run ends); a crashed attempt's are deleted by the next attempt

@@ -1,6 +1,6 @@
 """Adapter for a split run's jobs: one Table Storage entity per job, and one per step's gate.
 
-A run split over several instances (``shared.split``) keeps, in the run table's partition
+A run split over several instances (``shared.runs.split``) keeps, in the run table's partition
 ``~split-<run id>``, an entity per job (``read-00002``, ``judge``, ``send-00001``): who
 holds it and until when (its lease), whether it is done, its progress (counts and the
 checkpoint of its accepted requests) and what it hands to the next step (counts, the names

@@ -9,7 +9,7 @@ default providers drop everything, and the tests install the SDK's in-memory rea
 What is recorded carries names, IDs, counts and statuses only: never a body, a token, an
 identifier or a hash. Dimensions of a run's metrics: ``export``, ``trigger``, ``mode``,
 ``status``, ``dry_run`` and ``error_kind`` (for a failed run: ``credentials_refused``,
-``removal_blocked``, ``gave_up``, … see ``shared.attempts``).
+``removal_blocked``, ``gave_up``, … see ``shared.runs.attempts``).
 """
 
 from __future__ import annotations

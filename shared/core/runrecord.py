@@ -44,7 +44,7 @@ class Trigger(enum.StrEnum):
 @dataclass
 class Progress:
     """What one attempt of a run computes; ``batches`` and ``checkpoint`` let the next
-    attempt resume after the requests Snapchat accepted (see ``shared.pipeline``)."""
+    attempt resume after the requests Snapchat accepted (see ``shared.export.pipeline``)."""
 
     rows_read: int = 0
     rows_scanned: int = 0  # rows read so far (progress); the snapshot is read once
@@ -64,7 +64,7 @@ class Progress:
     by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     by_segment: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # rows
     safeguard: dict[str, Any] = dataclasses.field(default_factory=dict)  # core.safeguard
-    # A run split over several instances (shared.split): its jobs per step, and how many of
+    # A run split over several instances (shared.runs.split): its jobs per step, and how many of
     # each are done ("read", "read_done", "send", "send_done"); empty for a one-instance run.
     jobs: dict[str, int] = dataclasses.field(default_factory=dict)
 
@@ -116,7 +116,7 @@ class RunRecord:
     allowed_by: str = ""  # who did: the trigger that asked for the run (http, cli)
     requested_by: str = ""  # who asked: "<object id> (<name>)", "timer" or "cli (<user>)"
     error: str = ""
-    error_kind: str = ""  # what kind of failure (see shared.attempts.error_kind); telemetry
+    error_kind: str = ""  # what kind of failure (see shared.runs.attempts.error_kind); telemetry
     progress: Progress = dataclasses.field(default_factory=Progress)
     # The stored entity's ETag when this copy was read or last saved ("" for a new record):
     # every save is conditional on it. Not part of the record itself.

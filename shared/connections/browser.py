@@ -31,7 +31,7 @@ from typing import Any
 from shared.adapters.connection_status import PendingConnect, PendingConnects, TokenRefreshes
 from shared.adapters.secretstore import ClientApp, client_app, store_refresh_token
 from shared.adapters.statestore import KEY_SECRET
-from shared.connect import authorize_url, exchange_code, pkce_pair
+from shared.connections.terminal import authorize_url, exchange_code, pkce_pair
 from shared.core.access import Action, Principal, authorize
 from shared.core.definitions import Connection
 from shared.core.errors import (

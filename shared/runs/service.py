@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from shared import attempts, locking, pipeline, purge, split
 from shared.adapters import telemetry
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
@@ -35,7 +34,9 @@ from shared.core.errors import (
 )
 from shared.core.layout import Snapshot
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger
-from shared.run_lifecycle import finish, new_record
+from shared.export import pipeline
+from shared.runs import attempts, locking, orphans, split
+from shared.runs.records import finish, new_record
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
         if record is not None:
             queued.append(record)
     log.info("Timer queued %d run(s) for %d enabled export(s)", len(queued), len(enabled))
-    purge.remove_orphans_quietly(rt, at)
+    orphans.remove_orphans_quietly(rt, at)
     return queued
 
 

@@ -9,7 +9,7 @@ read, through a filter of what was seen before (``shared.core.first_seen.FirstSe
 - any other digest (seen before, or a false positive of the filter), and the first ones
   that did not fill a last request, are kept as the kind's *later* set.
 
-Both sets are collected like any digests (``shared.collect``: held, spilled beyond the
+Both sets are collected like any digests (``shared.export.digest_pool``: held, spilled beyond the
 budget). After the read, bucket by bucket, the kind's later digests that are not in its sent
 set are sent as well, in full requests. Every distinct identifier is then sent exactly once.
 Each kind's requests depend only on the snapshot's rows, their order and the batch size;
@@ -30,10 +30,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from shared.collect import BUCKET_TARGET, Collected
 from shared.core import digestsets
 from shared.core.first_seen import BITS, FirstSeen
 from shared.core.identifiers import IdentifierType
+from shared.export.digest_pool import BUCKET_TARGET, Collected
 
 
 def sent(schema: str) -> str:
@@ -51,7 +51,7 @@ def collected_names(schemas: Iterable[str]) -> list[str]:
 
 
 class Send(Protocol):
-    """What ``EarlyAdds`` needs of the run's sender (``shared.pipeline.Sender``)."""
+    """What ``EarlyAdds`` needs of the run's sender (``shared.export.pipeline.Sender``)."""
 
     counts: dict[str, int]
 

@@ -6,7 +6,7 @@ trigger then puts the jobs on as many instances as it likes:
 
 1. **read**, one job per partition: it reads the partition once, normalises and hashes
    every identifier column, and spills its digests, sorted and distinct, as encrypted runs
-   cut by leading byte (``shared.collect``);
+   cut by leading byte (``shared.export.digest_pool``);
 2. **judge**, mirror mode only, one job: the removal safeguard needs the whole run's
    changes before any request. It merges the readers' runs bucket by bucket with the
    stored state, judges the removals, commits the touched set, stages the new state
@@ -36,7 +36,6 @@ import threading
 import time
 import traceback
 
-from shared import audiences, pipeline
 from shared.adapters import telemetry
 from shared.adapters.export_locks import SPLIT, ExportLocks
 from shared.adapters.jobqueue import Job
@@ -44,7 +43,6 @@ from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.spillstore import SpillStore, derived_key, random_attempt
 from shared.adapters.split_log import Entry, SplitLog
 from shared.adapters.statestore import TOUCHED
-from shared.collect import Collected, Spilled
 from shared.core import digestsets
 from shared.core.definitions import Export, Mode
 from shared.core.errors import (
@@ -59,8 +57,10 @@ from shared.core.errors import (
 )
 from shared.core.mirror_diff import diff
 from shared.core.runrecord import Progress, RunRecord, RunStatus
-from shared.locking import QUEUE_CLAIM_SECONDS, Heartbeat
-from shared.run_lifecycle import error_kind, finish, reread
+from shared.export import audiences, pipeline
+from shared.export.digest_pool import Collected, Spilled
+from shared.runs.locking import QUEUE_CLAIM_SECONDS, Heartbeat
+from shared.runs.records import error_kind, finish, reread
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

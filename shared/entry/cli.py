@@ -24,15 +24,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared import api, connect, definition_changes, localworker, purge, service, signin
 from shared.adapters import local_token
 from shared.adapters.secretstore import EnvironmentSecrets, KeyVaultSecrets
+from shared.admin import definition_changes, purge
+from shared.connections import terminal
 from shared.core import definitions
 from shared.core.definitions import default_connection
 from shared.core.errors import ConfigurationError, ExportError
 from shared.core.privacy import install_log_filter
 from shared.core.runrecord import RunStatus, Trigger
 from shared.core.settings import Settings, exports_path
+from shared.entry import api, localworker, signin
+from shared.runs import service
 from shared.runtime import current
 
 
@@ -142,7 +145,7 @@ def _connect(args: argparse.Namespace) -> int:
     def paste() -> str:
         return input("Paste the address your browser was sent to: ")
 
-    connect.connect(
+    terminal.connect(
         rt.secrets,
         connection,
         client_id=args.client_id,
@@ -150,7 +153,7 @@ def _connect(args: argparse.Namespace) -> int:
         token_url=rt.settings.snapchat_token_url,
         session=rt.http,
         show=show,
-        listener=None if args.paste else connect.CallbackListener(args.port),
+        listener=None if args.paste else terminal.CallbackListener(args.port),
         paste=paste if args.paste else None,
         redirect_uri=args.redirect_uri or "",
         authorize_base=args.authorize_url,
@@ -267,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument(
         "--redirect-uri", help="with --paste: the redirect URI registered for the app"
     )
-    link.add_argument("--authorize-url", default=connect.AUTHORIZE_URL)
+    link.add_argument("--authorize-url", default=terminal.AUTHORIZE_URL)
     link.set_defaults(command=_connect)
     work = commands.add_parser(
         "work", help="process queued runs here with the real queue handlers (no Functions host)"

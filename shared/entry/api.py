@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from shared import browser_connect, definition_changes, purge, service, signin, web
 from shared.adapters.connection_status import TokenRefreshes
 from shared.adapters.definition_store import Entry, Kind
+from shared.admin import definition_changes, purge
+from shared.connections import browser
 from shared.core import advice, schedule
 from shared.core.access import Action, Principal, Role, authorize, may
 from shared.core.definitions import Connection, Definitions, Export
@@ -29,6 +30,8 @@ from shared.core.errors import (
     UnsupportedMediaType,
 )
 from shared.core.runrecord import RunRecord, Trigger
+from shared.entry import signin, web
+from shared.runs import service
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -262,7 +265,7 @@ def purge_export(rt: Runtime, who: Principal, name: str, body: bytes, content_ty
 def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Reply:
     """``POST /api/connections/{name}/connect``: where the browser goes to consent."""
     authorize(who, Action.EDIT_CONNECTION)  # the role before any lookup
-    return Reply(200, browser_connect.start(rt, who, name, base_url))
+    return Reply(200, browser.start(rt, who, name, base_url))
 
 
 def put_definition(
@@ -405,8 +408,8 @@ def finish_connect(
     except ExportError as exc:
         return web.text_page(exc.http_status, f"The Connect cannot finish: {exc}")
     try:
-        name = browser_connect.finish(rt, who, query)
-    except browser_connect.NotConnected as exc:
+        name = browser.finish(rt, who, query)
+    except browser.NotConnected as exc:
         log.warning("A Connect did not finish (%s): %s", exc.reason, exc)
         outcome = {"connect": "failed", "reason": exc.reason}
     except Exception as exc:  # noqa: BLE001 - the browser gets the console, not a stack trace

@@ -1,9 +1,9 @@
 """One attempt of a run, on the worker that holds its export: every way it can end.
 
-``perform`` marks the run running, exports under a lease (``shared.locking``), and ends the
+``perform`` marks the run running, exports under a lease (``shared.runs.locking``), and ends the
 run: succeeded, failed (with an error for the operator), or, after a transient fault, queued
 again to resume on the next delivery. Every record write is conditional; when another writer
-got there first, this worker leaves the run to them (see ``shared.run_lifecycle``).
+got there first, this worker leaves the run to them (see ``shared.runs.records``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 import traceback
 from typing import NoReturn
 
-from shared import audiences, locking, pipeline, split
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Mode
 from shared.core.errors import (
@@ -27,7 +26,9 @@ from shared.core.errors import (
     Transient,
 )
 from shared.core.runrecord import Progress, RunRecord, RunStatus, Trigger, now
-from shared.run_lifecycle import error_kind, finish, reread
+from shared.export import audiences, pipeline
+from shared.runs import locking, split
+from shared.runs.records import error_kind, finish, reread
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def _export(
     """One attempt: plan, resolve the audience, run the pipeline, read the audience's status.
     The record's progress is this attempt's from the moment the pipeline starts. With
     ``may_split`` (a queue worker), a large snapshot's run is split into jobs on the queue
-    instead (``shared.split``): True then, and the jobs end the run."""
+    instead (``shared.runs.split``): True then, and the jobs end the run."""
     rt.forget_definitions()  # as stored now: it may have changed, or gone, since the run was queued
     export = rt.definitions.require(record.export)
     if not export.enabled:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 from shared.core.errors import ExportError
 from shared.core.settings import APP_ROOT
-from shared.signin import LOCAL_TOKEN_COOKIE, LOCAL_TOKEN_QUERY, local_token_of
+from shared.entry.signin import LOCAL_TOKEN_COOKIE, LOCAL_TOKEN_QUERY, local_token_of
 
 CONSOLE_FOLDER = APP_ROOT / "console"
 CONTENT_SECURITY_POLICY = (

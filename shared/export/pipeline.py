@@ -2,15 +2,16 @@
 
 First the snapshot is read once: each partition's bytes go through Arrow's CSV parser, every
 identifier column the export maps is normalised and hashed as whole blocks of cells, and the
-digests are collected per kind (``shared.collect``: held up to a memory budget, spilled
-encrypted beyond it). Then, per kind, its distinct digests come out sorted, bucket by bucket:
-in add mode each bucket's are sent in batches (for an export of one segment, most of them go
-while the snapshot is still read: ``shared.early``); in mirror mode each bucket is merged with the
-same bucket of the last successful run's set (``shared.adapters.statestore``) to find what to
-add and remove. One background thread sends while the next body is prepared (at most
-``_IN_FLIGHT`` at once). Memory stays bounded by the budget and one bucket, whatever the
-segment's size. The caller saves the attempt's ``Progress`` after every accepted request,
-with a checkpoint that lets a later delivery resume the run.
+digests are collected per kind (``shared.export.digest_pool``: held up to a memory budget,
+spilled encrypted beyond it). Then, per kind, its distinct digests come out sorted, bucket
+by bucket: in add mode each bucket's are sent in batches (for an export of one segment, most
+of them go while the snapshot is still read: ``shared.export.adds_while_reading``); in
+mirror mode each bucket is merged with the same bucket of the last successful run's set
+(``shared.adapters.statestore``) to find what to add and remove. One background thread sends
+while the next body is prepared (at most ``_IN_FLIGHT`` at once). Memory stays bounded by
+the budget and one bucket, whatever the segment's size. The caller saves the attempt's
+``Progress`` after every accepted request, with a checkpoint that lets a later delivery
+resume the run.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from shared import early
 from shared.adapters.blobsource import BlobSource
 from shared.adapters.snapchat import SnapchatClient
 from shared.adapters.spillstore import SpillStore
 from shared.adapters.statestore import TOUCHED, StateStore, Writer
-from shared.collect import Collected
 from shared.core import digestsets, identifiers, safeguard
 from shared.core.csvstream import column_blocks
 from shared.core.definitions import Export, Mode, Source
@@ -41,6 +40,8 @@ from shared.core.errors import RemovalBlocked, RetryableError, SnapshotSettling,
 from shared.core.layout import Model, Snapshot, model_blob_name, read_model, snapshots
 from shared.core.mirror_diff import diff
 from shared.core.runrecord import Progress
+from shared.export import adds_while_reading
+from shared.export.digest_pool import Collected
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ def scan(
     collected: Collected,
     publish: Callable[[], None],
     check_lease: Callable[[], None],
-    adds: early.EarlyAdds | None = None,
+    adds: adds_while_reading.EarlyAdds | None = None,
 ) -> dict[str, identifiers.Tally]:
     """Read every segment's partitions once, collecting each kind's digests (with ``adds``:
     handing them to it, in the order they are read); count the rows (per segment when there
@@ -394,11 +395,13 @@ def _add_while_reading(
     memory_budget: int,
     check_lease: Callable[[], None],
 ) -> None:
-    """Add mode on one segment: send while reading (``shared.early``), then the rest."""
+    """Add mode on one segment: send while reading (``adds_while_reading``), then the rest."""
     kinds = {kind.schema: kind for kind, _ in plan.export.columns}
-    collected = Collected(spill, memory_budget, early.collected_names(kinds))
+    collected = Collected(spill, memory_budget, adds_while_reading.collected_names(kinds))
     with sender:
-        adds = early.EarlyAdds(collected, sender, kinds, progress.by_type, attempt.batch_size)
+        adds = adds_while_reading.EarlyAdds(
+            collected, sender, kinds, progress.by_type, attempt.batch_size
+        )
         tallies = scan(plan, source, progress=progress, collected=collected,
                        publish=sender.publish, check_lease=check_lease, adds=adds)  # fmt: skip
         try:

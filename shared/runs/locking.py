@@ -19,7 +19,7 @@ from collections.abc import Callable
 from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
 from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus
-from shared.run_lifecycle import finish
+from shared.runs.records import finish
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Connecting a Snapchat account (OAuth): from the terminal and from the console."""
