@@ -16,7 +16,7 @@ import azure.functions as func
 
 from shared import allocator
 from shared.adapters import telemetry
-from shared.adapters.definition_store import Kind
+from shared.adapters.definition_store import DefinitionType
 from shared.adapters.jobqueue import Job
 from shared.connections import browser
 from shared.core.access import Principal
@@ -110,24 +110,24 @@ def list_connections(req: func.HttpRequest) -> func.HttpResponse:
     return _serve(req, api.list_connections)
 
 
-def _get(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+def _get(req: func.HttpRequest, kind: DefinitionType) -> func.HttpResponse:
     return _serve(req, lambda rt, who: api.get_definition(rt, who, kind, _name(req)))
 
 
-def _put(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+def _put(req: func.HttpRequest, kind: DefinitionType) -> func.HttpResponse:
     body, if_match = req.get_body(), req.headers.get("If-Match") or None
     media = _content_type(req)
     return _serve(req, lambda rt, who: api.put_definition(
         rt, who, kind, _name(req), body, if_match=if_match, content_type=media))  # fmt: skip
 
 
-def _delete(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+def _delete(req: func.HttpRequest, kind: DefinitionType) -> func.HttpResponse:
     if_match = req.headers.get("If-Match") or None
     return _serve(req, lambda rt, who: api.delete_definition(
         rt, who, kind, _name(req), if_match=if_match))  # fmt: skip
 
 
-def _history(req: func.HttpRequest, kind: Kind) -> func.HttpResponse:
+def _history(req: func.HttpRequest, kind: DefinitionType) -> func.HttpResponse:
     limit = req.params.get("limit")
     return _serve(req, lambda rt, who: api.definition_history(rt, who, kind, _name(req), limit))
 

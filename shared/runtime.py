@@ -1,7 +1,8 @@
 """The composition root: settings plus one adapter per external system, built once.
 
 Handlers and the command line call ``current()``; tests build a ``Runtime`` of their own
-(pointing at Azurite, the Snapchat sandbox and the Key Vault fake) and ``install`` it.
+(pointing at Azurite, the Snapchat sandbox and the Key Vault fake, or, in the fast tier, at
+the in-memory storage fakes through ``build(settings, storage=...)``) and ``install`` it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import requests
@@ -150,47 +151,78 @@ class Runtime:
             ) from None
 
 
+class Storage(Protocol):
+    """Where the adapters' storage clients come from: Azure (``AzureStorage``), or the fast
+    tier's in-memory fakes (``devtools.storage_fakes.FakeStorage``)."""
+
+    def table(self, name: str) -> TableClient: ...
+
+    def queue(self, name: str) -> QueueClient: ...
+
+    def blobs(self, target: StorageTarget) -> BlobServiceClient: ...
+
+
+class AzureStorage:
+    """The SDK's clients for the app's storage account, as the settings say (a connection
+    string or managed identity). ``transport``: the HTTP transport of the table and queue
+    clients, when not the SDK's own (the tests' storage faults, ``devtools.storage_faults``);
+    ``credential``: the app's identity, shared with Key Vault (made lazily, once)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: HttpTransport[Any, Any] | None = None,
+        credential: Callable[[], TokenCredential] | None = None,
+    ) -> None:
+        self._app = settings.app_storage
+        self._credential = credential or _credential(settings)
+        self._given: dict[str, Any] = {"transport": transport} if transport else {}
+
+    def table(self, name: str) -> TableClient:
+        if self._app.connection_string:
+            return TableClient.from_connection_string(
+                self._app.connection_string, name, **self._given
+            )
+        assert self._app.table_url  # Settings.from_env guarantees both endpoints
+        return TableClient(self._app.table_url, name, credential=self._credential(),
+                           **self._given)  # fmt: skip
+
+    def queue(self, name: str) -> QueueClient:
+        if self._app.connection_string:
+            return QueueClient.from_connection_string(
+                self._app.connection_string, name, message_encode_policy=encode_policy(),
+                **self._given,
+            )  # fmt: skip
+        assert self._app.queue_url
+        return QueueClient(self._app.queue_url, name, credential=self._credential(),
+                           message_encode_policy=encode_policy(), **self._given)  # fmt: skip
+
+    def blobs(self, target: StorageTarget) -> BlobServiceClient:
+        return _blob_service(target, self._credential)
+
+
 def build(
-    settings: Settings, *, storage_transport: HttpTransport[Any, Any] | None = None
+    settings: Settings,
+    *,
+    storage: Storage | None = None,
+    storage_transport: HttpTransport[Any, Any] | None = None,
 ) -> Runtime:
-    """Connect every adapter as the settings say (connection strings or managed identity).
-    ``storage_transport``: the HTTP transport of the table and queue clients, when not the
-    SDK's own (the tests' storage faults, ``devtools.storage_faults``)."""
-    app = settings.app_storage
+    """Connect every adapter as the settings say. ``storage``: where the storage clients
+    come from (by default ``AzureStorage``, on ``storage_transport`` if given)."""
     credential = _credential(settings)
-    given: dict[str, Any] = {"transport": storage_transport} if storage_transport else {}
-    if app.connection_string:
-        table = TableClient.from_connection_string(
-            app.connection_string, settings.runs_table, **given
-        )
-        queue = QueueClient.from_connection_string(
-            app.connection_string,
-            settings.jobs_queue,
-            message_encode_policy=encode_policy(),
-            **given,
-        )
-    else:
-        assert app.table_url  # Settings.from_env guarantees both endpoints
-        assert app.queue_url
-        table = TableClient(app.table_url, settings.runs_table, credential=credential(), **given)
-        queue = QueueClient(
-            app.queue_url,
-            settings.jobs_queue,
-            credential=credential(),
-            message_encode_policy=encode_policy(),
-            **given,
-        )
+    storage = storage or AzureStorage(settings, transport=storage_transport, credential=credential)
     secrets: SecretStore = EnvironmentSecrets(file=settings.local_secrets_file)
     if settings.key_vault_url:
         secrets = KeyVaultSecrets(SecretClient(settings.key_vault_url, credential()))
-    app_blobs = _blob_service(settings.app_storage, credential)
-    runs = RunLog(table)
+    app_blobs = storage.blobs(settings.app_storage)
+    runs = RunLog(storage.table(settings.runs_table))
     return Runtime(
         settings=settings,
         definition_store=DefinitionStore(runs, seed_file=settings.exports_file),
-        source=BlobSource(_blob_service(settings.export_storage, credential)),
+        source=BlobSource(storage.blobs(settings.export_storage)),
         runs=runs,
-        jobs=JobQueue(queue),
+        jobs=JobQueue(storage.queue(settings.jobs_queue)),
         secrets=secrets,
         state_container=app_blobs.get_container_client(settings.state_container),
         spill_container=app_blobs.get_container_client(settings.spill_container),

@@ -2,11 +2,15 @@
 
 - one Azurite per test session (each test gets its own container, queue and table names);
 - a fresh Snapchat sandbox per test, with one connection's credentials and one audience;
-- an installed Runtime built from environment settings, exactly as the Functions host would.
+- an installed Runtime built from environment settings, exactly as the Functions host would;
+- for the fast tier, ``fast_app``: the same app on the in-memory storage fakes
+  (``devtools.storage_fakes``) and the sandbox answering in process, no server started.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -18,14 +22,19 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+import requests
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
 from devtools.azurite import Azurite
+from devtools.sandbox_transport import mount
 from devtools.snapchat_sandbox import SnapchatSandbox
+from devtools.storage_fakes import FakeStorage
 from shared import runtime
 from shared.adapters.local_token import read_or_create
 from shared.core.settings import HOSTED_MARKERS, Settings
-from shared.runtime import Runtime
+from shared.entry import localworker
+from shared.runtime import Runtime, Storage
 
 CLIENT_ID = "client-6c1e3f"
 CLIENT_SECRET = "s3cr3t-Client-Value-9d8e7f6a"
@@ -244,3 +253,103 @@ def rotating_sandbox(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[Snap
 def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+# --------------------------------------------------------------------------- the fast tier's app
+
+# A connection string the settings accept; never used: the storage is FakeStorage.
+FAKE_CONNECTION = ("DefaultEndpointsProtocol=http;AccountName=fake;AccountKey=ZmFrZQ==;"
+                   "BlobEndpoint=http://127.0.0.1:9/fake;QueueEndpoint=http://127.0.0.1:9/fake;"
+                   "TableEndpoint=http://127.0.0.1:9/fake")  # fmt: skip
+
+
+@dataclass
+class FastApp:
+    """An app on the in-memory storage fakes and the sandbox answering in process: the
+    real adapters, orchestration and queue delivery, no server (the fast tier)."""
+
+    env: dict[str, str]
+    storage: FakeStorage
+    sandbox: SnapchatSandbox
+    runtime: Runtime
+    container: str
+
+    def rebuild(
+        self, monkeypatch: pytest.MonkeyPatch, storage: Storage | None = None, **changes: str
+    ) -> Runtime:
+        """A fresh runtime with these setting changes (a restart), on the same storage or
+        on ``storage`` (one that wraps it)."""
+        for name, value in changes.items():
+            monkeypatch.setenv(name, value)
+            self.env[name] = value
+        self.runtime.http.close()
+        self.runtime = runtime.build(Settings.from_env(), storage=storage or self.storage)
+        mount(self.runtime.http, self.sandbox)
+        runtime.install(self.runtime)
+        return self.runtime
+
+    def write_snapshot(self, emails: list[str], partitions: int = 1) -> set[str]:
+        """One snapshot of ``emails`` in ``partitions`` files; the digests it holds."""
+        blobs = self.storage.blobs(self.runtime.settings.export_storage)
+        with contextlib.suppress(ResourceExistsError):
+            blobs.create_container(self.container)
+        for part in range(partitions):
+            rows = "".join(f"{i},{e}\n" for i, e in enumerate(emails) if i % partitions == part)
+            blobs.get_blob_client(
+                self.container, f"{FAST_PATH}/2026/11/05/1200/HighValue_{part + 1}.csv"
+            ).upload_blob(("CustomerId,EMail\n" + rows).encode(), overwrite=True)
+        return {hashlib.sha256(e.encode()).hexdigest() for e in emails}
+
+    def deliver(self, max_deliveries: int = 1000) -> int:
+        """Hand queued jobs to the real queue handlers until the queue is empty."""
+        import function_app  # noqa: PLC0415 - imported late: it builds the app on import
+
+        return localworker.drain(
+            "", self.runtime.settings.jobs_queue, handle=function_app.export_worker,
+            give_up=function_app.export_gave_up, max_deliveries=max_deliveries,
+            open_queue=self.storage.queue,
+        )  # fmt: skip
+
+
+FAST_PATH = "CustomerInsights_t1/BlobExport/HighValue"
+
+
+@pytest.fixture
+def fast_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastApp]:
+    """An app on the storage fakes and an in-process sandbox, with export ``high-value``."""
+    sandbox = SnapchatSandbox()  # not started: answered in process
+    sandbox.add_client(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+    sandbox.add_audience(AUDIENCE)
+    container = "ci-fast"
+    exports_file = tmp_path / "exports.json"
+    write_definitions(exports_file, [export_definition("high-value", container, FAST_PATH)])
+    env = {
+        "AzureWebJobsStorage": FAKE_CONNECTION,
+        "EXPORTS_FILE": str(exports_file),
+        "JOBS_QUEUE": "jobs",
+        "RUNS_TABLE": "runs",
+        "STATE_CONTAINER": "state",
+        "SPILL_CONTAINER": "spill",
+        "SNAPSHOT_SETTLE_SECONDS": "0",
+        "RETRY_MAX_SECONDS": "5",
+        "SECRET_SNAPCHAT_MAIN_CLIENT_ID": CLIENT_ID,
+        "SECRET_SNAPCHAT_MAIN_CLIENT_SECRET": CLIENT_SECRET,
+        "SECRET_SNAPCHAT_MAIN_REFRESH_TOKEN": REFRESH_TOKEN,
+        "SECRET_EXPORTER_STATE_KEY": STATE_KEY,
+        "LOCAL_SECRETS_FILE": str(tmp_path / "local-state" / "secrets.json"),
+        "LOCAL_PRINCIPAL": "admin",
+        **mount(requests.Session(), sandbox),  # the sandbox's URLs
+    }
+    for name in ("KEY_VAULT_URL", "EXPORT_STORAGE", "UPLOAD_BATCH_SIZE", "WEBSITE_AUTH_ENABLED",
+                 *HOSTED_MARKERS):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    storage = FakeStorage()
+    built = runtime.build(Settings.from_env(), storage=storage)
+    mount(built.http, sandbox)
+    runtime.install(built)
+    state = FastApp(env=env, storage=storage, sandbox=sandbox, runtime=built, container=container)
+    yield state
+    state.runtime.http.close()
+    runtime.install(None)

@@ -13,11 +13,20 @@ import pytest
 
 from shared.core import advice, schedule
 from shared.core.csvstream import column_cells
+from shared.core.endings import EndReason
 from shared.core.errors import (
-    ConfigurationError,
+    AudienceNotFound,
+    AuthenticationError,
     CrossSiteRequest,
+    EmptySnapshot,
+    ExportError,
     InvalidExport,
+    PermissionDenied,
+    RetryableError,
+    SecretMissing,
+    SourceAccessDenied,
     SourceError,
+    SourceMalformed,
     Unauthenticated,
     field_problem,
 )
@@ -64,11 +73,11 @@ def test_the_manual_holds_exactly_the_advice_the_console_shows() -> None:
     assert advice.markdown_table() in text
 
 
-def error_of(files: dict[str, bytes], column: str = "EMail") -> str:
-    """The message the CSV reader raises for these partitions: a real one, not a copy."""
+def error_of(files: dict[str, bytes], column: str = "EMail") -> SourceError:
+    """The error the CSV reader raises for these partitions: a real one, not a copy."""
     with pytest.raises(SourceError) as raised:
         list(column_cells(files, lambda name: io.BytesIO(files[name]), column=column, model=None))
-    return str(raised.value)
+    return raised.value
 
 
 REAL_ERRORS = [
@@ -76,33 +85,46 @@ REAL_ERRORS = [
     (lambda: error_of({"p_1.csv": b"1,a@example.com\n"}), 0),
     (lambda: error_of({"p_1.csv": b"CustomerId,EMail\n1,caf\xe9@example.com\n"}), 1),
     (lambda: error_of({"p_1.csv": b"CustomerId,EMail\n1,a\x00b@example.com\n"}), 3),
-    (
-        lambda: str(SourceError("export 'x': snapshot 2026/11/05/1200 holds no data rows; 0 sent")),
-        2,
-    ),
-    (
-        lambda: str(
-            ConfigurationError("secret 'snapchat-main-client-id': not found in Key Vault v")
-        ),
-        5,
-    ),
-    (
-        lambda: str(
-            ConfigurationError("secret 'snapchat-main-refresh-token': empty in Key Vault v")
-        ),
-        5,
-    ),
+    (lambda: EmptySnapshot("export 'x': snapshot 2026/11/05/1200 holds no data rows; 0 sent"), 2),
+    (lambda: SecretMissing("secret 'snapchat-main-client-id': not found in Key Vault v"), 5),
+    (lambda: SecretMissing("secret 'snapchat-main-refresh-token': empty in Key Vault v"), 5),
+    (lambda: AuthenticationError("refused the credentials of connection 'main'"), 6),
+    (lambda: PermissionDenied("HTTP 403; needs Admin or Data Manager"), 7),
+    (lambda: AudienceNotFound("HTTP 404; check the export's audience_id"), 8),
+    (lambda: RetryableError("Snapchat x: still failing after 5 attempts (HTTP 503)"), 9),
+    (lambda: SourceAccessDenied("x: may not read it (grant Storage Blob Data Reader)"), 10),
 ]
 
 
 @pytest.mark.parametrize(("make", "row"), REAL_ERRORS)
-def test_a_failed_runs_error_finds_its_advice(make: Callable[[], str], row: int) -> None:
-    assert advice.for_error(make()) is advice.ROWS[row]
+def test_a_failed_runs_end_reason_finds_its_advice(
+    make: Callable[[], ExportError], row: int
+) -> None:
+    assert advice.for_reason(EndReason.of(make())) is advice.ROWS[row]
 
 
-def test_an_error_the_table_does_not_know_has_no_advice() -> None:
-    assert advice.for_error("something else entirely went wrong") is None
-    assert advice.for_error("") is None
+def test_a_missing_column_is_a_malformed_source_not_a_missing_snapshot() -> None:
+    error = error_of({"p_1.csv": b"CustomerId,Mail\n1,a@example.com\n"})
+    assert EndReason.of(error) is EndReason.MISSING_COLUMN
+    assert isinstance(error, SourceMalformed)
+    assert (error.kind, error.http_status) == ("no_snapshot", 409)  # the API's answer as before
+    found = advice.for_reason(EndReason.of(error))
+    assert found is not None
+    assert found.what_to_do.startswith("fix `columns.email`")
+
+
+def test_each_end_reason_has_one_row_at_most_and_the_manual_lists_them_all() -> None:
+    keyed = [reason for row in advice.ROWS for reason in row.reasons]
+    assert len(keyed) == len(set(keyed))
+    text = (ROOT / "docs" / "reliability.md").read_text("utf-8")
+    listed = text[text.index("Every `error_kind` a run can end with") :]
+    assert {reason.value for reason in EndReason} <= set(re.findall(r"`([a-z_]+)`", listed))
+
+
+def test_a_reason_the_table_does_not_know_has_no_advice() -> None:
+    assert advice.for_reason(EndReason.INTERNAL) is None
+    assert advice.for_reason("something this version does not know") is None
+    assert advice.for_reason("") is None
 
 
 @pytest.mark.parametrize(

@@ -46,3 +46,10 @@ def test_the_command_line_page_shows_every_command() -> None:
     page = (ROOT / "docs" / "command-line.md").read_text("utf-8")
     shown = set(re.findall(r"python -m shared (?:--settings \S+ )?([a-z-]+)", page))
     assert set(commands.choices) - shown == set()
+
+
+def test_the_code_map_lists_every_module_of_the_package() -> None:
+    page = (ROOT / "docs" / "code-map.md").read_text("utf-8")
+    listed = set(re.findall(r"^\s+([a-z_]+\.py)\s", page, flags=re.MULTILINE))
+    modules = {p.name for p in (ROOT / "shared").rglob("*.py") if p.name != "__init__.py"}
+    assert modules - listed == set()

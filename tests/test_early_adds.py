@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared.core import first_seen
-from shared.export import adds_while_reading, digest_pool
+from shared.export import add, digest_pool
 from tests.conftest import AUDIENCE, App
 from tests.snapshots import PATH, run, sent
 
@@ -26,9 +26,7 @@ def small_buckets_and_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(first_seen, "GROUP", 200)  # judged, and sent, as they are read
 
 
-@pytest.mark.parametrize(
-    "filter_bits", [adds_while_reading.BITS, 64], ids=["filter", "saturated filter"]
-)
+@pytest.mark.parametrize("filter_bits", [add.BITS, 64], ids=["filter", "saturated filter"])
 @pytest.mark.parametrize("spill_mb", ["64", "0"], ids=["held", "spilled"])
 def test_each_distinct_identifier_is_sent_once(
     app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
@@ -36,7 +34,7 @@ def test_each_distinct_identifier_is_sent_once(
 ) -> None:  # fmt: skip
     # A 64-bit filter takes almost every digest for a repeat: they are then all settled
     # after the read, against what was sent while reading.
-    monkeypatch.setattr(adds_while_reading, "BITS", filter_bits)
+    monkeypatch.setattr(add, "BITS", filter_bits)
     generated = write_export(blob_service, container=app.container, path=PATH,
                              profiles=3000, partitions=4)  # fmt: skip
     app.rebuild(monkeypatch, UPLOAD_BATCH_SIZE="150", SPILL_MEMORY_MB=spill_mb)

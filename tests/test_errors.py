@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.core import errors
+from shared.core.endings import EndReason
 from shared.core.errors import ExportError, Transient
 from shared.entry import api
 
@@ -31,11 +32,18 @@ TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 1, False),
     (errors.SourceError("no snapshot found"), 409, "no_snapshot", 1, False),
     (errors.SnapshotSettling("still being written"), 409, "no_snapshot", 1, False),
+    (errors.EmptySnapshot("holds no data rows"), 409, "no_snapshot", 1, False),
+    (errors.SourceMalformed("model.json: not valid JSON"), 409, "no_snapshot", 1, False),
+    (errors.MissingColumn("no column named 'EMail'"), 409, "no_snapshot", 1, False),
+    (errors.NulByte("holds a NUL byte"), 409, "no_snapshot", 1, False),
+    (errors.SourceAccessDenied("may not read it"), 500, "configuration", 2, False),
+    (errors.SecretMissing("secret 'x': not set"), 500, "configuration", 2, False),
     (errors.RemovalBlocked("removal safeguard: ..."), 409, "removal_blocked", 1, False),
     (errors.RunActive("export 'x' has an active run r1", "r1"), 409, "active_run", 1, False),
     (errors.AuthenticationError("refused"), 502, "snapchat", 1, False),
     (errors.PermissionDenied("needs Admin"), 502, "snapchat", 1, False),
     (errors.RequestRejected("HTTP 400"), 502, "snapchat", 1, False),
+    (errors.AudienceNotFound("HTTP 404"), 502, "snapchat", 1, False),
     (errors.RetryableError("still failing"), 503, "unavailable", 1, True),
     (errors.StorageError("run log: could not save"), 503, "storage", 1, True),
     (errors.RunBusy("another worker"), 503, "unavailable", 1, True),
@@ -72,3 +80,49 @@ def test_every_error_class_is_in_the_table() -> None:
     }
     listed = {type(error) for error, *_ in TABLE}
     assert classes - listed == {ExportError, Transient, errors.SnapchatError}
+
+
+# Why a run that the error ends failed: the record's error_kind, which telemetry, the alerts
+# and the advice key on (each class declares it; a subclass inherits its parent's).
+END_REASONS: dict[type[ExportError], EndReason] = {
+    ExportError: EndReason.OTHER,
+    errors.ConfigurationError: EndReason.CONFIGURATION,
+    errors.RedirectRefused: EndReason.CONFIGURATION,
+    errors.InvalidExport: EndReason.INVALID_DEFINITION,
+    errors.SecretMissing: EndReason.SECRET_MISSING,
+    errors.SourceAccessDenied: EndReason.SOURCE_ACCESS_DENIED,
+    errors.NotFound: EndReason.NOT_FOUND,
+    errors.ExportDisabled: EndReason.DISABLED,
+    errors.SourceError: EndReason.NO_SNAPSHOT,
+    errors.SnapshotSettling: EndReason.NO_SNAPSHOT,
+    errors.EmptySnapshot: EndReason.EMPTY_SNAPSHOT,
+    errors.SourceMalformed: EndReason.SOURCE_MALFORMED,
+    errors.MissingColumn: EndReason.MISSING_COLUMN,
+    errors.NulByte: EndReason.NUL_BYTE,
+    errors.RemovalBlocked: EndReason.REMOVAL_BLOCKED,
+    errors.SnapchatError: EndReason.SNAPCHAT,
+    errors.RequestRejected: EndReason.SNAPCHAT,
+    errors.AuthenticationError: EndReason.CREDENTIALS_REFUSED,
+    errors.PermissionDenied: EndReason.PERMISSION_DENIED,
+    errors.AudienceNotFound: EndReason.AUDIENCE_NOT_FOUND,
+    errors.RetryableError: EndReason.UNAVAILABLE,
+    errors.RunBusy: EndReason.UNAVAILABLE,
+    errors.LeaseUncertain: EndReason.UNAVAILABLE,
+    errors.StorageError: EndReason.STORAGE,
+    errors.RunActive: EndReason.ACTIVE_RUN,
+}
+
+
+@pytest.mark.parametrize(("error", "status", "kind", "exit_code", "transient"), TABLE)
+def test_each_error_ends_a_run_with_the_reason_its_class_declares(
+    error: ExportError, status: int, kind: str, exit_code: int, transient: bool
+) -> None:
+    reason = next(END_REASONS[cls] for cls in type(error).__mro__ if cls in END_REASONS)
+    assert EndReason.of(error) is reason
+
+
+def test_end_reasons_keep_the_values_already_stored_and_alerted_on() -> None:
+    kept = {"internal", "interrupted", "abandoned", "superseded", "gave_up", "no_snapshot",
+            "credentials_refused", "configuration", "removal_blocked", "snapchat",
+            "unavailable", "storage"}  # fmt: skip
+    assert kept <= {reason.value for reason in EndReason}

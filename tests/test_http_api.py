@@ -261,6 +261,7 @@ def test_a_failed_run_carries_the_advice_of_the_manual(
                      name="high-value", run_id=run_id)  # fmt: skip
     assert run["status"] == "failed"
     assert "no column named" in run["error"]
+    assert run["error_kind"] == "missing_column"  # a malformed export, not "no snapshot"
     assert run["advice"].startswith("fix `columns.email`")
     _, listed, _ = call(function_app.list_exports, "GET", "exports")
     assert listed["exports"][0]["last_run"]["advice"] == run["advice"]

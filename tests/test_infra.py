@@ -30,6 +30,7 @@ import tree_sitter_bicep
 from pycep import BicepParser
 from tree_sitter import Language, Parser
 
+from shared.core.endings import EndReason
 from shared.core.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -584,6 +585,8 @@ def test_each_alert_queries_a_metric_the_app_emits() -> None:
                      "timer-check-failed", "timer-silent"]  # fmt: skip
     for kind in ("credentials_refused", "removal_blocked"):
         assert f'kind == "{kind}"' in text
+    queried_kinds = set(re.findall(r'kind == "([a-z_]+)"', text))
+    assert queried_kinds <= {reason.value for reason in EndReason}  # what a run ends with
 
 
 def test_spilled_digests_a_crashed_run_left_are_deleted_after_a_day() -> None:

@@ -19,6 +19,7 @@ import function_app
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared.core import definitions
 from shared.core.definitions import Connection
+from shared.core.errors import InvalidExport
 from shared.entry.cli import main
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, STATE_KEY, App
 from tests.leaks import assert_no_leaks
@@ -79,7 +80,7 @@ def test_a_connection_naming_a_secret_is_set_aside_with_the_field_named(
         "snapchat-main-client-secret, snapchat-main-refresh-token; remove this field"
     ]
     assert loaded.export("high-value") is None  # its export does not run either
-    with pytest.raises(definitions.InvalidExport):
+    with pytest.raises(InvalidExport):
         loaded.require_connection("main")
 
 

@@ -25,11 +25,11 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from devtools.worker import drain
 from shared.adapters.jobqueue import Job
 from shared.adapters.snapchat import TOKEN_ROUTE
+from shared.core.endings import EndReason
 from shared.core.errors import AuthenticationError, RemovalBlocked
 from shared.core.privacy import SECRETS
 from shared.core.runrecord import RunRecord
 from shared.runs import service
-from shared.runs.attempts import error_kind
 from tests.conftest import CLIENT_SECRET, REFRESH_TOKEN, App
 
 pytestmark = pytest.mark.integration
@@ -292,8 +292,8 @@ def test_the_timer_beats_and_counts_the_exports_it_could_not_check(
 
 
 def test_error_kinds_name_the_cases_the_alerts_watch() -> None:
-    assert error_kind(AuthenticationError("refused")) == "credentials_refused"
-    assert error_kind(RemovalBlocked("removal safeguard: would remove 90%")) == "removal_blocked"
+    assert EndReason.of(AuthenticationError("refused")) == "credentials_refused"
+    assert EndReason.of(RemovalBlocked("removal safeguard: would remove 90%")) == "removal_blocked"
 
 
 HEX64 = re.compile(r"\b[0-9a-fA-F]{64}\b")

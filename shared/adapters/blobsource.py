@@ -19,7 +19,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient
 
 from shared.core.csvstream import ChunkReader
-from shared.core.errors import ConfigurationError, SourceError, StorageError
+from shared.core.errors import SourceAccessDenied, SourceError, SourceMalformed, StorageError
 from shared.core.layout import BlobEntry
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BlobSource:
         try:
             downloader = self._service.get_blob_client(container, name).download_blob()
             if downloader.size > MAX_MODEL_BYTES:
-                raise SourceError(f"{container}/{name}: larger than {MAX_MODEL_BYTES} bytes")
+                raise SourceMalformed(f"{container}/{name}: larger than {MAX_MODEL_BYTES} bytes")
             return downloader.readall()
         except ResourceNotFoundError:
             return None
@@ -109,7 +109,7 @@ def _translate(exc: AzureError, where: str) -> Exception:
     if isinstance(exc, ClientAuthenticationError) or (
         isinstance(exc, HttpResponseError) and exc.status_code == 403
     ):
-        return ConfigurationError(
+        return SourceAccessDenied(
             f"{where}: the app's identity may not read it (grant Storage Blob Data Reader)"
         )
     log.warning("Blob Storage failed on %s: %s", where, type(exc).__name__)

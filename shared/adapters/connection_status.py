@@ -25,41 +25,34 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
+from shared.adapters.sealing import Seal, SealError, derive_key, label
 from shared.core.errors import StorageError
 from shared.core.runrecord import now
 
 log = logging.getLogger(__name__)
 
-TOKENS_PARTITION = "~tokens"
-CONNECT_PARTITION = "~connect"
+TOKENS_PARTITION = tables.TOKEN_REFRESHES
+CONNECT_PARTITION = tables.CONNECT_FLOWS
 
 
-class TokenRefreshes:
-    def __init__(self, runs: RunLog) -> None:
-        self._runs = runs
-
+class TokenRefreshes(tables.TableAdapter):
     def record(self, connection: str) -> None:
         entity = {"PartitionKey": TOKENS_PARTITION, "RowKey": connection, "at": now()}
         try:
-            tables.upsert(self._runs.table(), entity)
+            tables.upsert(self._table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the token refresh of {connection}", exc) from None
 
     def last(self) -> dict[str, str]:
         """When each connection last got an access token, by connection name."""
         try:
-            found = self._runs.table().query_entities(f"PartitionKey eq '{TOKENS_PARTITION}'")
+            found = self._table().query_entities(f"PartitionKey eq '{TOKENS_PARTITION}'")
             return {str(e["RowKey"]): str(e.get("at", "")) for e in found}
         except AzureError as exc:
             raise table_failure("read the token refreshes", exc) from None
@@ -79,30 +72,28 @@ def _key(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
-_VERIFIER_INFO = b"ci2snap connect pkce verifier"
-_NONCE = 12
+_VERIFIER_LABEL = label("ci2snap connect pkce verifier")
 
 
 def verifier_key(state_key: bytes) -> bytes:
     """The key that seals the flows' verifiers: of their own, derived from the state key."""
-    return HKDF(hashes.SHA256(), length=32, salt=None, info=_VERIFIER_INFO).derive(state_key)
+    return derive_key(state_key, _VERIFIER_LABEL)
 
 
 def _associated(flow_id: str, flow: PendingConnect) -> bytes:
-    return "\n".join(["ci2snap connect", flow_id, flow.connection, flow.started_by]).encode()
+    return label("ci2snap connect", flow_id, flow.connection, flow.started_by)
 
 
-class PendingConnects:
+class PendingConnects(tables.TableAdapter):
     """``state_key``: the mirror-state key, from which the key sealing verifiers is derived."""
 
     def __init__(self, runs: RunLog, state_key: bytes) -> None:
-        self._runs = runs
-        self._aead = AESGCM(verifier_key(state_key))
+        super().__init__(runs)
+        self._seal = Seal(verifier_key(state_key))
 
     def start(self, state: str, flow: PendingConnect) -> None:
         flow_id = _key(state)
-        nonce = os.urandom(_NONCE)
-        box = self._aead.encrypt(nonce, flow.verifier.encode(), _associated(flow_id, flow))
+        sealed = self._seal.seal_with_nonce(flow.verifier.encode(), _associated(flow_id, flow))
         entity = {
             "PartitionKey": CONNECT_PARTITION,
             "RowKey": flow_id,
@@ -110,10 +101,10 @@ class PendingConnects:
             "started_by": flow.started_by,
             "redirect_uri": flow.redirect_uri,
             "expires_at": flow.expires_at,
-            "verifier_sealed": base64.b64encode(nonce + box).decode(),
+            "verifier_sealed": base64.b64encode(sealed).decode(),
         }
         try:
-            tables.insert(self._runs.table(), entity)
+            tables.insert(self._table(), entity)
         except AzureError as exc:
             raise table_failure(f"record a Connect of {flow.connection}", exc) from None
         except tables.Conflict:  # the row key is 32 random bytes: met twice, start again
@@ -122,7 +113,7 @@ class PendingConnects:
     def find(self, state: str) -> PendingConnect | None:
         """The flow this state started, if it is still pending."""
         try:
-            entity = self._runs.table().get_entity(CONNECT_PARTITION, _key(state))
+            entity = self._table().get_entity(CONNECT_PARTITION, _key(state))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -142,9 +133,9 @@ class PendingConnects:
     def _open(self, flow_id: str, flow: PendingConnect, sealed: str) -> str:
         try:
             raw = base64.b64decode(sealed, validate=True)
-            plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _associated(flow_id, flow))
+            plain = self._seal.open_with_nonce(raw, _associated(flow_id, flow))
             return plain.decode("ascii")
-        except (binascii.Error, InvalidTag, ValueError):
+        except (binascii.Error, SealError, ValueError):
             log.warning("A Connect flow of %s: its PKCE verifier does not open", flow.connection)
             return ""
 
@@ -153,7 +144,7 @@ class PendingConnects:
         when another call took it first, so that a flow is used once. (A conditional
         replace, not a delete: a delete that finds nothing cannot say who removed it; the
         replace's write ID tells this call's own applied write from another's.)"""
-        table = self._runs.table()
+        table = self._table()
         try:
             entity = table.get_entity(CONNECT_PARTITION, _key(state))  # replaced whole
             tables.replace(table, {**entity, "taken": True}, flow.etag)
@@ -167,7 +158,7 @@ class PendingConnects:
 
     def forget_expired(self, now: str) -> int:
         """Delete the flows whose time is up (nobody finished them); how many."""
-        table = self._runs.table()
+        table = self._table()
         try:
             expired = list(
                 table.query_entities(

@@ -7,22 +7,19 @@ from __future__ import annotations
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.adapters import tables
-from shared.adapters.runlog import RunLog, table_failure
+from shared.adapters.runlog import table_failure
 from shared.core.definitions import is_audience_id
 from shared.core.errors import StorageError
 
-AUDIENCE_PARTITION = "~audiences"
+AUDIENCE_PARTITION = tables.CREATED_AUDIENCES
 
 
-class CreatedAudiences:
+class CreatedAudiences(tables.TableAdapter):
     """Which audience the app created for an export that names none (``audience`` given)."""
-
-    def __init__(self, runs: RunLog) -> None:
-        self._runs = runs
 
     def get(self, export: str) -> str | None:
         try:
-            entity = self._runs.table().get_entity(AUDIENCE_PARTITION, export)
+            entity = self._table().get_entity(AUDIENCE_PARTITION, export)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -39,6 +36,6 @@ class CreatedAudiences:
     def remember(self, export: str, audience_id: str) -> None:
         entity = {"PartitionKey": AUDIENCE_PARTITION, "RowKey": export, "audience_id": audience_id}
         try:
-            tables.upsert(self._runs.table(), entity)
+            tables.upsert(self._table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the audience of export {export}", exc) from None

@@ -34,9 +34,13 @@ from shared.core.runrecord import now
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["export", "connection"]
+DefinitionType = Literal["export", "connection"]  # what a definition defines
 SEEDED_BY = "seed (EXPORTS_FILE)"
-_SEED_PARTITION, _SEED_ROW = "~seed", "definitions"  # the mark: the store has been seeded
+_PARTITIONS: dict[str, str] = {
+    "export": tables.EXPORT_DEFINITIONS,
+    "connection": tables.CONNECTION_DEFINITIONS,
+}
+_SEED_PARTITION, _SEED_ROW = tables.SEEDING, "definitions"  # the mark: the store has been seeded
 _MAX_VERSION = 10**9
 _CURRENT, _VERSION = "current", "version"
 _NOT_IN_NAMES = set("~/\\#?") | {chr(c) for c in range(32)} | {chr(127)}  # row keys refuse them
@@ -66,18 +70,18 @@ class Entry:
         }
 
 
-class DefinitionStore:
+class DefinitionStore(tables.TableAdapter):
     """``seed_file``: what an empty store (a new deployment) is seeded from, once, before
     its first use; recorded as changed by ``SEEDED_BY``."""
 
     def __init__(self, runs: RunLog, seed_file: Path | None = None) -> None:
-        self._runs = runs
+        super().__init__(runs)
         self._seed_file = seed_file
         self._ready = False
         self._seeding = False
 
     def _client(self) -> TableClient:
-        table = self._runs.table()
+        table = self._table()
         if not self._ready and not self._seeding:
             if self._seed_file is not None and self._seed_file.is_file() and not self._seeded():
                 self._seeding = True
@@ -90,27 +94,27 @@ class DefinitionStore:
 
     def _seeded(self) -> bool:
         try:
-            self._runs.table().get_entity(_SEED_PARTITION, _SEED_ROW)
+            self._table().get_entity(_SEED_PARTITION, _SEED_ROW)
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
             raise _failure("read the seeding mark", exc) from None
         return True
 
-    def current(self, kind: Kind) -> list[Entry]:
+    def current(self, kind: DefinitionType) -> list[Entry]:
         """Every definition of the kind as it is now, by name."""
-        rows = self._query(f"PartitionKey eq '~{kind}' and entry eq '{_CURRENT}'", {})
+        rows = self._query(f"PartitionKey eq '{_PARTITIONS[kind]}' and entry eq '{_CURRENT}'", {})
         return sorted((_entry(row) for row in rows), key=lambda e: e.name)
 
-    def get(self, kind: Kind, name: str) -> Entry | None:
+    def get(self, kind: DefinitionType, name: str) -> Entry | None:
         try:
-            return _entry(self._client().get_entity(f"~{kind}", name))
+            return _entry(self._client().get_entity(_PARTITIONS[kind], name))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
             raise _failure(f"read {kind} {name}", exc) from None
 
-    def recreated_at(self, kind: Kind, name: str) -> str | None:
+    def recreated_at(self, kind: DefinitionType, name: str) -> str | None:
         """When the definition was created again after a deletion (None if it never was):
         what happened under its name before belongs to the deleted one."""
         versions = self.history(kind, name, limit=1000)
@@ -121,17 +125,23 @@ class DefinitionStore:
             return None
         return created.changed_at
 
-    def history(self, kind: Kind, name: str, limit: int = 20) -> list[Entry]:
+    def history(self, kind: DefinitionType, name: str, limit: int = 20) -> list[Entry]:
         """The definition's versions, newest first (also after it was deleted)."""
         rows = self._query(
             "PartitionKey eq @kind and RowKey gt @low and RowKey lt @high",
-            {"kind": f"~{kind}", "low": f"{name}~", "high": f"{name}~~"},
+            {"kind": _PARTITIONS[kind], "low": f"{name}~", "high": f"{name}~~"},
             limit,
         )
         return [_entry(row) for row in rows]
 
     def put(
-        self, kind: Kind, name: str, document: dict[str, Any], *, etag: str | None, by: str
+        self,
+        kind: DefinitionType,
+        name: str,
+        document: dict[str, Any],
+        *,
+        etag: str | None,
+        by: str,
     ) -> Entry:
         """Create the definition (``etag`` None: it must not exist) or replace it (``etag``:
         the one the caller read; PreconditionFailed when it changed since)."""
@@ -162,7 +172,7 @@ class DefinitionStore:
             raise StorageError(f"definitions: the write of {kind} {name} returned no ETag")
         return dataclasses.replace(_entry(current), etag=etag)
 
-    def delete(self, kind: Kind, name: str, *, etag: str, by: str) -> Entry:
+    def delete(self, kind: DefinitionType, name: str, *, etag: str, by: str) -> Entry:
         """Delete the definition (its versions stay, plus one saying who deleted it)."""
         existing = self.get(kind, name)
         if existing is None:
@@ -172,7 +182,7 @@ class DefinitionStore:
         version = existing.version + 1
         record = _row(kind, name, None, version=version, by=by, at=now(), entry=_VERSION,
                       action="deleted")  # fmt: skip
-        delete = ("delete", {"PartitionKey": f"~{kind}", "RowKey": name},
+        delete = ("delete", {"PartitionKey": _PARTITIONS[kind], "RowKey": name},
                   {"etag": etag, "match_condition": MatchConditions.IfNotModified})  # fmt: skip
         self._transact([delete, ("create", record)], kind, name)
         return _entry(record)
@@ -206,14 +216,15 @@ class DefinitionStore:
         # Definitions some other writer stored (a store from before the mark existed): the
         # file is not what they manage by any more, so only mark the store as seeded.
         others = (
-            "(PartitionKey eq '~export' or PartitionKey eq '~connection') and changed_by ne @seed"
+            f"(PartitionKey eq '{tables.EXPORT_DEFINITIONS}' or "
+            f"PartitionKey eq '{tables.CONNECTION_DEFINITIONS}') and changed_by ne @seed"
         )
         if not self._query(others, {"seed": SEEDED_BY}, 1):
             self._seed_from(seed_file)
         mark = {"PartitionKey": _SEED_PARTITION, "RowKey": _SEED_ROW, "file": seed_file.name,
                 "at": now()}  # fmt: skip
         try:
-            tables.upsert(self._runs.table(), mark)
+            tables.upsert(self._table(), mark)
         except AzureError as exc:
             raise _failure("write the seeding mark", exc) from None
 
@@ -265,7 +276,7 @@ def seed_name(entry: object, index: int) -> str:
     return f"entry-{index}"
 
 
-def _last_version(store: DefinitionStore, kind: Kind, name: str) -> int | None:
+def _last_version(store: DefinitionStore, kind: DefinitionType, name: str) -> int | None:
     newest = store.history(kind, name, limit=1)
     return newest[0].version if newest else None
 
@@ -283,7 +294,7 @@ def _row(
 ) -> dict[str, Any]:
     row_key = name if entry == _CURRENT else f"{name}~{_MAX_VERSION - version:09d}"
     return {
-        "PartitionKey": f"~{kind}",
+        "PartitionKey": _PARTITIONS[kind],
         "RowKey": row_key,
         "name": name,
         "entry": entry,

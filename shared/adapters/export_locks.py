@@ -18,7 +18,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 
-LOCK_PARTITION = "~locks"  # export names cannot start with "~", so no run shares it
+LOCK_PARTITION = tables.LOCKS  # export names cannot start with "~", so no run shares it
 
 
 class LockOwner(enum.StrEnum):
@@ -47,7 +47,7 @@ class Claim:
     displaced: Holder | None = None  # another run whose expired lock was taken over
 
 
-class ExportLocks:
+class ExportLocks(tables.TableAdapter):
     """At most one active run per export: a lock entity per export, taken and renewed with
     conditional writes (ETags), that expires if its holder stops renewing it (a crash).
 
@@ -57,12 +57,12 @@ class ExportLocks:
     """
 
     def __init__(self, runs: RunLog, clock: Any = time.time) -> None:
-        self._runs = runs
+        super().__init__(runs)
         self._clock = clock
 
     def acquire(self, export: str, run_id: str, owner: str, ttl: float) -> Claim:
         """Take the export's lock for ``run_id``, or learn who holds it."""
-        table = self._runs.table()
+        table = self._table()
         entity = self._entity(export, run_id, owner, ttl)
         for _ in range(3):  # a lost race on an expired lock is re-read and decided again
             try:
@@ -94,7 +94,7 @@ class ExportLocks:
 
     def holder(self, export: str) -> Holder | None:
         try:
-            return _holder(self._runs.table().get_entity(LOCK_PARTITION, export))
+            return _holder(self._table().get_entity(LOCK_PARTITION, export))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -105,7 +105,7 @@ class ExportLocks:
     ) -> bool:
         """Extend the lease (handing it to ``new_owner`` if given); False when the lock is no
         longer this owner's."""
-        table = self._runs.table()
+        table = self._table()
         try:
             current = table.get_entity(LOCK_PARTITION, export)
             holder = _holder(current)
@@ -121,7 +121,7 @@ class ExportLocks:
 
     def release(self, export: str, run_id: str, owner: str | None = None) -> None:
         """Drop the lock if ``run_id`` (and ``owner``, when given) still holds it."""
-        table = self._runs.table()
+        table = self._table()
         try:
             current = table.get_entity(LOCK_PARTITION, export)
             holder = _holder(current)

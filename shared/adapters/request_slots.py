@@ -23,11 +23,11 @@ from shared.adapters import tables
 from shared.adapters.runlog import RunLog, table_failure
 from shared.core.errors import RetryableError
 
-SLOTS_PARTITION = "~slots"
+SLOTS_PARTITION = tables.REQUEST_SLOTS
 _TRIES = 100  # conflicting reservations before giving up (each loses only to another's win)
 
 
-class RequestSlots:
+class RequestSlots(tables.TableAdapter):
     def __init__(
         self,
         runs: RunLog,
@@ -37,13 +37,14 @@ class RequestSlots:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._runs, self._connection = runs, connection
+        super().__init__(runs)
+        self._connection = connection
         self._interval = 1.05 / requests_per_second
         self._clock, self._sleep = clock, sleep
 
     def wait(self) -> None:
         """Reserve the connection's next free slot, and wait until it comes."""
-        table = self._runs.table()
+        table = self._table()
         for _ in range(_TRIES):
             try:
                 entity: Any = table.get_entity(SLOTS_PARTITION, self._connection)

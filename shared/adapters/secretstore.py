@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient
 
 from shared.core.definitions import Connection
-from shared.core.errors import ConfigurationError, StorageError
+from shared.core.errors import ConfigurationError, SecretMissing, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class EnvironmentSecrets:
             if value:
                 return value
         if not seed:
-            raise ConfigurationError(
+            raise SecretMissing(
                 f"secret {name!r}: not set (environment variable {environment_name(name)})"
             )
         return seed
@@ -216,15 +216,13 @@ class KeyVaultSecrets:
         try:
             value = self._client.get_secret(name).value
         except ResourceNotFoundError:
-            raise ConfigurationError(
+            raise SecretMissing(
                 f"secret {name!r}: not found in Key Vault {self._client.vault_url}"
             ) from None
         except AzureError as exc:
             raise _translate(exc, f"read secret {name!r}") from None
         if not value or not value.strip():
-            raise ConfigurationError(
-                f"secret {name!r}: empty in Key Vault {self._client.vault_url}"
-            )
+            raise SecretMissing(f"secret {name!r}: empty in Key Vault {self._client.vault_url}")
         return value.strip()
 
     def present(self, name: str) -> bool | None:

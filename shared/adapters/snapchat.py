@@ -25,6 +25,7 @@ from shared.adapters import telemetry
 from shared.adapters.secretstore import Credentials
 from shared.core.definitions import Connection, is_audience_id
 from shared.core.errors import (
+    AudienceNotFound,
     AuthenticationError,
     PermissionDenied,
     RedirectRefused,
@@ -468,7 +469,7 @@ def _stop_error(
             f"{detail}; the connected Snapchat user needs Admin or Data Manager on the ad account"
         )
     if action is Action.NOT_FOUND:
-        return RequestRejected(f"{detail}; check the export's audience_id")
+        return AudienceNotFound(f"{detail}; check the export's audience_id")
     return RequestRejected(detail)
 
 

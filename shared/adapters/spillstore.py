@@ -27,14 +27,11 @@ from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from shared.adapters.sealing import TAG_BYTES, Seal, derive_key, label, random_key
 from shared.core import digestsets
 from shared.core.errors import StorageError
 
-_TAG = 16  # bytes an AES-GCM box adds to its plaintext
 _HEADER = struct.Struct(f">{digestsets.LEADING_BYTES + 1}Q")  # where each frame starts
 
 
@@ -49,8 +46,7 @@ class Run:
 
 def derived_key(secret: bytes, run_id: str, job: str, attempt: str) -> bytes:
     """The key of one attempt of one job of a split run, from the mirror-state key."""
-    info = f"ci2snap spill\n{run_id}\n{job}\n{attempt}".encode()
-    return HKDF(hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+    return derive_key(secret, label("ci2snap spill", run_id, job, attempt))
 
 
 class SpillStore:
@@ -64,7 +60,7 @@ class SpillStore:
         self._container = container
         self._prefix = prefix
         self._folder = folder
-        self._aead = AESGCM(key or AESGCM.generate_key(bit_length=256))
+        self._seal = Seal(key or random_key())
         self._runs = 0
         self._ready = False
         self.bytes_written = 0  # plaintext digests spilled, over the attempt
@@ -84,14 +80,13 @@ class SpillStore:
         name = f"{self._folder}{schema}-{number}.run"
         offsets = [_HEADER.size]
         for size in sizes:
-            offsets.append(offsets[-1] + size + _TAG)
+            offsets.append(offsets[-1] + size + TAG_BYTES)
 
         def boxes() -> Iterator[bytes]:
             yield _HEADER.pack(*offsets)
             for leading in range(digestsets.LEADING_BYTES):
                 plain = frame(leading)
-                yield self._aead.encrypt(_nonce(number, leading), plain,
-                                         _associated(name, leading))  # fmt: skip
+                yield self._seal.seal(_nonce(number, leading), plain, _associated(name, leading))
 
         try:
             if not self._ready:
@@ -117,7 +112,7 @@ class SpillStore:
     def read(self, run: Run, low: int, high: int) -> bytes:
         """The run's digests whose leading byte is in ``[low, high)``, sorted."""
         start, end = run.offsets[low], run.offsets[high]
-        if end - start == (high - low) * _TAG:
+        if end - start == (high - low) * TAG_BYTES:
             return b""  # only empty frames
         try:
             data = self._container.download_blob(run.name, offset=start, length=end - start)
@@ -128,7 +123,7 @@ class SpillStore:
         for leading in range(low, high):
             box = raw[run.offsets[leading] - start : run.offsets[leading + 1] - start]
             pieces.append(
-                self._aead.decrypt(_nonce(run.number, leading), box, _associated(run.name, leading))
+                self._seal.open(_nonce(run.number, leading), box, _associated(run.name, leading))
             )
         return b"".join(pieces)
 
@@ -154,7 +149,7 @@ def _nonce(number: int, leading: int) -> bytes:
 
 
 def _associated(name: str, leading: int) -> bytes:
-    return f"{name}\n{leading}".encode()
+    return label(name, str(leading))
 
 
 def random_attempt() -> str:

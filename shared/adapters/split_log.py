@@ -38,15 +38,15 @@ class Entry:
     etag: str = ""
 
 
-class SplitLog:
+class SplitLog(tables.TableAdapter):
     def __init__(self, runs: RunLog, run_id: str) -> None:
-        self._runs = runs
-        self._partition = f"~split-{run_id}"
+        super().__init__(runs)
+        self._partition = f"{tables.SPLIT_PREFIX}{run_id}"
         self._what = f"split run {run_id}"
 
     def get(self, name: str) -> Entry | None:
         try:
-            return _entry(self._runs.table().get_entity(self._partition, name))
+            return _entry(self._table().get_entity(self._partition, name))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -55,7 +55,7 @@ class SplitLog:
     def create(self, entry: Entry) -> bool:
         """Insert ``entry``; False when it exists already (another writer was first)."""
         try:
-            entry.etag = tables.insert(self._runs.table(), self._entity(entry))
+            entry.etag = tables.insert(self._table(), self._entity(entry))
         except tables.Conflict:
             return False
         except AzureError as exc:
@@ -65,14 +65,14 @@ class SplitLog:
     def put(self, entry: Entry) -> None:
         """Write ``entry`` whatever is there (an entity only this writer can be writing)."""
         try:
-            entry.etag = tables.upsert(self._runs.table(), self._entity(entry))
+            entry.etag = tables.upsert(self._table(), self._entity(entry))
         except AzureError as exc:
             raise table_failure(f"save job {entry.name}", exc, self._what) from None
 
     def update(self, entry: Entry) -> bool:
         """Replace ``entry`` if nobody wrote it since it was read; False otherwise."""
         try:
-            entry.etag = tables.replace(self._runs.table(), self._entity(entry), entry.etag)
+            entry.etag = tables.replace(self._table(), self._entity(entry), entry.etag)
         except tables.Conflict:
             return False
         except AzureError as exc:
@@ -84,14 +84,14 @@ class SplitLog:
         where = "PartitionKey eq @p and RowKey ge @low and RowKey lt @high"
         bounds = {"p": self._partition, "low": prefix, "high": prefix + "~"}
         try:
-            found = self._runs.table().query_entities(where, parameters=bounds)
+            found = self._table().query_entities(where, parameters=bounds)
             return sorted((_entry(e) for e in found), key=lambda entry: entry.name)
         except AzureError as exc:
             raise table_failure("list jobs", exc, self._what) from None
 
     def delete_all(self) -> None:
         try:
-            table = self._runs.table()
+            table = self._table()
             found = table.query_entities("PartitionKey eq @p", parameters={"p": self._partition})
             for entity in list(found):
                 tables.delete(table, self._partition, entity["RowKey"])  # gone: as good

@@ -11,19 +11,16 @@ from __future__ import annotations
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.adapters import tables
-from shared.adapters.runlog import RunLog, table_failure
+from shared.adapters.runlog import table_failure
 
-GENERATIONS_PARTITION = "~state"
+GENERATIONS_PARTITION = tables.STATE_GENERATIONS
 
 
-class StateGenerations:
-    def __init__(self, runs: RunLog) -> None:
-        self._runs = runs
-
+class StateGenerations(tables.TableAdapter):
     def get(self, name: str) -> int:
         """The set's last generation written (0: none recorded)."""
         try:
-            entity = self._runs.table().get_entity(GENERATIONS_PARTITION, _row(name))
+            entity = self._table().get_entity(GENERATIONS_PARTITION, _row(name))
         except ResourceNotFoundError:
             return 0
         except AzureError as exc:
@@ -34,7 +31,7 @@ class StateGenerations:
         entity = {"PartitionKey": GENERATIONS_PARTITION, "RowKey": _row(name),
                   "generation": generation}  # fmt: skip
         try:
-            tables.upsert(self._runs.table(), entity)
+            tables.upsert(self._table(), entity)
         except AzureError as exc:
             raise table_failure(f"record the generation of {name}", exc, "mirror state") from None
 

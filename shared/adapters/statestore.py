@@ -45,11 +45,8 @@ from typing import Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from shared.adapters.sealing import Seal, SealError, derive_key, label
 from shared.core.definitions import is_audience_id
 from shared.core.errors import ConfigurationError, StorageError
 
@@ -167,8 +164,8 @@ class StateStore:
                     f"{recorded} last written; refused (was an old copy put back?). Delete "
                     "the blob to start mirroring afresh."
                 )
-            aead = AESGCM(_blob_key(key, salt, names, generation))
-            return _Opener(name, [aead], (*names, str(generation)), b"\0" * 4)
+            seal = Seal(_blob_key(key, salt, names, generation))
+            return _Opener(name, [seal], (*names, str(generation)), b"\0" * 4)
         if magic not in (MAGIC_2, MAGIC_1):
             raise StorageError(f"mirror state {name}: not a state file of this app")
         recorded = self._generations.get(name)
@@ -182,7 +179,7 @@ class StateStore:
             )
         prefix = data.take(8)
         legacy = names[:1] + names[2:3] if magic == MAGIC_1 else names
-        return _Opener(name, [AESGCM(k) for k in self._keys.values()], legacy, prefix)
+        return _Opener(name, [Seal(k) for k in self._keys.values()], legacy, prefix)
 
     def writer(self, export: str, audience: str, schema: str, part: str = STATE) -> Writer:
         """A new set for ``export``'s audience, written piece by piece (see ``Writer``)."""
@@ -200,8 +197,8 @@ class StateStore:
         names = (export, audience, schema, part)
         salt = os.urandom(16)
         header = MAGIC + _HEADER.pack(key_id(self._key), generation, salt)
-        aead = AESGCM(_blob_key(self._key, salt, names, generation))
-        return Writer(self._container, name, aead=aead, header=header,
+        seal = Seal(_blob_key(self._key, salt, names, generation))
+        return Writer(self._container, name, seal=seal, header=header,
                       names=(*names, str(generation)), generation=generation,
                       generations=self._generations)  # fmt: skip
 
@@ -263,14 +260,14 @@ class Writer:
         container: ContainerClient,
         name: str,
         *,
-        aead: AESGCM,
+        seal: Seal,
         header: bytes,
         names: tuple[str, ...],
         generation: int,
         generations: Generations,
     ) -> None:
         self._blob = container.get_blob_client(name)
-        self._name, self._aead, self._names = name, aead, names
+        self._name, self._seal, self._names = name, seal, names
         self.generation = generation
         self._generations = generations
         self._pending = bytearray(header)  # sealed frames not staged yet
@@ -281,7 +278,7 @@ class Writer:
     def add(self, digests: bytes) -> None:
         self._open += digests
         while len(self._open) >= _CHUNK * 32:
-            self._seal(bytes(self._open[: _CHUNK * 32]), last=False)
+            self._seal_frame(bytes(self._open[: _CHUNK * 32]), last=False)
             del self._open[: _CHUNK * 32]
 
     def commit(self) -> None:
@@ -292,15 +289,15 @@ class Writer:
         """Seal and stage the rest, without committing: how many blocks the set has and its
         generation, which ``StateStore.commit_staged`` commits later (a split run's job)."""
         if self._open:
-            self._seal(bytes(self._open), last=False)
+            self._seal_frame(bytes(self._open), last=False)
             self._open.clear()
-        self._seal(b"", last=True)
+        self._seal_frame(b"", last=True)
         self._stage(force=True)
         return len(self._blocks), self.generation
 
-    def _seal(self, plain: bytes, *, last: bool) -> None:
+    def _seal_frame(self, plain: bytes, *, last: bool) -> None:
         nonce = _nonce(self._index)
-        box = self._aead.encrypt(nonce, plain, _associated(self._names, self._index, last))
+        box = self._seal.seal(nonce, plain, _associated(self._names, self._index, last))
         self._pending += _FRAME.pack(len(box)) + box
         self._index += 1
         self._stage()
@@ -323,21 +320,19 @@ class _Opener:
     """Opens the frames of one blob: under its own key (format 3), or, for a blob of an older
     format, under whichever of the keys opens its first frame."""
 
-    def __init__(
-        self, name: str, aeads: list[AESGCM], names: tuple[str, ...], prefix: bytes
-    ) -> None:
-        self._name, self._aeads, self._names, self._prefix = name, aeads, names, prefix
+    def __init__(self, name: str, seals: list[Seal], names: tuple[str, ...], prefix: bytes) -> None:
+        self._name, self._seals, self._names, self._prefix = name, seals, names, prefix
 
     def open(self, index: int, box: bytes) -> tuple[bytes, bool]:
         nonce = self._prefix + (_FRAME.pack(index) if len(self._prefix) == 8 else
                                 struct.pack(">Q", index))  # fmt: skip
-        for aead in self._aeads:
+        for seal in self._seals:
             for last in (False, True):
                 try:
-                    plain = aead.decrypt(nonce, box, _associated(self._names, index, last))
-                except InvalidTag:
+                    plain = seal.open(nonce, box, _associated(self._names, index, last))
+                except SealError:
                     continue
-                self._aeads = [aead]  # the key that opened it opens the rest
+                self._seals = [seal]  # the key that opened it opens the rest
                 return plain, last
         raise ConfigurationError(
             f"mirror state {self._name}: cannot be decrypted with {KEY_SECRET!r} (or "
@@ -347,8 +342,7 @@ class _Opener:
 
 
 def _blob_key(key: bytes, salt: bytes, names: tuple[str, ...], generation: int) -> bytes:
-    info = "\n".join(["ci2snap state", *names, str(generation)]).encode()
-    return HKDF(hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
+    return derive_key(key, label("ci2snap state", *names, str(generation)), salt)
 
 
 def _nonce(index: int) -> bytes:
@@ -369,7 +363,7 @@ def _commit(blob: BlobClient, name: str, blocks: int) -> None:
 
 
 def _associated(names: tuple[str, ...], index: int, last: bool) -> bytes:
-    return "\n".join([*names, str(index), str(int(last))]).encode()
+    return label(*names, str(index), str(int(last)))
 
 
 class _Frames:

@@ -11,14 +11,19 @@ was applied and the call succeeds, with the entity's ETag; otherwise another wri
 answers False (gone, by this call or another), and each caller decides what that means.
 
 Any other failure is the SDK's ``AzureError``, which the adapters translate.
+
+The run table's partitions: one Table holds the run records (partition: the export's name,
+``[a-z0-9-]``) and every other table adapter's entities, each in partitions of its own that
+start with ``~`` (which no export name can). ``PARTITIONS`` is the one list of them, with the
+adapter that owns each; ``TableAdapter`` is how an adapter reaches the table.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -31,10 +36,70 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+T = TypeVar("T")
 WRITE_ID = "write_id"  # the property each write stamps (a random value, never shown)
 _SENDS = 3  # sends of an insert or a transaction whose reply was lost (or never sent)
 _PAUSE = 0.2  # seconds before the second send, twice that before the third
 _CONFLICT_STATUSES = (404, 409, 412)
+
+
+# -- the run table's partitions (stored data: never rename one) -----------------------------
+
+LOCKS = "~locks"
+SPLIT_PREFIX = "~split-"  # one partition per split run: ``~split-<run id>``
+EXPORT_DEFINITIONS = "~export"
+CONNECTION_DEFINITIONS = "~connection"
+SEEDING = "~seed"
+TOKEN_REFRESHES = "~tokens"  # noqa: S105 - a partition, not a secret
+CONNECT_FLOWS = "~connect"
+REQUEST_SLOTS = "~slots"
+STATE_GENERATIONS = "~state"
+CREATED_AUDIENCES = "~audiences"
+
+PARTITIONS: dict[str, str] = {  # partition (or prefix) -> the adapter that owns it
+    LOCKS: "shared.adapters.export_locks",
+    SPLIT_PREFIX: "shared.adapters.split_log",
+    EXPORT_DEFINITIONS: "shared.adapters.definition_store",
+    CONNECTION_DEFINITIONS: "shared.adapters.definition_store",
+    SEEDING: "shared.adapters.definition_store",
+    TOKEN_REFRESHES: "shared.adapters.connection_status",
+    CONNECT_FLOWS: "shared.adapters.connection_status",
+    REQUEST_SLOTS: "shared.adapters.request_slots",
+    STATE_GENERATIONS: "shared.adapters.state_generations",
+    CREATED_AUDIENCES: "shared.adapters.created_audiences",
+}
+
+
+def partition_problems(partitions: Mapping[str, str] = PARTITIONS) -> list[str]:
+    """Partitions that could meet another's entities: one not starting with ``~`` (a run
+    record's partition is an export's name), or one that starts with a prefix (a name ending
+    in ``-``, such as ``~split-``) of another owner's."""
+    problems = [f"{name}: does not start with '~'" for name in partitions if name[:1] != "~"]
+    problems += [
+        f"{name}: starts with {other} ({partitions[other]})"
+        for name in partitions
+        for other in partitions
+        if name != other and other.endswith("-") and name.startswith(other)
+    ]
+    return problems
+
+
+class TableSource(Protocol):
+    """What gives the run table's client (``RunLog``, which creates the table on first use)."""
+
+    def table(self) -> TableClient: ...
+
+
+class TableAdapter:
+    """Base of the adapters that keep entities in the run table, in partitions of their own
+    (``PARTITIONS``)."""
+
+    def __init__(self, runs: TableSource) -> None:
+        self._runs = runs
+
+    def _table(self) -> TableClient:
+        """The run table's client (the table is created on first use)."""
+        return self._runs.table()
 
 
 class Conflict(Exception):  # noqa: N818 - reads as what happened, like the SDK's errors
@@ -45,18 +110,16 @@ class Conflict(Exception):  # noqa: N818 - reads as what happened, like the SDK'
 def insert(table: TableClient, entity: Mapping[str, Any]) -> str:
     """Create ``entity``; its ETag. Conflict when it exists and is not this write's."""
     stamped, write_id = _stamped(entity)
-    for send in range(_SENDS):
+
+    def create(send: int) -> str:
         try:
             return _etag(table.create_entity(stamped))
         except ResourceExistsError:
             if send and (etag := _own_etag(table, stamped, write_id)) is not None:
                 return etag
             raise Conflict from None
-        except (ServiceRequestError, ServiceResponseError):
-            if send == _SENDS - 1:
-                raise
-            time.sleep(_PAUSE * (send + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    return _resent(create)
 
 
 def replace(table: TableClient, entity: Mapping[str, Any], etag: str | None) -> str:
@@ -82,14 +145,7 @@ def replace(table: TableClient, entity: Mapping[str, Any], etag: str | None) -> 
 def upsert(table: TableClient, entity: Mapping[str, Any]) -> str:
     """Write ``entity`` whatever is there (a write that may be repeated); its ETag."""
     stamped, _ = _stamped(entity)
-    for send in range(_SENDS):
-        try:
-            return _etag(table.upsert_entity(stamped, mode=UpdateMode.REPLACE))
-        except (ServiceRequestError, ServiceResponseError):
-            if send == _SENDS - 1:
-                raise
-            time.sleep(_PAUSE * (send + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _resent(lambda _send: _etag(table.upsert_entity(stamped, mode=UpdateMode.REPLACE)))
 
 
 def delete(table: TableClient, partition: str, row: str, etag: str | None = None) -> bool:
@@ -118,7 +174,8 @@ def transact(table: TableClient, operations: list[Any]) -> list[str]:
     write_id = secrets.token_hex(16)
     stamped = [(op[0], {**op[1], WRITE_ID: write_id}, *op[2:]) for op in operations]
     written = [entity for verb, entity, *_ in stamped if verb != "delete"]
-    for send in range(_SENDS):
+
+    def submit(send: int) -> list[str]:
         try:
             answers = list(table.submit_transaction(stamped))
             return [_etag(answer or {}) for answer in answers]
@@ -134,6 +191,16 @@ def transact(table: TableClient, operations: list[Any]) -> list[str]:
                 if all(etag is not None for etag in etags):
                     return [etag or "" for etag in etags]
             raise Conflict from None
+
+    return _resent(submit)
+
+
+def _resent(call: Callable[[int], T]) -> T:
+    """``call(send)``, sent again after a send that failed in transit (its reply lost, or
+    never sent): at most ``_SENDS`` sends, ``_PAUSE`` apart and longer each time."""
+    for send in range(_SENDS):
+        try:
+            return call(send)
         except (ServiceRequestError, ServiceResponseError):
             if send == _SENDS - 1:
                 raise

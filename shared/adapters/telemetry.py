@@ -8,8 +8,8 @@ default providers drop everything, and the tests install the SDK's in-memory rea
 
 What is recorded carries names, IDs, counts and statuses only: never a body, a token, an
 identifier or a hash. Dimensions of a run's metrics: ``export``, ``trigger``, ``mode``,
-``status``, ``dry_run`` and ``error_kind`` (for a failed run: ``credentials_refused``,
-``removal_blocked``, ``gave_up``, … see ``shared.runs.attempts``).
+``status``, ``dry_run`` and ``error_kind`` (for a failed run, why: an ``EndReason`` such as
+``credentials_refused``, ``removal_blocked``, ``gave_up``; see ``shared.core.endings``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from shared.core.endings import EndReason
 from shared.core.privacy import SecretFilter, install_log_filter
 from shared.core.runrecord import RunRecord
 
@@ -154,8 +155,9 @@ def _run_attributes(record: RunRecord) -> dict[str, str | bool]:
 # -- a run's metrics ---------------------------------------------------------------------
 
 
-def run_ended(record: RunRecord, error_kind: str = "") -> None:
-    """Record the totals of a run that ended (succeeded or failed), once."""
+def run_ended(record: RunRecord, reason: EndReason | None = None) -> None:
+    """Record the totals of a run that ended (succeeded or failed, and why), once."""
+    error_kind = str(reason or "")
     dims: dict[str, str | bool] = {
         "export": record.export,
         "trigger": str(record.trigger),

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from pathlib import Path
 from typing import Any
 
-from shared.adapters.definition_store import Entry, Kind
-from shared.adapters.export_locks import ExportLocks
+from shared.adapters.definition_store import DefinitionType, Entry
 from shared.adapters.statestore import delete_state
 from shared.core import definitions
 from shared.core.access import Role
@@ -26,15 +24,15 @@ from shared.core.errors import (
     InvalidExport,
     NotFound,
     PreconditionFailed,
-    RunActive,
 )
+from shared.runs import locking
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def put(
-    rt: Runtime, kind: Kind, name: str, document: object, *, etag: str | None, by: str
+    rt: Runtime, kind: DefinitionType, name: str, document: object, *, etag: str | None, by: str
 ) -> Entry:
     """Create (no ``etag``) or replace a definition, after checking it; every problem is
     reported at once (InvalidExport)."""
@@ -47,7 +45,7 @@ def put(
 
 
 def delete(
-    rt: Runtime, kind: Kind, name: str, *, etag: str, by: str, erase_state: bool
+    rt: Runtime, kind: DefinitionType, name: str, *, etag: str, by: str, erase_state: bool
 ) -> dict[str, Any]:
     """Delete a definition. An export's run history stays; its mirror state (the encrypted
     digests of its audiences) goes with it when ``erase_state`` (the caller may purge:
@@ -84,14 +82,8 @@ def _delete_export(
     """Hold the export's lock while deleting, so that no run starts meanwhile (a run queued
     from a copy of the definitions read before finds the export gone when it starts); the
     state goes first, so that a failure leaves the definition to delete again."""
-    locks = ExportLocks(rt.runs)
-    token = f"deleting-{secrets.token_hex(4)}"
-    taken = locks.acquire(name, token, token, _DELETE_HOLD_SECONDS)
-    if not taken.acquired:
-        holder = taken.holder.run_id if taken.holder else ""
-        raise RunActive(f"export {name!r} has an active run {holder}", holder)
     removed_state = 0
-    try:
+    with locking.hold(rt, name, "deleting", _DELETE_HOLD_SECONDS):
         # Disabled first (with the caller's ETag): should anything fail after the state is
         # gone, the export stays, but off, rather than mirroring again without its state.
         stored = rt.definition_store.get("export", name)
@@ -100,15 +92,13 @@ def _delete_export(
         if erase_state:
             removed_state = delete_state(rt.state_container, name)
         entry = rt.definition_store.delete("export", name, etag=disabled.etag, by=by)
-    finally:
-        locks.release(name, token, token)
     return entry, removed_state
 
 
 _DELETE_HOLD_SECONDS = 300.0
 
 
-def _checked(rt: Runtime, kind: Kind, name: str, document: object) -> dict[str, Any]:
+def _checked(rt: Runtime, kind: DefinitionType, name: str, document: object) -> dict[str, Any]:
     where = f"{kind} {name!r}"
     if not isinstance(document, dict):
         raise InvalidExport([f"{where}: the body must be a JSON object"])
@@ -145,7 +135,7 @@ def import_file(
         raise ConfigurationError(loaded.problems)
     document = json.loads(path.read_text("utf-8"))
     plan: dict[str, list[str]] = {"create": [], "replace": [], "delete": [], "unchanged": []}
-    steps: list[tuple[str, Kind, str, dict[str, Any] | None, Entry | None]] = []
+    steps: list[tuple[str, DefinitionType, str, dict[str, Any] | None, Entry | None]] = []
     for kind, key in (("connection", "connections"), ("export", "exports")):
         wanted = {entry["name"]: entry for entry in document.get(key, [])}
         stored = {e.name: e for e in rt.definition_store.current(kind)}  # type: ignore[arg-type]

@@ -11,12 +11,11 @@ and a kind, never a digest) and answered.
 from __future__ import annotations
 
 import logging
-import secrets
 
-from shared.adapters.export_locks import ExportLocks
 from shared.adapters.statestore import delete_sets, stored_sets
 from shared.core.definitions import is_audience_id, is_export_name
-from shared.core.errors import BadRequest, NotFound, RunActive
+from shared.core.errors import BadRequest, NotFound
+from shared.runs import locking
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,19 +32,10 @@ def purge(rt: Runtime, export: str, *, audience: str | None, by: str) -> dict[st
         raise NotFound(f"no export named {export!r} can have stored digests")
     if audience is not None and not is_audience_id(audience):
         raise BadRequest(f"audience_id {audience!r} is not an audience ID")
-    locks = ExportLocks(rt.runs)
-    token = f"purging-{secrets.token_hex(4)}"
-    taken = locks.acquire(export, token, token, _HOLD_SECONDS)
-    if not taken.acquired:
-        holder = taken.holder.run_id if taken.holder else ""
-        raise RunActive(f"export {export!r} has an active run {holder}; purge it afterwards",
-                        holder)  # fmt: skip
-    try:
+    with locking.hold(rt, export, "purging", _HOLD_SECONDS):
         prefix = f"{export}/{audience}/" if audience else f"{export}/"
         found = [stored.name for stored in stored_sets(rt.state_container, prefix)]
         deleted = delete_sets(rt.state_container, found)
-    finally:
-        locks.release(export, token, token)
     log.warning("Stored digests of export %s%s purged by %s: %d file(s)", export,
                 f" for audience {audience}" if audience else "", by, len(deleted))  # fmt: skip
     return {"export": export, "audience_id": audience, "deleted": deleted}

@@ -1,49 +1,52 @@
 """What to do about a failed run: the table of docs/reliability.md ("When a run fails"), as
 data, so that the console shows the same advice next to a run's error. Pure.
 
-Each row's left cell lists, in backticks, fragments a run's ``error`` starts with or
-contains; ``…`` stands for any text and a lone ``N`` or ``B`` for a number. The test suite
-checks that the document's table is exactly ``ROWS``.
+Each row is keyed on why the run ended (``EndReason``, the record's ``error_kind``), never on
+the wording of its error; the second cell only shows the operator what such an error says
+(``…`` stands for any text, ``N`` or ``B`` for a number). The test suite checks that the
+document's table is exactly ``ROWS``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from shared.core.endings import EndReason
 
 
 @dataclass(frozen=True)
 class Advice:
-    matches: str  # the left cell, as the document shows it
+    reasons: tuple[EndReason, ...]  # the end reasons it is the advice for
+    error_says: str  # what such a run's error says, as the document shows it
     what_to_do: str
     alerts: str = "`run-failed`"  # the Azure Monitor alerts that fire (infra/app/alerts.bicep)
-
-    @property
-    def patterns(self) -> tuple[re.Pattern[str], ...]:
-        fragments = re.findall(r"`([^`]+)`", self.matches)
-        return tuple(_pattern(text) for fragment in fragments for text in _spelled_out(fragment))
 
 
 ROWS = (
     Advice(
+        (EndReason.MISSING_COLUMN,),
         "`no column named …`, `first row is not a header`",
         "fix `columns.email` in the definition, or the export's attributes in Customer Insights",
     ),
     Advice(
+        (EndReason.SOURCE_MALFORMED,),
         "`model.json: …`, `lists partition …`, `line N …`, "
         "`not valid UTF-8 text: … on line N (byte B)`",
         "the export in Blob Storage is damaged: re-run the Customer Insights export, then "
         "`POST …/runs`",
     ),
     Advice(
+        (EndReason.EMPTY_SNAPSHOT,),
         "`holds no data rows`",
         "the segment export is empty; check the segment in Customer Insights",
     ),
     Advice(
+        (EndReason.NUL_BYTE,),
         "`holds a NUL byte`",
         "the file is damaged (Customer Insights never writes NUL): export the segment again",
     ),
     Advice(
+        (EndReason.REMOVAL_BLOCKED,),
         "`removal safeguard: would remove …`",
         "a mirror run would remove more than the export allows, or its snapshot holds no valid "
         "identifier of a kind: check `columns` and the snapshot; if intended, `POST …/runs` "
@@ -52,10 +55,12 @@ ROWS = (
         "`run-failed`, `removal-safeguard`",
     ),
     Advice(
+        (EndReason.SECRET_MISSING,),
         "`secret '…': not set / not found / empty`",
         "add the secret to Key Vault (see [Deploy](deploy.md))",
     ),
     Advice(
+        (EndReason.CREDENTIALS_REFUSED,),
         "`refused the credentials of connection '<name>'`",
         "the refresh token was revoked or expired: run `connect <name>` again (or **Connect "
         "Snapchat** in the console); the error names the secret to renew (and the "
@@ -63,19 +68,23 @@ ROWS = (
         "`run-failed`, `credentials-refused`",
     ),
     Advice(
+        (EndReason.PERMISSION_DENIED,),
         "`needs Admin or Data Manager`",
         "give the connected Snapchat user that role on the ad account",
     ),
     Advice(
+        (EndReason.AUDIENCE_NOT_FOUND,),
         "`check the export's audience_id`",
         "the audience does not exist in that ad account",
     ),
     Advice(
+        (EndReason.GAVE_UP, EndReason.UNAVAILABLE),
         "`gave up after N attempt(s)`, `still failing after`",
         "Snapchat or storage was unavailable for a long time; `POST …/runs` once it is back",
         "`run-failed` (`gave up`: the job reached the poison queue)",
     ),
     Advice(
+        (EndReason.SOURCE_ACCESS_DENIED,),
         "`may not read it (grant Storage Blob Data Reader)`",
         "give the app's identity read access to the export container",
         "`run-failed`; when the timer meets it, `timer-check-failed`",
@@ -83,41 +92,26 @@ ROWS = (
 )
 
 
-def _spelled_out(fragment: str) -> list[str]:
-    """``secret '…': not set / not found / empty`` is three fragments with one beginning."""
-    first, *others = fragment.split(" / ")
-    beginning = first.rsplit(": ", 1)[0] + ": " if others else ""
-    return [first, *(beginning + other for other in others)]
+_BY_REASON = {reason: row for row in ROWS for reason in row.reasons}
 
 
-def _pattern(fragment: str) -> re.Pattern[str]:
-    parts = []
-    for piece in re.split(r"(…|<name>|\bN\b|\bB\b)", fragment):
-        if piece == "…":
-            parts.append(".*?")
-        elif piece == "<name>":
-            parts.append(".+?")
-        elif piece in ("N", "B"):
-            parts.append(r"\d+")
-        else:
-            parts.append(re.escape(piece))
-    return re.compile("".join(parts))
-
-
-def for_error(error: str) -> Advice | None:
-    """The row with the longest fragment the error contains (the most specific: ``holds a
-    NUL byte`` rather than ``line N …``), or None."""
-    best: tuple[int, Advice] | None = None
-    for row in ROWS:
-        for pattern in row.patterns:
-            found = pattern.search(error)
-            if found and (best is None or len(found.group()) > best[0]):
-                best = (len(found.group()), row)
-    return best[1] if best else None
+def for_reason(reason: str) -> Advice | None:
+    """The advice for a run that ended for ``reason`` (its ``error_kind``), or None."""
+    try:
+        return _BY_REASON.get(EndReason(reason))
+    except ValueError:  # no reason (a run that succeeded), or one this version does not know
+        return None
 
 
 def markdown_table() -> str:
     """The table as docs/reliability.md holds it."""
-    lines = ["| `error` starts with / contains | what to do | alerts |", "|---|---|---|"]
-    lines += [f"| {row.matches} | {row.what_to_do} | {row.alerts} |" for row in ROWS]
+    lines = [
+        "| `error_kind` | the `error` says | what to do | alerts |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {', '.join(f'`{reason}`' for reason in row.reasons)} | {row.error_says} "
+        f"| {row.what_to_do} | {row.alerts} |"
+        for row in ROWS
+    ]
     return "\n".join(lines)

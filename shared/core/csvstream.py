@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 
-from shared.core.errors import SourceError
+from shared.core.errors import MissingColumn, NulByte, SourceMalformed
 from shared.core.layout import Model
 
 _READ_BUFFER = 1 << 20
@@ -107,7 +107,7 @@ def _refuse_nul(name: str, open_partition: Callable[[str], io.RawIOBase], offset
                 break
             lines += chunk.count(b"\n")
             left -= len(chunk)
-    raise SourceError(
+    raise NulByte(
         f"{name}: line {lines + 1} (byte {offset}) holds a NUL byte; "
         "the file is damaged (Customer Insights never writes one); export the segment "
         "again or remove the file"
@@ -194,7 +194,7 @@ def _partition_cells(
     except _NulByte as fault:
         _refuse_nul(name, open_partition, fault.offset)
     except csv.Error as exc:
-        raise SourceError(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
+        raise SourceMalformed(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
 
 
 def _refuse_text(name: str, open_partition: Callable[[str], io.RawIOBase]) -> None:
@@ -202,7 +202,7 @@ def _refuse_text(name: str, open_partition: Callable[[str], io.RawIOBase]) -> No
     # the partition again to find the exact place.
     found = first_invalid_utf8(open_partition(name))
     where = f"line {found[0]} (byte {found[1]})" if found else "somewhere"
-    raise SourceError(
+    raise SourceMalformed(
         f"{name}: not valid UTF-8 text: the first invalid byte sequence is on {where}; "
         "Customer Insights writes UTF-8, so the file is damaged or was written by "
         "another tool"
@@ -308,7 +308,7 @@ def _explain(
     (Arrow's own message quotes the row, which may hold personal data: never passed on.)"""
     for _ in _partition_cells(name, open_partition, column, model, known):
         pass
-    raise SourceError(
+    raise SourceMalformed(
         f"{name}: malformed CSV that the exact reader accepts (a row longer than "
         f"{_BLOCK >> 20} MiB?); check the file"
     )
@@ -342,7 +342,7 @@ def _locate(
         if column not in names:
             # Only model.json's names are quoted: a "header" row that is really data (the
             # model says there is a header, the file has none) must not reach the message.
-            raise SourceError(
+            raise MissingColumn(
                 f"{name}: no column named {column!r}; model.json's columns are "
                 f"{', '.join(model.columns)}"
                 + (" (and the partition's first row does not name it)" if model.csv.header else "")
@@ -353,11 +353,11 @@ def _locate(
         return [cell.strip() for cell in first], folded.index(column.lower()), False
     if known is not None:
         return known, [c.lower() for c in known].index(column.lower()), True
-    raise SourceError(
+    raise MissingColumn(
         f"{name}: no model.json, and the first row is not a header naming column {column!r}"
     )
 
 
 def _check_width(row: list[str], width: int, name: str, line: int) -> None:
     if len(row) != width:
-        raise SourceError(f"{name}: line {line} has {len(row)} fields, expected {width}")
+        raise SourceMalformed(f"{name}: line {line} has {len(row)} fields, expected {width}")

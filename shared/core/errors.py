@@ -5,12 +5,15 @@ a setting, a blob, a column) but never carries a data value: no email, phone num
 token or secret ever goes into an exception text.
 
 Each class carries its own answer: ``kind`` and ``http_status`` for the HTTP API, ``exit_code``
-for the command line, and whether it is ``Transient`` (the queue worker asks for the job again
-and the run resumes from its last accepted batch) or not (the run fails at once). The API and
-the command line read these attributes; no other table maps errors to answers.
+for the command line, ``end_reason`` for a run it ends (``shared.core.endings``), and whether
+it is ``Transient`` (the queue worker asks for the job again and the run resumes from its last
+accepted batch) or not (the run fails at once). The API, the command line and the run records
+read these attributes; no other table maps errors to answers.
 
 - ``ConfigurationError``: a setting or an export definition is wrong. Stop and tell the operator.
-- ``SourceError``: the Customer Insights export in Blob Storage cannot be read as expected.
+- ``SourceError``: the Customer Insights export in Blob Storage cannot be read as expected:
+  no snapshot, or an empty one (``EmptySnapshot``), or a damaged one (``SourceMalformed``:
+  ``MissingColumn``, ``NulByte``).
 - ``SnapchatError`` and its kinds: Snapchat refused, or kept failing.
 - ``Transient``: a fault that may pass (Snapchat's 429 and 5xx, storage, a busy or uncertain
   worker): try again later.
@@ -24,6 +27,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from shared.core.endings import EndReason
+
 
 class ExportError(Exception):
     """Base class of every error the app raises on purpose."""
@@ -31,6 +36,7 @@ class ExportError(Exception):
     kind: ClassVar[str] = "error"  # the ``error`` field of an HTTP error body
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1  # command line: 1 the run or request failed
+    end_reason: ClassVar[EndReason] = EndReason.OTHER  # why a run it ends failed
 
     def details(self) -> dict[str, Any]:
         """Fields an HTTP error body carries besides ``error`` and ``message``."""
@@ -42,6 +48,7 @@ class Transient(ExportError):  # noqa: N818 - an adjective, like the other class
 
     kind = "unavailable"
     http_status = 503
+    end_reason = EndReason.UNAVAILABLE
 
 
 class ConfigurationError(ExportError):
@@ -49,6 +56,7 @@ class ConfigurationError(ExportError):
 
     kind = "configuration"
     exit_code = 2
+    end_reason = EndReason.CONFIGURATION
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
@@ -84,6 +92,7 @@ class InvalidExport(ConfigurationError):  # noqa: N818
 
     kind = "invalid_definition"
     http_status = 400
+    end_reason = EndReason.INVALID_DEFINITION
 
     def details(self) -> dict[str, Any]:
         """Besides ``problems``, each problem split into the field it is about (a dotted
@@ -146,6 +155,7 @@ class NotFound(ExportError):  # noqa: N818 - reads as the condition, like FileNo
     kind = "not_found"
     http_status = 404
     exit_code = 3
+    end_reason = EndReason.NOT_FOUND
 
 
 class ExportDisabled(ExportError):  # noqa: N818
@@ -153,6 +163,7 @@ class ExportDisabled(ExportError):  # noqa: N818
 
     kind = "disabled"
     http_status = 400
+    end_reason = EndReason.DISABLED
 
 
 class SourceError(ExportError):
@@ -161,10 +172,48 @@ class SourceError(ExportError):
 
     kind = "no_snapshot"
     http_status = 409
+    end_reason = EndReason.NO_SNAPSHOT
 
 
 class SnapshotSettling(SourceError):  # noqa: N818
     """A segment's newest snapshot is still being written (its files are too recent)."""
+
+
+class EmptySnapshot(SourceError):  # noqa: N818 - reads as the condition
+    """A segment's snapshot holds no data rows (an empty export is treated as a fault)."""
+
+    end_reason = EndReason.EMPTY_SNAPSHOT
+
+
+class SourceMalformed(SourceError):  # noqa: N818
+    """A snapshot's files cannot be read: model.json, a CSV file or its text is damaged.
+    (The HTTP API still answers ``no_snapshot``: there is no snapshot it can export.)"""
+
+    end_reason = EndReason.SOURCE_MALFORMED
+
+
+class MissingColumn(SourceMalformed):
+    """The export's identifier column is not among the files' columns."""
+
+    end_reason = EndReason.MISSING_COLUMN
+
+
+class NulByte(SourceMalformed):
+    """A partition holds a NUL byte (Customer Insights never writes one)."""
+
+    end_reason = EndReason.NUL_BYTE
+
+
+class SourceAccessDenied(ConfigurationError):  # noqa: N818
+    """The app's identity may not read the export's blobs (a role assignment is missing)."""
+
+    end_reason = EndReason.SOURCE_ACCESS_DENIED
+
+
+class SecretMissing(ConfigurationError):  # noqa: N818
+    """A secret the app needs is not set, not found, or empty."""
+
+    end_reason = EndReason.SECRET_MISSING
 
 
 class RemovalBlocked(ExportError):  # noqa: N818
@@ -172,6 +221,7 @@ class RemovalBlocked(ExportError):  # noqa: N818
 
     kind = "removal_blocked"
     http_status = 409
+    end_reason = EndReason.REMOVAL_BLOCKED
 
 
 class SnapchatError(ExportError):
@@ -179,6 +229,7 @@ class SnapchatError(ExportError):
 
     kind = "snapchat"
     http_status = 502
+    end_reason = EndReason.SNAPCHAT
 
 
 class RedirectRefused(ConfigurationError):  # noqa: N818 - reads as what happened
@@ -188,13 +239,23 @@ class RedirectRefused(ConfigurationError):  # noqa: N818 - reads as what happene
 class AuthenticationError(SnapchatError):
     """Snapchat refused the client credentials or the refresh token."""
 
+    end_reason = EndReason.CREDENTIALS_REFUSED
+
 
 class PermissionDenied(SnapchatError):  # noqa: N818
     """The authorised user may not act on the ad account or audience."""
 
+    end_reason = EndReason.PERMISSION_DENIED
+
 
 class RequestRejected(SnapchatError):  # noqa: N818
     """Snapchat refused a request; sending it again would not help."""
+
+
+class AudienceNotFound(RequestRejected):
+    """Snapchat does not know the export's audience in its ad account."""
+
+    end_reason = EndReason.AUDIENCE_NOT_FOUND
 
 
 class RetryableError(SnapchatError, Transient):
@@ -202,12 +263,14 @@ class RetryableError(SnapchatError, Transient):
 
     kind = "unavailable"
     http_status = 503
+    end_reason = EndReason.UNAVAILABLE
 
 
 class StorageError(Transient):
     """The app's own Table or Queue storage (or Key Vault) failed."""
 
     kind = "storage"
+    end_reason = EndReason.STORAGE
 
 
 class RunActive(ExportError):  # noqa: N818
@@ -215,6 +278,7 @@ class RunActive(ExportError):  # noqa: N818
 
     kind = "active_run"
     http_status = 409
+    end_reason = EndReason.ACTIVE_RUN
 
     def __init__(self, message: str, active_run_id: str) -> None:
         super().__init__(message)

@@ -5,7 +5,7 @@ no hashing again): a digest's first 64-bit word picks one 64-bit word of the fil
 second word two bits in it; the digest sets them, and is looked up by them. A digest whose
 bits are not all set was certainly never added: it is *first*. One whose bits are all set is
 *again*: seen before, or a false positive of the filter; the caller settles those exactly
-later (``shared.export.adds_while_reading``). So a verdict of *first* is never wrong, and
+later (``shared.export.add``). So a verdict of *first* is never wrong, and
 one of *again* only delays a digest.
 
 Digests are judged in groups of ``GROUP``, counted from the start of the stream: each group

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from shared.core.errors import SourceError
+from shared.core.errors import SourceMalformed
 
 MODEL_FILE = "model.json"
 
@@ -126,30 +126,30 @@ def read_model(document: bytes, *, entity: str, container: str, where: str) -> M
     try:
         root = json.loads(document.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{where}: not valid JSON ({type(exc).__name__})") from None
+        raise SourceMalformed(f"{where}: not valid JSON ({type(exc).__name__})") from None
     entities = root.get("entities") if isinstance(root, dict) else None
     if not isinstance(entities, list):
-        raise SourceError(f"{where}: no 'entities' list")
+        raise SourceMalformed(f"{where}: no 'entities' list")
     match = next(
         (e for e in entities if isinstance(e, dict) and e.get("name") == entity),
         None,
     )
     if match is None:
-        raise SourceError(f"{where}: lists no entity named {entity!r}")
+        raise SourceMalformed(f"{where}: lists no entity named {entity!r}")
     attributes = match.get("attributes")
     if not isinstance(attributes, list) or not attributes:
-        raise SourceError(f"{where}: entity {entity!r} has no attributes")
+        raise SourceMalformed(f"{where}: entity {entity!r} has no attributes")
     columns = tuple(str(a.get("name", "")) if isinstance(a, dict) else "" for a in attributes)
     if not all(columns):
-        raise SourceError(f"{where}: entity {entity!r} has an attribute without a name")
+        raise SourceMalformed(f"{where}: entity {entity!r} has an attribute without a name")
     raw_partitions = match.get("partitions") or []
     if not isinstance(raw_partitions, list):
-        raise SourceError(f"{where}: entity {entity!r}: 'partitions' is not a list")
+        raise SourceMalformed(f"{where}: entity {entity!r}: 'partitions' is not a list")
     partitions = []
     csv_format = CsvFormat(header=False)
     for index, partition in enumerate(raw_partitions):
         if not isinstance(partition, dict) or not isinstance(partition.get("location"), str):
-            raise SourceError(f"{where}: entity {entity!r}: partition {index} has no location")
+            raise SourceMalformed(f"{where}: entity {entity!r}: partition {index} has no location")
         partitions.append(blob_name_from_location(partition["location"], container, where))
         if index == 0:
             csv_format = _csv_format(partition.get("fileFormatSettings"), entity, where)
@@ -160,16 +160,16 @@ def _csv_format(settings: Any, entity: str, where: str) -> CsvFormat:
     if settings is None:
         return CsvFormat(header=False)
     if not isinstance(settings, dict):
-        raise SourceError(f"{where}: entity {entity!r}: fileFormatSettings is not an object")
+        raise SourceMalformed(f"{where}: entity {entity!r}: fileFormatSettings is not an object")
     header = settings.get("columnHeaders", False)
     delimiter = settings.get("delimiter", ",")
     encoding = str(settings.get("encoding", "UTF-8")).lower().replace("_", "-")
     if not isinstance(header, bool):
-        raise SourceError(f"{where}: entity {entity!r}: columnHeaders is not true or false")
+        raise SourceMalformed(f"{where}: entity {entity!r}: columnHeaders is not true or false")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise SourceError(f"{where}: entity {entity!r}: delimiter must be one character")
+        raise SourceMalformed(f"{where}: entity {entity!r}: delimiter must be one character")
     if encoding not in ("utf-8", "utf8"):
-        raise SourceError(f"{where}: entity {entity!r}: encoding {encoding!r} is not supported")
+        raise SourceMalformed(f"{where}: entity {entity!r}: encoding {encoding!r} is not supported")
     return CsvFormat(header=header, delimiter=delimiter)
 
 
@@ -180,4 +180,4 @@ def blob_name_from_location(location: str, container: str, where: str) -> str:
         if len(parts) > skip + 1 and parts[skip] == container:
             return "/".join(parts[skip + 1 :])
     shown = urlparse(location)._replace(query="", fragment="").geturl()  # no SAS token
-    raise SourceError(f"{where}: partition location {shown} is not in container {container!r}")
+    raise SourceMalformed(f"{where}: partition location {shown} is not in container {container!r}")

@@ -44,7 +44,7 @@ class Trigger(enum.StrEnum):
 @dataclass
 class Progress:
     """What one attempt of a run computes; ``batches`` and ``checkpoint`` let the next
-    attempt resume after the requests Snapchat accepted (see ``shared.export.pipeline``)."""
+    attempt resume after the requests Snapchat accepted (see ``shared.export.send``)."""
 
     rows_read: int = 0
     rows_scanned: int = 0  # rows read so far (progress); the snapshot is read once
@@ -116,7 +116,7 @@ class RunRecord:
     allowed_by: str = ""  # who did: the trigger that asked for the run (http, cli)
     requested_by: str = ""  # who asked: "<object id> (<name>)", "timer" or "cli (<user>)"
     error: str = ""
-    error_kind: str = ""  # what kind of failure (see shared.runs.attempts.error_kind); telemetry
+    error_kind: str = ""  # why it failed: an EndReason (shared.core.endings); telemetry
     progress: Progress = dataclasses.field(default_factory=Progress)
     # The stored entity's ETag when this copy was read or last saved ("" for a new record):
     # every save is conditional on it. Not part of the record itself.

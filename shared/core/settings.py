@@ -267,30 +267,7 @@ class Settings:
         """Read every setting; raise one SettingsInvalid naming all the problems found."""
         reader = _Reader(os.environ if env is None else env)
         in_azure = hosted(reader.env)
-        app_connection = reader.optional("AzureWebJobsStorage")
-        app_storage = StorageTarget(
-            connection_string=connection_string(app_connection) if app_connection else None,
-            blob_url=reader.url("AzureWebJobsStorage__blobServiceUri"),
-            queue_url=reader.url("AzureWebJobsStorage__queueServiceUri"),
-            table_url=reader.url("AzureWebJobsStorage__tableServiceUri"),
-            client_id=reader.optional("AzureWebJobsStorage__clientId"),
-        )
-        if not app_storage.connection_string and not (
-            app_storage.queue_url and app_storage.table_url and app_storage.blob_url
-        ):
-            reader.problems.append(
-                "AzureWebJobsStorage: set a connection string, or all of "
-                "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
-            )
-        export_conn = reader.optional("EXPORT_STORAGE")
-        export_conn = connection_string(export_conn) if export_conn else None
-        export_blob = reader.url("EXPORT_STORAGE__blobServiceUri")
-        if export_conn or export_blob:
-            export_storage = StorageTarget(
-                connection_string=export_conn, blob_url=export_blob, client_id=app_storage.client_id
-            )
-        else:
-            export_storage = app_storage
+        app_storage, export_storage = _storage(reader)
         settings = cls(
             app_storage=app_storage,
             export_storage=export_storage,
@@ -324,6 +301,35 @@ class Settings:
         if reader.problems:
             raise SettingsInvalid(reader.problems)
         return settings
+
+
+def _storage(reader: _Reader) -> tuple[StorageTarget, StorageTarget]:
+    """The app's own storage (AzureWebJobsStorage), and where Customer Insights' exports are
+    (EXPORT_STORAGE, or the app's own)."""
+    app_connection = reader.optional("AzureWebJobsStorage")
+    app_storage = StorageTarget(
+        connection_string=connection_string(app_connection) if app_connection else None,
+        blob_url=reader.url("AzureWebJobsStorage__blobServiceUri"),
+        queue_url=reader.url("AzureWebJobsStorage__queueServiceUri"),
+        table_url=reader.url("AzureWebJobsStorage__tableServiceUri"),
+        client_id=reader.optional("AzureWebJobsStorage__clientId"),
+    )
+    if not app_storage.connection_string and not (
+        app_storage.queue_url and app_storage.table_url and app_storage.blob_url
+    ):
+        reader.problems.append(
+            "AzureWebJobsStorage: set a connection string, or all of "
+            "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
+        )
+    export_conn = reader.optional("EXPORT_STORAGE")
+    export_conn = connection_string(export_conn) if export_conn else None
+    export_blob = reader.url("EXPORT_STORAGE__blobServiceUri")
+    if not (export_conn or export_blob):
+        return app_storage, app_storage
+    export = StorageTarget(
+        connection_string=export_conn, blob_url=export_blob, client_id=app_storage.client_id
+    )
+    return app_storage, export
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from shared.adapters.connection_status import TokenRefreshes
-from shared.adapters.definition_store import Entry, Kind
+from shared.adapters.definition_store import DefinitionType, Entry
 from shared.admin import definition_changes, purge
 from shared.connections import browser
 from shared.core import advice, schedule
@@ -217,15 +217,15 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
 
 def _run(record: RunRecord) -> dict[str, Any]:
     """A run as the API answers it: the record, and for a failed run the advice of the
-    *When a run fails* table that matches its error."""
-    found = advice.for_error(record.error) if record.error else None
+    *When a run fails* table for why it ended (its ``error_kind``)."""
+    found = advice.for_reason(record.error_kind) if record.error else None
     return {**record.as_dict(), "advice": found.what_to_do if found else ""}
 
 
 # -- definitions: /api/exports/{name}, /api/connections/{name} ------------------------------
 
 
-def get_definition(rt: Runtime, who: Principal, kind: Kind, name: str) -> Reply:
+def get_definition(rt: Runtime, who: Principal, kind: DefinitionType, name: str) -> Reply:
     authorize(who, Action.READ)
     entry = rt.definition_store.get(kind, name)
     if entry is None:
@@ -271,7 +271,7 @@ def start_connect(rt: Runtime, who: Principal, name: str, base_url: str) -> Repl
 def put_definition(
     rt: Runtime,
     who: Principal,
-    kind: Kind,
+    kind: DefinitionType,
     name: str,
     body: bytes,
     *,
@@ -292,7 +292,7 @@ def put_definition(
 
 
 def delete_definition(
-    rt: Runtime, who: Principal, kind: Kind, name: str, *, if_match: str | None
+    rt: Runtime, who: Principal, kind: DefinitionType, name: str, *, if_match: str | None
 ) -> Reply:
     _may_change(rt, who, kind, name, None)
     if not if_match:
@@ -315,7 +315,9 @@ def me(rt: Runtime, who: Principal) -> Reply:
 _EDIT = {"export": Action.EDIT_EXPORT, "connection": Action.EDIT_CONNECTION}
 
 
-def _may_change(rt: Runtime, who: Principal, kind: Kind, name: str, document: object) -> None:
+def _may_change(
+    rt: Runtime, who: Principal, kind: DefinitionType, name: str, document: object
+) -> None:
     """Authorize a change: connections are admins' business; an export change needs the
     connection it names now and the one it is to name."""
     if kind == "connection":
@@ -355,7 +357,7 @@ def _fresh(rt: Runtime) -> Definitions:
 
 
 def definition_history(
-    rt: Runtime, who: Principal, kind: Kind, name: str, limit: str | None
+    rt: Runtime, who: Principal, kind: DefinitionType, name: str, limit: str | None
 ) -> Reply:
     authorize(who, Action.READ)
     count = _limit(limit)
@@ -376,7 +378,7 @@ def _limit(value: str | None) -> int:
     return count
 
 
-def _etag(rt: Runtime, kind: Kind, name: str, if_match: str | None) -> str | None:
+def _etag(rt: Runtime, kind: DefinitionType, name: str, if_match: str | None) -> str | None:
     """The ETag a write is conditional on: ``If-Match`` as sent, ``*`` for whatever is
     stored now, None for a create."""
     if not if_match:

@@ -228,6 +228,9 @@ def _runs(args: argparse.Namespace) -> int:
     return 0 if reply.status == 200 else 2
 
 
+Commands = Any  # argparse's subparsers action: its type is private
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shared", description="Customer Insights to Snapchat exporter"
@@ -241,6 +244,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("exports", help="list exports and their last runs").set_defaults(
         command=_exports
     )
+    _run_commands(commands)
+    _connect_command(commands)
+    _work_command(commands)
+    _definitions_commands(commands)
+    _data_commands(commands)
+    return parser
+
+
+def _run_commands(commands: Commands) -> None:
     run = commands.add_parser("run", help="export the newest snapshot now, in this process")
     enqueue = commands.add_parser("enqueue", help="queue a run for the queue worker")
     for command, handler in ((run, _run), (enqueue, _enqueue)):
@@ -258,6 +270,9 @@ def _parser() -> argparse.ArgumentParser:
             help="run this snapshot (e.g. the one a dry run showed) instead of the newest",
         )
         command.set_defaults(command=handler)
+
+
+def _connect_command(commands: Commands) -> None:
     link = commands.add_parser("connect", help="authorise a Snapchat account for a connection")
     link.add_argument("name", help="the connection (as in exports.json)")
     link.add_argument("--client-id", required=True, help="the Snapchat app's OAuth client ID")
@@ -272,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     link.add_argument("--authorize-url", default=terminal.AUTHORIZE_URL)
     link.set_defaults(command=_connect)
+
+
+def _work_command(commands: Commands) -> None:
     work = commands.add_parser(
         "work", help="process queued runs here with the real queue handlers (no Functions host)"
     )
@@ -291,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a job being processed stays hidden from other workers",
     )
     work.set_defaults(command=_work)
+
+
+def _definitions_commands(commands: Commands) -> None:
     stored = commands.add_parser(
         "definitions", help="the stored export and connection definitions, to or from a file"
     ).add_subparsers(required=True, metavar="ACTION")
@@ -302,6 +323,10 @@ def _parser() -> argparse.ArgumentParser:
     save = stored.add_parser("export", help="print (or write) the stored definitions as a file")
     save.add_argument("--output", help="write to this file instead of printing")
     save.set_defaults(command=_export_definitions)
+
+
+def _data_commands(commands: Commands) -> None:
+    """Purge, runs and the local token: what the app keeps, and how to reach it locally."""
     erase = commands.add_parser(
         "purge", help="erase an export's stored digests (mirror state), for one audience or all"
     )
@@ -319,7 +344,6 @@ def _parser() -> argparse.ArgumentParser:
     where = "where the Functions host listens (default http://127.0.0.1:7071)"
     token.add_argument("--base", default="http://127.0.0.1:7071", help=where)
     token.set_defaults(command=_local_token)
-    return parser
 
 
 def _local_token(args: argparse.Namespace) -> int:

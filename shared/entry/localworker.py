@@ -12,6 +12,7 @@ visibility timeout, and one message is handled at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -48,12 +49,14 @@ def drain(
     give_up: Handler,
     max_deliveries: int = 1000,
     visibility_timeout: int = 600,
+    open_queue: Callable[[str], QueueClient] | None = None,
 ) -> int:
-    """Deliver queued jobs until the queue is empty; returns the number of deliveries."""
+    """Deliver queued jobs until the queue is empty; returns the number of deliveries.
+    ``open_queue``: a queue's client by name (the fast tier's fakes), instead of one from
+    ``connection_string``."""
     limit = max_dequeue_count()
-    queue = QueueClient.from_connection_string(
-        connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
-    )
+    opened = open_queue or functools.partial(_opened, connection_string)
+    queue = opened(queue_name)
     deliveries = 0
     with queue:
         while deliveries < max_deliveries:
@@ -78,7 +81,7 @@ def drain(
                 log.warning("Delivery %d of message %s failed: %s", message.dequeue_count,
                             message.id, type(exc).__name__)  # fmt: skip
                 if (message.dequeue_count or 0) >= limit:
-                    _to_poison(connection_string, queue_name, body)
+                    _to_poison(opened, queue_name, body)
                     _settle(queue.delete_message, message)
                     give_up(func.QueueMessage(id=message.id, body=body.encode()))
                 else:
@@ -138,10 +141,15 @@ def _settle(call: Callable[..., object], *args: object, **kwargs: object) -> Non
         log.warning("A handled message was delivered to another worker meanwhile; left to it")
 
 
-def _to_poison(connection_string: str, queue_name: str, body: str) -> None:
-    with QueueClient.from_connection_string(
-        connection_string, f"{queue_name}-poison", message_encode_policy=TextBase64EncodePolicy()
-    ) as poison:
+def _opened(connection_string: str, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        connection_string, name, message_decode_policy=TextBase64DecodePolicy(),
+        message_encode_policy=TextBase64EncodePolicy(),
+    )  # fmt: skip
+
+
+def _to_poison(opened: Callable[[str], QueueClient], queue_name: str, body: str) -> None:
+    with opened(f"{queue_name}-poison") as poison:
         with contextlib.suppress(ResourceExistsError):
             poison.create_queue()
         poison.send_message(body)

@@ -1,4 +1,4 @@
-"""One read of a snapshot's identifier columns, collected as sorted, distinct digest sets.
+"""The digest pool: one read's digests per kind, held, spilled, handed out as sorted sets.
 
 Every kind's digests are held in memory up to a budget (``SPILL_MEMORY_MB``); over it, each
 kind's held digests are sorted, made distinct and spilled as an encrypted run
@@ -21,38 +21,42 @@ from shared.adapters.spillstore import Run, SpillStore
 from shared.core import digestsets
 
 BUCKET_TARGET = 1 << 19  # digests read per bucket, at most (16 MiB)
+EVERY_LEADING_BYTE = (0, digestsets.LEADING_BYTES)  # a range of leading bytes: all of them
 # A bucket's pieces of every spilled run are ranged reads: made side by side, since each one
 # mostly waits for storage.
 _READERS = ThreadPoolExecutor(8, thread_name_prefix="spill-read")
-# Spills are sorted, encrypted and uploaded beside the read, one at a time per collection.
+# Spills are sorted, encrypted and uploaded beside the read, one at a time per pool.
 _WRITERS = ThreadPoolExecutor(4, thread_name_prefix="spill-write")
 
 
-Spilled = tuple[SpillStore, Run]  # a spilled run, and the store (key) that reads it
+SpilledRun = tuple[SpillStore, Run]  # a spilled run, and the store (key) that reads it
 
 
-class Collected:
+class DigestPool:
+    """Each kind's digests as read (repeats included): held up to a budget, spilled beyond
+    it; afterwards handed out sorted and distinct, bucket by bucket."""
+
     def __init__(self, spill: SpillStore, budget_bytes: int, schemas: Iterable[str]) -> None:
         self._spill = spill
         self._budget = budget_bytes
         self._held: dict[str, bytearray] = {schema: bytearray() for schema in schemas}
         self._held_bytes = 0
-        self._runs: dict[str, list[Spilled]] = {schema: [] for schema in self._held}
+        self._runs: dict[str, list[SpilledRun]] = {schema: [] for schema in self._held}
         self._read: dict[str, int] = dict.fromkeys(self._held, 0)  # digests, repeats included
         self._kept: dict[str, digestsets.SortedFrames] = {}
         self._writing: Future[None] | None = None  # the spill in progress, if any
 
     @classmethod
     def of_runs(
-        cls, spill: SpillStore, runs: dict[str, list[Spilled]], read: dict[str, int]
-    ) -> Collected:
+        cls, spill: SpillStore, runs: dict[str, list[SpilledRun]], read: dict[str, int]
+    ) -> DigestPool:
         """What other jobs of a split run read and spilled (``runs``; ``read``: how many
-        digests of each kind they read), as one collection."""
-        collected = cls(spill, 0, runs)
+        digests of each kind they read), as one pool."""
+        pool = cls(spill, 0, runs)
         for schema, spilled in runs.items():
-            collected._runs[schema] = list(spilled)
-            collected._read[schema] = read[schema]
-        return collected
+            pool._runs[schema] = list(spilled)
+            pool._read[schema] = read[schema]
+        return pool
 
     def add(self, schema: str, digests: bytes) -> None:
         if schema in self._kept:
@@ -94,12 +98,12 @@ class Collected:
         return self._read[schema]
 
     def runs(self, schema: str) -> list[Run]:
-        """The kind's spilled runs (of this collection's own store)."""
+        """The kind's spilled runs (of this pool's own store)."""
         self.settle()
         return [run for store, run in self._runs[schema] if store is self._spill]
 
     def buckets(
-        self, schema: str, within: tuple[int, int] = (0, digestsets.LEADING_BYTES)
+        self, schema: str, within: tuple[int, int] = EVERY_LEADING_BYTE
     ) -> Iterator[tuple[int, bytes]]:
         """The kind's distinct digests, sorted: ``(high, bucket)`` per bucket in order, where
         ``high`` is the bucket's first leading byte past its end. ``within``: only the

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Mode
+from shared.core.endings import EndReason
 from shared.core.errors import (
     ExportDisabled,
     ExportError,
@@ -27,8 +28,9 @@ from shared.core.errors import (
 )
 from shared.core.runrecord import Progress, RunRecord, RunStatus, Trigger, now
 from shared.export import audiences, pipeline
+from shared.export.plan import AttemptSpec, plan_run
 from shared.runs import locking, split
-from shared.runs.records import error_kind, finish, reread
+from shared.runs.records import finish, reread
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -63,14 +65,14 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
     except Transient as exc:
         if not redeliverable:
             return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started,
-                        kind=error_kind(exc))  # fmt: skip
+                        reason=EndReason.of(exc))  # fmt: skip
         if (taken := _interrupted(rt, record, owner, exc)) is not None:
             return taken
         raise
     except ExportError as exc:
         log.error("Run %s of export %s failed: %s", record.run_id, record.export, exc)
         return _end(rt, record, owner, RunStatus.FAILED, str(exc), started=started,
-                    kind=error_kind(exc))  # fmt: skip
+                    reason=EndReason.of(exc))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any failure must end in a failed record
         # Unexpected: keep the stack for the operator, but not the message, which could
         # quote data from the export.
@@ -84,12 +86,12 @@ def _attempt(rt: Runtime, record: RunRecord, owner: str, *, redeliverable: bool)
         )
         message = f"internal error ({type(exc).__name__}); see the function log"
         return _end(rt, record, owner, RunStatus.FAILED, message, started=started,
-                    kind="internal")  # fmt: skip
+                    reason=EndReason.INTERNAL)  # fmt: skip
     except KeyboardInterrupt:
         stopped = "interrupted (the process was stopped)"
         with contextlib.suppress(StorageError):  # handed on: the interruption is what counts
             _end(rt, record, owner, RunStatus.FAILED, stopped, started=started,
-                 kind="interrupted")  # fmt: skip
+                 reason=EndReason.INTERRUPTED)  # fmt: skip
         raise
     # Split over the queue, the run's jobs end it.
     return record if handed_on else _end(rt, record, owner, RunStatus.SUCCEEDED, "",
@@ -153,24 +155,18 @@ def _export(
     export = rt.definitions.require(record.export)
     if not export.enabled:
         raise ExportDisabled(f"export {export.name!r} was disabled before the run started")
-    plan = pipeline.plan(rt.source, export, record.snapshot)
+    plan = plan_run(rt.source, export, record.snapshot)
     client = rt.snapchat(rt.definitions.connection(export.connection))
     record.audience_id = audiences.resolve(rt, export, client, dry_run=record.dry_run)
     record.mode = export.mode
-    attempt = pipeline.AttemptSpec(
-        run_id=record.run_id,
-        audience_id=record.audience_id,
-        batch_size=record.batch_size,
-        dry_run=record.dry_run,
-        allow_large_removal=record.allow_large_removal,
-    )
+    attempt = AttemptSpec.of(record)
 
     def save_progress(progress: Progress) -> None:
         lease.check()  # only the holder writes the record
         record.progress = progress
         rt.runs.save(record)
 
-    if may_split and split.wanted(rt, plan) and split.start(rt, record, plan, owner):
+    if may_split and split.should_split(rt, plan) and split.start(rt, record, plan, owner):
         return True
     # Everything that can fail before the pipeline starts comes first: until it starts, the
     # record keeps the previous attempt's progress (its checkpoint) as it is.
@@ -207,10 +203,10 @@ def _end(
     error: str,
     *,
     started: float,
-    kind: str = "",
+    reason: EndReason | None = None,
 ) -> RunRecord:
     try:
-        finished = finish(rt, record, status, error, started, kind=kind)
+        finished = finish(rt, record, status, error, started, reason=reason)
     except StorageError as exc:
         _hand_on(rt, record, owner, exc, f"its end ({status}) could not be recorded")
     locking.release(rt, record, owner)

@@ -1,22 +1,29 @@
 """One active run per export: the export's lock, a worker's lease on it, and ending the
-runs whose holder vanished.
+runs whose holder vanished. The one lock API: runs, split jobs, definition changes and
+purges all take, renew, hand over and release an export's lock here.
 
 A run takes its export's lock (``shared.adapters.export_locks``) when it is queued, owned by
 ``QUEUED`` until a worker takes it over with a token of its own; the worker renews it (the
-``Lease``) while it exports, and the run releases it when it ends. A lock nobody renewed in
-time may be taken over by another run, which records the one it displaced as abandoned.
+``Lease``) while it exports, and the run releases it when it ends. A split run's worker hands
+it over to ``SPLIT``, and every job of the run renews it (``renew_shared``). A lock nobody
+renewed in time may be taken over by another run, which records the one it displaced as
+abandoned. An admin action (deleting an export, purging its digests) holds the lock for a
+moment (``hold``), so that no run starts meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from shared.adapters.export_locks import QUEUED, ExportLocks, Holder
+from shared.adapters.export_locks import QUEUED, SPLIT, ExportLocks, Holder
+from shared.core.endings import EndReason
 from shared.core.errors import LeaseLost, LeaseUncertain, RunActive, StorageError
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus
 from shared.runs.records import finish
@@ -54,7 +61,7 @@ def _abandon(rt: Runtime, export: str, holder: Holder, successor: str) -> None:
             RunStatus.FAILED,
             f"abandoned: no worker renewed its hold on the export in time; run {successor} "
             f"took over ({stale.error or 'no error was recorded'})",
-            kind="abandoned",
+            reason=EndReason.ABANDONED,
         )
 
 
@@ -77,7 +84,7 @@ def end_orphans(rt: Runtime, export: str, runs: list[RunRecord]) -> None:
         if record is not None and record.status in ACTIVE:
             finish(rt, record, RunStatus.FAILED,
                    "abandoned: its hold on the export lapsed before it ended",
-                   kind="abandoned")  # fmt: skip
+                   reason=EndReason.ABANDONED)  # fmt: skip
 
 
 def claim_queued(rt: Runtime, record: RunRecord) -> None:
@@ -117,6 +124,66 @@ def hand_back(rt: Runtime, record: RunRecord, owner: str) -> bool:
 def release(rt: Runtime, record: RunRecord, owner: str | None = None) -> None:
     """Free the export, if this run (and ``owner``, when given) still holds it."""
     ExportLocks(rt.runs).release(record.export, record.run_id, owner)
+
+
+def hand_over(
+    rt: Runtime,
+    record: RunRecord,
+    owner: str,
+    to: str = SPLIT,
+    seconds: float = QUEUE_CLAIM_SECONDS,
+) -> None:
+    """Hand the run's hold on its export from ``owner`` to ``to`` (by default, the jobs of a
+    split run); LeaseLost when ``owner`` no longer holds it (another worker took it over)."""
+    if not ExportLocks(rt.runs).renew(record.export, record.run_id, owner, seconds, new_owner=to):
+        raise LeaseLost(f"run {record.run_id}: another worker took over the export")
+
+
+def renew_shared(
+    rt: Runtime, record: RunRecord, owner: str = SPLIT, seconds: float = QUEUE_CLAIM_SECONDS
+) -> bool:
+    """Renew a hold that several workers renew (every job of a split run): a write that loses
+    to another job's renewal is fine, as long as the lock is still the run's; False once it
+    is not."""
+    locks = ExportLocks(rt.runs)
+    for _ in range(3):
+        if locks.renew(record.export, record.run_id, owner, seconds):
+            return True
+        holder = locks.holder(record.export)
+        if holder is None or (holder.run_id, holder.owner) != (record.run_id, owner):
+            return False
+    return True  # renewed by the run's other jobs meanwhile
+
+
+def held_by(rt: Runtime, record: RunRecord, owner: str) -> bool:
+    """Whether the run's export is held for this run by ``owner`` (e.g. ``SPLIT``: the run
+    was split, its jobs hold it)."""
+    holder = ExportLocks(rt.runs).holder(record.export)
+    return holder is not None and holder.run_id == record.run_id and holder.owner == owner
+
+
+def hold(
+    rt: Runtime, export: str, purpose: str, seconds: float = 300.0
+) -> contextlib.AbstractContextManager[None]:
+    """Hold the export's lock for an admin action (``purpose``: "deleting", "purging"), so
+    that no run starts meanwhile; RunActive, naming the active run, when one has it."""
+    return _held(rt, export, purpose, seconds)
+
+
+@contextlib.contextmanager
+def _held(rt: Runtime, export: str, purpose: str, seconds: float) -> Iterator[None]:
+    locks = ExportLocks(rt.runs)
+    token = f"{purpose}-{secrets.token_hex(4)}"
+    taken = locks.acquire(export, token, token, seconds)
+    if not taken.acquired:
+        holder = taken.holder.run_id if taken.holder else ""
+        raise RunActive(
+            f"export {export!r} has an active run {holder}; try again once it has ended", holder
+        )
+    try:
+        yield
+    finally:
+        locks.release(export, token, token)
 
 
 class Heartbeat:

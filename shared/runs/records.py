@@ -14,7 +14,8 @@ import time
 
 from shared.adapters import telemetry
 from shared.core.definitions import Export
-from shared.core.errors import AuthenticationError, ExportError, RecordChanged
+from shared.core.endings import EndReason
+from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, Trigger, new_run_id, now
 from shared.runtime import Runtime
 
@@ -50,14 +51,6 @@ def new_record(
     )
 
 
-def error_kind(exc: ExportError) -> str:
-    """The kind of a run's failure, as telemetry and the alerts know it: the error's own
-    kind, with Snapchat's refusal of a connection's credentials told apart."""
-    if isinstance(exc, AuthenticationError):
-        return "credentials_refused"
-    return exc.kind
-
-
 def reread(rt: Runtime, record: RunRecord) -> RunRecord:
     """The record as stored now (or this copy, if it has gone)."""
     return rt.runs.get(record.export, record.run_id) or record
@@ -70,21 +63,20 @@ def finish(
     error: str,
     started: float | None = None,
     *,
-    kind: str = "",
+    reason: EndReason | None = None,
 ) -> RunRecord:
     """End the run as ``status``, unless another writer changed its record since it was read.
 
-    Every record write is conditional (see ``RunLog.save``), and the first writer wins: the
-    one that loses the race returns the record as the other writer left it, and never
-    overwrites it. So a run that ended stays as it ended, and a run whose worker wrote
-    progress after an orphan check or the poison handler read it is not ended on stale
-    grounds (the next check decides again from fresh data).
+    The first writer wins (see the module's docstring): the one that loses the race returns
+    the record as the other writer left it, and never overwrites it.
 
     Returns ``record`` itself when its write landed, else the record as stored now. A run
-    whose end landed is counted in telemetry once; ``kind`` says what kind of failure it was.
+    whose end landed is counted in telemetry once; ``reason`` says why it failed (stored as
+    the record's ``error_kind``; ``EndReason.of(exc)`` for an error that ended it).
     """
+    ended_by = reason if error else None
     record.status, record.error, record.finished_at = status, error, now()
-    record.error_kind = kind if error else ""
+    record.error_kind = str(ended_by or "")
     try:
         rt.runs.save(record)
     except RecordChanged:
@@ -98,7 +90,7 @@ def finish(
             fresh.status,
         )
         return fresh
-    telemetry.run_ended(record, record.error_kind)
+    telemetry.run_ended(record, ended_by)
     took = time.monotonic() - started if started is not None else 0.0
     log.info(
         "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "

@@ -22,6 +22,7 @@ from typing import NoReturn
 from shared.adapters import telemetry
 from shared.adapters.jobqueue import Job
 from shared.core.definitions import Export
+from shared.core.endings import EndReason
 from shared.core.errors import (
     ExportDisabled,
     ExportError,
@@ -34,7 +35,7 @@ from shared.core.errors import (
 )
 from shared.core.layout import Snapshot
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger
-from shared.export import pipeline
+from shared.export.plan import choose_snapshot
 from shared.runs import attempts, locking, orphans, split
 from shared.runs.records import finish, new_record
 from shared.runtime import Runtime
@@ -82,9 +83,7 @@ def request_run(
 def _settled_snapshot(rt: Runtime, export: Export, wanted: str | None = None) -> Snapshot:
     """Each segment's newest complete snapshot, or the ones ``wanted`` names if complete."""
     now_ = datetime.now(UTC)
-    return pipeline.choose_snapshot(
-        rt.source, export, lambda s: _settled(rt, s, now_), wanted=wanted
-    )
+    return choose_snapshot(rt.source, export, lambda s: _settled(rt, s, now_), wanted=wanted)
 
 
 def _settled(rt: Runtime, snapshot: Snapshot, at: datetime) -> bool:
@@ -121,7 +120,7 @@ def _enqueue(
         # Nothing will run this: free the export at once rather than after the claim expires.
         with contextlib.suppress(StorageError):
             locking.release(rt, record)
-            finish(rt, record, RunStatus.FAILED, str(exc), kind=exc.kind)
+            finish(rt, record, RunStatus.FAILED, str(exc), reason=EndReason.of(exc))
         raise
     try:
         rt.jobs.send(Job(run_id=record.run_id, export=export.name, snapshot=snapshot.id))
@@ -192,9 +191,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
 
 def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None:
     try:  # each segment's newest snapshot, once all of them are complete
-        newest = pipeline.choose_snapshot(
-            rt.source, export, lambda s: _settled(rt, s, at), newest_only=True
-        )
+        newest = choose_snapshot(rt.source, export, lambda s: _settled(rt, s, at), newest_only=True)
     except SnapshotSettling as exc:
         log.info("Export %s: %s", export.name, exc)
         return None
@@ -256,7 +253,7 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
         log.info("Run %s is already %s; duplicate delivery ignored", record.run_id, record.status)
         locking.release(rt, record)  # in case a worker ended it without freeing the export
         return record
-    if split.handed_on(rt, record):  # split already: make sure its read jobs are queued
+    if split.is_split(rt, record):  # split already: make sure its read jobs are queued
         split.resume(rt, record)
         return record
     owner = secrets.token_hex(8)
@@ -266,7 +263,7 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
         if exc.active_run_id == record.run_id:
             raise RunBusy(f"run {record.run_id} is being exported by another worker") from None
         return finish(rt, record, RunStatus.FAILED, f"superseded by run {exc.active_run_id}",
-                      kind="superseded")  # fmt: skip
+                      reason=EndReason.SUPERSEDED)  # fmt: skip
     with telemetry.run_context(record):
         return attempts.perform(rt, record, owner, redeliverable=True)
 
@@ -289,7 +286,7 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
         record,
         RunStatus.FAILED,
         f"gave up after {record.attempts} attempt(s): {reason}",
-        kind="gave_up",  # the job reached the poison queue
+        reason=EndReason.GAVE_UP,  # the job reached the poison queue
     )
     if ended is record:  # our end landed; otherwise whoever wrote meanwhile owns the run
         locking.release(rt, record)
@@ -308,19 +305,20 @@ def run_now(
     export = rt.definitions.require(name)
     if not export.enabled:  # a disabled export's data transfer may not be acknowledged
         raise ExportDisabled(f"export {name!r} is disabled; set enabled to true to run it")
+    problem: SourceError | None = None
     try:
-        chosen, problem = _settled_snapshot(rt, export, snapshot).id, ""
+        chosen = _settled_snapshot(rt, export, snapshot).id
     except SourceError as exc:
-        chosen, problem = "", str(exc)
+        chosen, problem = "", exc
     record = new_record(
         rt, export, chosen, Trigger.CLI, dry_run=dry_run, allow_large_removal=allow_large_removal
     )
     owner = secrets.token_hex(8)
     locking.claim(rt, record, owner, rt.settings.run_lease_seconds)
     rt.runs.save(record)
-    if problem:
+    if problem is not None:
         locking.release(rt, record)
-        return finish(rt, record, RunStatus.FAILED, problem, kind="no_snapshot")
+        return finish(rt, record, RunStatus.FAILED, str(problem), reason=EndReason.of(problem))
     with telemetry.run_context(record):
         return attempts.perform(rt, record, owner, redeliverable=False)
 
