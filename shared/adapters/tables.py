@@ -7,8 +7,8 @@ fails though the first one won: 412 on a replace, 409 EntityAlreadyExists on an 
 each write stores a random write ID of its own in the entity (``WRITE_ID``), and a failed
 condition is decided on the entity as it now stands: if it holds this write's ID, the write
 was applied and the call succeeds, with the entity's ETag; otherwise another writer won
-(``Conflict``). A delete leaves nothing to compare: a retried one that finds the entity gone
-answers False (gone, by this call or another), and each caller decides what that means.
+(``Conflict``). A delete leaves nothing to compare: one that finds the entity gone (by this
+call's earlier send or by another writer) counts as done, as the SDK itself has it.
 
 Any other failure is the SDK's ``AzureError``, which the adapters translate.
 
@@ -148,10 +148,11 @@ def upsert(table: TableClient, entity: Mapping[str, Any]) -> str:
     return _resent(lambda _send: _etag(table.upsert_entity(stamped, mode=UpdateMode.REPLACE)))
 
 
-def delete(table: TableClient, partition: str, row: str, etag: str | None = None) -> bool:
-    """Delete the entity (if its ETag is still ``etag``, when given). False when it was
-    gone: deleted by another writer, or by this call's own send whose reply was lost.
-    Conflict when another writer changed it since ``etag``."""
+def delete(table: TableClient, partition: str, row: str, etag: str | None = None) -> None:
+    """Delete the entity (if its ETag is still ``etag``, when given). One already gone
+    (deleted by another writer, or by this call's own send whose reply was lost) counts as
+    deleted: the SDK reports no error for it either. Conflict when another writer changed
+    it since ``etag``."""
     try:
         if etag is None:
             table.delete_entity(partition, row)
@@ -160,10 +161,9 @@ def delete(table: TableClient, partition: str, row: str, etag: str | None = None
                 partition, row, etag=etag, match_condition=MatchConditions.IfNotModified
             )
     except ResourceNotFoundError:
-        return False
+        return
     except ResourceModifiedError:
         raise Conflict from None
-    return True
 
 
 def transact(table: TableClient, operations: list[Any]) -> list[str]:

@@ -162,16 +162,10 @@ def held_by(rt: Runtime, record: RunRecord, owner: str) -> bool:
     return holder is not None and holder.run_id == record.run_id and holder.owner == owner
 
 
-def hold(
-    rt: Runtime, export: str, purpose: str, seconds: float = 300.0
-) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def hold(rt: Runtime, export: str, purpose: str, seconds: float = 300.0) -> Iterator[None]:
     """Hold the export's lock for an admin action (``purpose``: "deleting", "purging"), so
     that no run starts meanwhile; RunActive, naming the active run, when one has it."""
-    return _held(rt, export, purpose, seconds)
-
-
-@contextlib.contextmanager
-def _held(rt: Runtime, export: str, purpose: str, seconds: float) -> Iterator[None]:
     locks = ExportLocks(rt.runs)
     token = f"{purpose}-{secrets.token_hex(4)}"
     taken = locks.acquire(export, token, token, seconds)
