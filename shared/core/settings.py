@@ -445,29 +445,27 @@ class _Reader:
         return value
 
     def number(self, name: str, low: float, high: float) -> float:
-        raw = self.text(name)
-        try:
-            value = float(raw)
-        except ValueError:
-            self.problems.append(
-                f"{name}: {_shown(raw)!r} is not a number; expected one from {low:g} to {high:g}"
-            )
-            return low
-        if not low <= value <= high:
-            self.problems.append(f"{name}: {value:g} is outside {low:g} to {high:g}")
-        return value
+        return self._bounded(name, float, "a number", low, high)
 
     def integer(self, name: str, low: int, high: int) -> int:
+        return int(self._bounded(name, int, "a whole number", low, high))
+
+    def _bounded(
+        self, name: str, parse: type[float] | type[int], what: str, low: float, high: float
+    ) -> float:
+        """The setting as ``parse`` reads it, from ``low`` to ``high``; else a problem."""
+        shown = "{:g}".format if parse is float else str
         raw = self.text(name)
         try:
-            value = int(raw)
+            value = parse(raw)
         except ValueError:
             self.problems.append(
-                f"{name}: {_shown(raw)!r} is not a whole number; expected one from {low} to {high}"
+                f"{name}: {_shown(raw)!r} is not {what}; expected one from {shown(low)} to "
+                f"{shown(high)}"
             )
             return low
         if not low <= value <= high:
-            self.problems.append(f"{name}: {value} is outside {low} to {high}")
+            self.problems.append(f"{name}: {shown(value)} is outside {shown(low)} to {shown(high)}")
         return value
 
 
