@@ -21,7 +21,7 @@ from shared.adapters.jobqueue import Job
 from shared.connections import browser
 from shared.core.access import Principal
 from shared.core.privacy import install_log_filter
-from shared.entry import api, signin, web
+from shared.entry import api, segments, signin, web
 from shared.runs import service
 from shared.runtime import Runtime, current
 
@@ -87,8 +87,8 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="exports/{name}/runs", methods=["GET"], auth_level=ANONYMOUS)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
-    limit = req.params.get("limit")
-    return _serve(req, lambda rt, who: api.list_runs(rt, who, _name(req), limit))
+    limit, query = req.params.get("limit"), {k: str(v) for k, v in req.params.items()}
+    return _serve(req, lambda rt, who: api.list_runs(rt, who, _name(req), limit, query))
 
 
 @app.route(route="exports/{name}/purge", methods=["POST"], auth_level=ANONYMOUS)
@@ -181,6 +181,21 @@ def me(req: func.HttpRequest) -> func.HttpResponse:
 def start_connect(req: func.HttpRequest) -> func.HttpResponse:
     base = _base_url(req)
     return _serve(req, lambda rt, who: api.start_connect(rt, who, _name(req), base))
+
+
+# -- choosing instead of typing: segments and preview ------------------------------------
+
+
+@app.route(route="segments", methods=["GET"], auth_level=ANONYMOUS)
+def list_segments(req: func.HttpRequest) -> func.HttpResponse:
+    container = req.params.get("container")
+    return _serve(req, lambda rt, who: segments.list_segments(rt, who, container))
+
+
+@app.route(route="preview", methods=["POST"], auth_level=ANONYMOUS)
+def preview_export(req: func.HttpRequest) -> func.HttpResponse:
+    body, media, query = req.get_body(), _content_type(req), dict(req.params)
+    return _serve(req, lambda rt, who: segments.preview_export(rt, who, body, media, query))
 
 
 # -- the console --------------------------------------------------------------------------

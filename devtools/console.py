@@ -1,8 +1,9 @@
 """The console on loopback, with real data: ``scripts/console [--as admin|operator|reader]``.
 
-Starts Azurite and the Snapchat sandbox, writes two Customer Insights exports into Azurite
-(the demo's 100,000 profiles, and a second segment whose file lacks the column its export
-names, so that a failed run is there to see), runs both once through the real queue handler,
+Starts Azurite and the Snapchat sandbox, writes three Customer Insights segments into Azurite
+(the demo's 100,000 profiles; a second segment whose file lacks the column its export
+names, so that a failed run is there to see; a third, NewCustomers, that no export reads yet,
+to pick in the console's form), runs both once through the real queue handler,
 then serves the app's real HTTP handlers on 127.0.0.1 (``devtools.localhost``) and prints the
 console's URL. The local principal (``LOCAL_PRINCIPAL``) is the role chosen with ``--as``.
 Everything it starts stops with Ctrl-C.
@@ -39,7 +40,10 @@ AUDIENCES = {"demo-audience-0001": "Demo high-value customers",
 CLIENTS = {
     "demo": ("demo-client", "demo-client-secret-value", "demo-refresh-token-value"),
     "brand-b": ("brand-b-client", "brand-b-client-secret-value", "brand-b-refresh-token-value"),
+    # Secrets stored, no connection yet: the one an Admin adds in the console.
+    "brand-c": ("brand-c-client", "brand-c-client-secret-value", "brand-c-refresh-token-value"),
 }
+NEW_SEGMENT = ("2d4f6a8c-0e1f-4a3b-8c5d-6e7f8091a2b3", "NewCustomers")  # no export reads it yet
 STATE_KEY = "7c" * 32  # the local mirror-state key: a demo value, never used in Azure
 
 
@@ -56,7 +60,7 @@ def definitions(high_value: str, lapsed: str) -> dict[str, object]:
             {
                 "name": "demo",
                 "display_name": "Demo Snapchat account",
-                "allowed": [LOCAL_PRINCIPALS["operator"]],
+                "allowed": [{"id": LOCAL_PRINCIPALS["operator"], "name": "Local operator"}],
             },
             {"name": "brand-b", "display_name": "Brand B (agency account)", "allowed": []},
         ],
@@ -96,6 +100,7 @@ def prepare(
         snap.add_audience(audience, name=name)
     high_value = segment_path()
     lapsed = segment_path("4b7e9d20-1c3a-4e5f-9a8b-7c6d5e4f3a2b", "LapsedCustomers")
+    new_customers = segment_path(*NEW_SEGMENT)
     with BlobServiceClient.from_connection_string(azurite.connection_string) as blobs:
         export = write_export(
             blobs, container=CONTAINER, path=high_value, profiles=profiles, partitions=4
@@ -104,6 +109,9 @@ def prepare(
             blobs, container=CONTAINER, path=lapsed, profiles=2_000, partitions=1,
             email_column="Email_Address", seed=11,
         )  # fmt: skip
+        write_export(
+            blobs, container=CONTAINER, path=new_customers, profiles=1_000, partitions=1, seed=5
+        )
     exports_file = folder / "exports.json"
     exports_file.write_text(json.dumps(definitions(high_value, lapsed), indent=2))
     env = {

@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         page.goto(f"{base}?{LOCAL_TOKEN_QUERY}={token}")  # local mode's cookie, as a person would
         high_value, lapsed = EXPORTS
 
-        def shoot(name: str, fragment: str) -> None:
+        def shoot(name: str, fragment: str, settled: str = "") -> None:
             page.goto("about:blank")
             page.goto(base + fragment)
             page.wait_for_function(
                 "(f) => document.querySelector('main').dataset.ready === f", arg=fragment
             )
+            if settled:  # a part the page fills in after it is drawn
+                page.wait_for_selector(settled)
             if name:
                 page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)
                 print(f"wrote {args.out / name}.png")
@@ -64,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         page.screenshot(path=str(args.out / "progress.png"))
         print(f"wrote {args.out / 'progress.png'}")
         page.wait_for_selector("#notice.ok", timeout=60_000)
-        shoot("export", f"#/exports/{high_value}")
+        shoot("export", f"#/exports/{high_value}", settled="#segments-list fieldset")
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
+        shoot("", f"#/exports/{lapsed}/runs/{failed}")
+        page.locator("#run-error").scroll_into_view_if_needed()  # the error, its advice, Retry
+        page.screenshot(path=str(args.out / "phone.png"))
+        print(f"wrote {args.out / 'phone.png'}")
         browser.close()
     return 0
 

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import requests
 from azure.storage.blob import BlobServiceClient
 
 from devtools.ci_export import write_export
 from devtools.snapchat_sandbox import SnapchatSandbox
+from shared import runtime
 from shared.entry.cli import main
-from tests.conftest import AUDIENCE, App
+from tests.conftest import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    App,
+    export_definition,
+    sync_definitions,
+    write_definitions,
+)
 
 PATH = "CustomerInsights_t1/BlobExport/HighValue"
 
@@ -82,7 +98,11 @@ def test_a_run_queued_without_the_host_is_processed_by_work(
     assert "python -m shared work --once" in refused
 
     assert main(["work", "--once"]) == 0
-    assert json.loads(capsys.readouterr().out)["deliveries"] == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["deliveries"] == 1
+    # It says what became of each run it was handed, not only how many jobs it delivered.
+    [run] = report["runs"]
+    assert (run["run_id"], run["status"], run["error_kind"]) == (queued["run_id"], "succeeded", "")
     record = app.runtime.runs.get("high-value", queued["run_id"])
     assert record is not None
     assert record.status == "succeeded", record.error
@@ -137,3 +157,141 @@ def test_every_documented_command_has_help(capsys: pytest.CaptureFixture[str]) -
             main([command, "--help"])
         assert done.value.code == 0
         assert "usage: python -m shared" in capsys.readouterr().out
+
+
+# -------------------------------------------------------- the first hour, as a new user tried it
+
+
+def put_csv(blob_service: BlobServiceClient, container: str, text: str) -> None:
+    """One partition of one snapshot, without model.json (the header names the columns)."""
+    client = blob_service.get_container_client(container)
+    if not client.exists():
+        client.create_container()
+    client.upload_blob(f"{PATH}/2099/01/01/0000/HighValue_1.csv", text.encode(), overwrite=True)
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "kind"),
+    [
+        ("CustomerId,EMail\n1,a@example.com\n2,b@example.com,extra\n", "source_malformed"),
+        ("CustomerId,Mail\n1,a@example.com\n", "missing_column"),
+    ],
+)
+def test_a_failed_run_says_why_and_what_to_do(
+    app: App, blob_service: BlobServiceClient, capsys: pytest.CaptureFixture[str],
+    csv_text: str, kind: str,
+) -> None:  # fmt: skip
+    put_csv(blob_service, app.container, csv_text)
+    assert main(["run", "high-value"]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert (record["status"], record["error_kind"]) == ("failed", kind)  # not no_snapshot
+    assert record["advice"], "the command line shows the advice the console shows"
+    # The same run from the queue: the worker says it failed, and why.
+    assert main(["enqueue", "high-value"]) == 0
+    capsys.readouterr()
+    assert main(["work", "--once"]) == 1
+    [run] = json.loads(capsys.readouterr().out)["runs"]
+    assert (run["status"], run["error_kind"]) == ("failed", kind)
+    assert run["advice"]
+
+
+def test_a_disabled_export_is_not_a_failed_run(
+    app: App, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_definitions(
+        app.exports_file, [export_definition("high-value", app.container, PATH, enabled=False)]
+    )
+    sync_definitions(app.runtime, app.exports_file)
+    for command in ("run", "enqueue"):
+        assert main([command, "high-value"]) == 4
+        assert json.loads(capsys.readouterr().err)["message"].startswith(
+            "export 'high-value' is disabled"
+        )
+    assert app.runtime.runs.recent("high-value") == []  # no run was made
+
+
+def test_purge_of_a_misspelt_name_says_nothing_matched(
+    app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["purge", "high-valeu"]) == 3
+    assert "no export named 'high-valeu'" in json.loads(capsys.readouterr().err)["message"]
+    assert main(["purge", "high-value"]) == 0  # a defined export with nothing stored yet
+    assert json.loads(capsys.readouterr().out)["deleted"] == []
+
+
+def test_connect_sends_the_browser_to_the_authorize_url_of_the_settings(
+    app: App, sandbox: SnapchatSandbox, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    app.rebuild(monkeypatch, SNAPCHAT_AUTHORIZE_URL=sandbox.authorize_url)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{CLIENT_SECRET}\n"))
+
+    def browser(_: str = "") -> str:  # opens the address shown, returns where it was sent
+        shown = re.search(r"^  (\S+)$", capsys.readouterr().out, flags=re.MULTILINE)
+        assert shown, "no authorize address shown"
+        assert shown[1].startswith(sandbox.authorize_url + "?")
+        sent = requests.get(shown[1], allow_redirects=False, timeout=10)
+        return sent.headers["Location"]
+
+    monkeypatch.setattr("builtins.input", browser)
+    redirect = "https://example.invalid/callback"
+    argv = ["connect", "main", "--client-id", CLIENT_ID, "--paste", "--redirect-uri", redirect]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["connection"] == "main"
+    assert app.runtime.secrets.get("snapchat-main-refresh-token") == REFRESH_TOKEN
+
+
+def test_without_azurite_the_error_names_the_endpoint_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = base64.b64encode(b"k" * 32).decode()
+    endpoints = ";".join(
+        f"{kind}Endpoint=http://127.0.0.1:{port}/devstoreaccount1?sv=x&sig=y"
+        for kind in ("Blob", "Queue", "Table")
+    )
+    connection = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};"
+    monkeypatch.setenv("AzureWebJobsStorage", connection + endpoints)
+    monkeypatch.setenv("EXPORTS_FILE", str(Path(__file__).parent.parent / "exports.json"))
+    runtime.install(None)
+    try:
+        assert main(["runs", "high-value-customers"]) == 1
+    finally:
+        runtime.install(None)
+    message = json.loads(capsys.readouterr().err)["message"]
+    assert f"nothing answers at http://127.0.0.1:{port}/devstoreaccount1;" in message
+    assert "start Azurite (npx azurite" in message
+    assert key not in message
+    assert "sig=" not in message
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    root = Path(__file__).parent.parent
+    command = [sys.executable, "-m", "shared", "validate", "--exports", "exports.json"]
+    with subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        child.stdout.close()  # as `| head` does once it has its lines
+        errors = child.stderr.read().decode()
+        assert child.wait(timeout=60) == 141
+    assert "Traceback" not in errors
+    assert "BrokenPipeError" not in errors
+
+
+def test_a_long_field_in_a_column_the_export_does_not_read_is_exported(
+    app: App, blob_service: BlobServiceClient, sandbox: SnapchatSandbox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    long_note = "x" * (130 * 1024)  # over the CSV field limit (128 KiB)
+    put_csv(blob_service, app.container, f"CustomerId,EMail,Notes\n1,a@example.com,{long_note}\n")
+    assert main(["run", "high-value"]) == 0
+    assert json.loads(capsys.readouterr().out)["uploaded"] == 1
+    # In the identifier column the same length fails the run, naming the line.
+    put_csv(blob_service, app.container, f"CustomerId,EMail,Notes\n1,{long_note},a\n")
+    assert main(["run", "high-value", "--snapshot", "2099/01/01/0000"]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert record["error_kind"] == "source_malformed", record["error"]

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,11 +28,13 @@ from playwright.sync_api import sync_playwright
 
 from devtools import console as demo_console
 from devtools.azurite import Azurite
+from devtools.ci_export import segment_path
 from devtools.localhost import LocalHost
 from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import runtime
 from shared.admin import definition_changes
 from shared.core.access import client_principal_header
+from shared.core.runrecord import RunRecord, new_run_id
 from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
 from tests.conftest import local_token
 
@@ -121,9 +124,10 @@ def tab(browser: Any) -> Iterator[Callable[[str], Tab]]:
     """``tab(role)``: a fresh browser context signed in as that role."""
     opened: list[tuple[Any, Tab]] = []
 
-    def open_as(role: str) -> Tab:
+    def open_as(role: str, **options: Any) -> Tab:
         context = browser.new_context(
-            extra_http_headers=principal(role), viewport={"width": 1360, "height": 900}
+            extra_http_headers=principal(role),
+            **{"viewport": {"width": 1360, "height": 900}, **options},
         )
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -168,7 +172,8 @@ def test_the_exports_page_shows_the_demo_run_and_the_failed_export(
     assert "failed" in rows[LAPSED].inner_text()
     assert "failed" in (rows[LAPSED].get_attribute("class") or "")  # failed rows stand out
     assert page.locator("#failed-count").inner_text() == "1 failed"
-    assert next_check[:16].replace("T", " ") in high_value
+    assert f"every 15 minutes · next {next_check[11:16]} your time" in high_value  # in words
+    assert "last synced" in high_value
 
     page.select_option("#status-filter", "failed")
     page.wait_for_function(
@@ -195,7 +200,9 @@ def test_each_role_sees_only_the_actions_it_may_take(
         assert page.locator("#field-description").is_disabled() is (not allowed)
     page = browser_tab.open(site, "#/connections")
     page.wait_for_selector("#connections")
-    assert page.locator("[data-connect]").count() == (2 if role == "admin" else 0)
+    connections = page.locator("#connections tbody tr").count()
+    assert page.locator("[data-connect]").count() == (connections if role == "admin" else 0)
+    assert page.locator("#add-connection").count() == (1 if role == "admin" else 0)
 
 
 def test_someone_signed_in_without_a_role_is_told_whom_to_ask(
@@ -263,6 +270,7 @@ def test_run_now_shows_live_progress_until_it_succeeds(
     page.click("#run-now")
     page.wait_for_selector("#run-progress")
     seen: list[tuple[int, int]] = []  # (rows read, identifiers sent)
+    percents: set[str] = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not page.locator("#notice.ok").count():
         # Both read at once: the page may redraw between two separate reads.
@@ -271,12 +279,14 @@ def test_run_now_shows_live_progress_until_it_succeeds(
         )
         if rows is not None and sent is not None:
             seen.append((int(rows), int(sent)))
+        percents.add(page.locator("#run-percent").inner_text())
         time.sleep(0.1)
     notice = page.locator("#notice").inner_text()
     assert f"Run succeeded: {expected:,} uploaded, {expected:,} added, 0 removed" in notice
     # The snapshot is read first, then sent: the bar moves while the batches go out.
     moving = sorted({sent for _, sent in seen if 0 < sent < expected})
     assert len(moving) >= 2, f"the progress bar did not move: {sorted(set(seen))}"
+    assert any(re.search(r"^\d{1,2}% done · about .+ left$", p) for p in percents), percents
     assert seen == sorted(seen), "progress went backwards"
     assert all(rows == site.demo.export.rows for rows, sent in seen if sent), "sent before read"
     runs = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"]
@@ -314,7 +324,9 @@ def test_a_run_page_shows_counts_by_kind_who_started_it_and_advice(
     assert "scripts/console" in facts
     assert "failed" in facts
     assert "no column named 'EMail'" in page.locator("#run-error").inner_text()
-    assert "fix `columns.email`" in page.locator("#run-advice").inner_text()
+    advice = page.locator("#run-advice").inner_text()
+    assert "fix columns.email" in advice
+    assert "`" not in advice  # text, not Markdown
     assert page.locator("#by-kind tbody tr").first.inner_text().startswith("EMAIL_SHA256")
 
     run = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"][-1]
@@ -637,6 +649,233 @@ def test_no_identifier_hash_or_secret_reaches_a_page(site: Site, tab: Callable[[
     for value in (*hashes, *(h.upper() for h in hashes[:20]), *secret_values, *stored):
         assert value not in seen
     assert not re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", seen)  # no email address at all
+
+
+# -- issue 24: choosing by name, reading the console --------------------------------------
+
+
+def ready(page: Any, fragment: str) -> None:
+    page.wait_for_function(
+        "(f) => document.querySelector('main').dataset.ready === f", arg=fragment
+    )
+
+
+def test_after_a_run_ends_the_chart_is_one_figure_with_one_legend(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    page = tab("admin").open(site, f"#/exports/{HIGH_VALUE}")
+    page.click("#dry-run")
+    page.wait_for_selector("#notice.ok", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('#dry-run').disabled")
+    assert page.locator("figure").count() == 1
+    assert page.locator("figure figure").count() == 0
+    assert page.locator(".legend").count() == 1
+    assert page.locator("#run-chart").count() == 1
+
+
+def test_a_reader_opening_new_export_is_told_so(site: Site, tab: Callable[[str], Tab]) -> None:
+    page = tab("reader").open(site, "#/new-export")
+    assert page.locator("h1").inner_text() == "New export"
+    assert "ask an administrator" in page.locator("#read-only").inner_text()
+    assert page.locator("#exports").count() == 0
+
+
+def test_people_are_shown_by_name_with_the_id_on_hover(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    answer = requests.post(
+        f"{site.url}/api/exports/{HIGH_VALUE}/runs",
+        headers={**principal("operator"), "X-Requested-With": "XMLHttpRequest"},
+        json={"dry_run": True},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    run = wait_for_run(site, HIGH_VALUE, answer.json()["run_id"])
+    operator = LOCAL_PRINCIPALS["operator"]
+    page = tab("reader").open(site, f"#/exports/{HIGH_VALUE}")
+    who = page.locator(f"#runs tr[data-run='{run['run_id']}'] .person")
+    assert who.inner_text() == "test operator"
+    assert who.get_attribute("title") == operator
+    assert operator not in page.locator("#runs").inner_text()
+    page = tab("reader").open(site, f"#/exports/{HIGH_VALUE}/runs/{run['run_id']}")
+    facts = page.locator("#run-facts")
+    assert "test operator" in facts.inner_text()
+    assert operator not in facts.inner_text()
+    assert facts.locator(f".person[title='{operator}']").count() == 1
+    page = tab("reader").open(site, "#/connections")
+    allowed = page.locator("tr[data-connection='demo'] td").nth(1)
+    assert allowed.inner_text() == "Local operator"  # the name the admin chose, stored with the ID
+    assert allowed.locator(".person").get_attribute("title") == operator
+
+
+def test_every_time_follows_the_utc_or_local_switch(site: Site, tab: Callable[[str], Tab]) -> None:
+    run = site.api(f"/exports/{HIGH_VALUE}/runs")["runs"][-1]
+    queued = datetime.fromisoformat(run["queued_at"])
+    utc = queued.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    local = queued.astimezone(timezone(timedelta(hours=5, minutes=30))).strftime("%Y-%m-%d %H:%M")
+    browser_tab = tab("reader", timezone_id="Asia/Kolkata")
+    page = browser_tab.open(site, f"#/exports/{HIGH_VALUE}/runs/{run['run_id']}")
+    facts = page.locator("#run-facts")
+    assert f"{local} your time" in facts.inner_text()
+    assert utc in (facts.locator("time").first.get_attribute("title") or "")
+    page.click("#zone")
+    ready(page, f"#/exports/{HIGH_VALUE}/runs/{run['run_id']}")
+    page.wait_for_function("() => document.querySelector('#zone').textContent === 'Times: UTC'")
+    assert f"{utc} UTC" in page.locator("#run-facts").inner_text()
+    page = browser_tab.open(site, "#/exports")  # kept: every page, after a reload too
+    assert "your time" not in page.locator("#exports").inner_text()
+    assert " UTC" in page.locator("#exports").inner_text()
+    page.click("#zone")
+    ready(page, "#/exports")
+    assert "your time" in page.locator("#exports").inner_text()
+
+
+def test_history_pages_past_fifty_runs_and_filters(site: Site, tab: Callable[[str], Tab]) -> None:
+    name = "paged-history"
+    stored = site.rt.definition_store.get("export", HIGH_VALUE)
+    assert stored is not None
+    definition_changes.put(
+        site.rt,
+        "export",
+        name,
+        {**stored.document, "name": name, "enabled": False},
+        etag=None,
+        by="test",
+    )
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for n in range(60):
+        at = start + timedelta(minutes=n)
+        site.rt.runs.save(RunRecord(
+            run_id=new_run_id(at), export=name, trigger="timer" if n % 4 == 0 else "http",
+            snapshot="2026/11/01/0000", status="failed" if n % 5 == 0 else "succeeded",
+            dry_run=n % 3 == 0, queued_at=at.isoformat(), started_at=at.isoformat(),
+            finished_at=(at + timedelta(seconds=20)).isoformat(),
+        ))  # fmt: skip
+    page = tab("reader").open(site, f"#/exports/{name}")
+    assert page.locator("#runs tbody tr").count() == 50
+    page.click("#more-runs")
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 60")
+    assert page.locator("#more-runs").is_hidden()
+    assert page.locator("#run-chart g.run").count() == 60
+    assert page.locator("#run-chart g.run.dry").count() == 20  # drawn differently
+    xs = [float(g.get_attribute("data-x") or 0) for g in page.locator("#run-chart g.run").all()]
+    assert xs == sorted(xs)
+    assert xs[0] < xs[-1]
+    page.select_option("#run-filter-status", "failed")
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 12")
+    page.select_option("#run-filter-status", "")
+    page.select_option("#run-filter-trigger", "timer")
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 15")
+    page.fill("#run-search", "failed")
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 3")
+    page.select_option("#run-sort", "oldest")
+    first = page.locator("#runs tbody tr").first.get_attribute("data-run") or ""
+    assert first[:19] == new_run_id(start)[:19]  # run 0: by the timer, failed
+
+
+def test_at_390_pixels_nothing_scrolls_sideways(site: Site, tab: Callable[[str], Tab]) -> None:
+    browser_tab = tab("admin", viewport={"width": 390, "height": 844})
+    run = site.api(f"/exports/{LAPSED}/runs")["runs"][-1]
+    for fragment in ("#/exports", f"#/exports/{HIGH_VALUE}", f"#/exports/{LAPSED}/runs/{run['run_id']}",
+                     "#/connections", "#/new-export"):  # fmt: skip
+        page = browser_tab.open(site, fragment)
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= 390, f"{fragment} is {wide} px wide"
+    page = browser_tab.open(site, f"#/exports/{HIGH_VALUE}")
+    label = page.locator("label[for='field-description']").bounding_box()
+    field = page.locator("#field-description").bounding_box()
+    assert label is not None
+    assert field is not None
+    assert label["y"] + label["height"] <= field["y"] + 1  # the label above its field
+    assert page.locator("#runs").evaluate("t => t.parentElement.scrollWidth > 390")  # own box
+
+
+def test_an_export_is_made_only_by_picking_segments_and_columns(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    page = tab("operator").open(site, "#/new-export")
+    page.wait_for_selector("[data-segment='NewCustomers']")
+    page.check("[data-segment='HighValueSegment']")
+    page.check("[data-segment='NewCustomers']")
+    assert page.locator("#field-columns-email").evaluate("e => e.tagName") == "SELECT"
+    assert page.locator("#field-columns-email").input_value() == "EMail"  # pre-selected …
+    assert "Suggested: EMail" in page.locator("#field-columns-email-suggestion").inner_text()
+    offered = page.locator("#field-columns-email option").all_inner_texts()
+    assert "Email_Address" not in offered  # only what every chosen segment has
+    page.fill("#field-name", "picked-by-name")
+    page.fill("#field-audience_id", "demo-audience-0001")
+    page.check("#field-data_transfer_acknowledged")
+    page.click("#save")
+    ready(page, "#/exports/picked-by-name")
+    stored = site.api("/exports/picked-by-name")["definition"]
+    paths = {s["path"] for s in stored["sources"]}
+    assert paths == {site.demo.export.path, segment_path(*demo_console.NEW_SEGMENT)}
+    assert stored["columns"] == {"email": "EMail"}
+
+
+def test_check_catches_a_wrong_column_before_saving(site: Site, tab: Callable[[str], Tab]) -> None:
+    before = {e["name"] for e in site.api("/exports")["exports"]}
+    page = tab("operator").open(site, "#/new-export")
+    page.wait_for_selector("[data-segment='HighValueSegment']")
+    page.check("[data-segment='HighValueSegment']")
+    page.select_option("#field-columns-email", "City")
+    page.fill("#field-audience_id", "demo-audience-0001")
+    page.check("#field-data_transfer_acknowledged")
+    page.click("#check")
+    row = page.locator("#preview-table tr[data-kind='EMAIL_SHA256']")
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] == "City"
+    assert cells[2] == "0"  # no valid address in it
+    assert "not an address" in cells[6]
+    assert "wrong column" in page.locator("#preview").inner_text()
+    assert {e["name"] for e in site.api("/exports")["exports"]} == before  # nothing saved
+
+
+def test_a_failed_run_is_one_click_from_its_fix_and_retry(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    failed = site.api(f"/exports/{LAPSED}/runs")["runs"][-1]
+    page = tab("admin").open(site, f"#/exports/{LAPSED}/runs/{failed['run_id']}")
+    assert "Email_Address" in page.locator("#run-columns").inner_text()  # what the snapshot has
+    page.click("#advice-fix")
+    ready(page, page.evaluate("() => location.hash"))
+    field = page.locator("#field-columns-email")
+    assert "highlight" in (field.evaluate("e => e.closest('.control').className") or "")
+    assert page.evaluate("() => document.activeElement.id") == "field-columns-email"
+    page.wait_for_selector("#field-columns-email option[value='Email_Address']", state="attached")
+    page.select_option("#field-columns-email", "Email_Address")
+    page.click("#save")
+    page.wait_for_selector("#notice.ok:has-text('Saved')")
+    page = tab("admin").open(site, f"#/exports/{LAPSED}/runs/{failed['run_id']}")
+    page.click("#retry")
+    page.wait_for_selector("#notice.ok:has-text('Run succeeded')", timeout=60_000)
+    assert site.api(f"/exports/{LAPSED}/runs")["runs"][0]["status"] == "succeeded"
+
+
+def test_an_admin_adds_a_connection_and_authenticates_with_snapchat(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    person_id = "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    page = tab("admin").open(site, "#/connections")
+    page.fill("#conn-name", "brand-c")
+    page.fill("#conn-display-name", "Brand C (new agency)")
+    page.fill("#conn-people .person-name", "Mae Jemison")
+    page.fill("#conn-people .person-id", person_id)
+    page.click("#conn-authenticate")
+    assert "acknowledgement" in page.locator("#connection-problems").inner_text()
+    page.check("#conn-ack")
+    page.click("#conn-authenticate")  # saved, then to Snapchat's consent page and back
+    assert "Connected: the refresh token of brand-c is stored" in connect_outcome(page)
+    row = page.locator("tr[data-connection='brand-c']")
+    assert "Brand C (new agency)" in row.inner_text()
+    who = row.locator(f".person[title='{person_id}']")
+    assert who.inner_text() == "Mae Jemison"
+    assert person_id not in row.inner_text()
+    client_id = demo_console.CLIENTS["brand-c"][0]
+    token = site.rt.secrets.get("snapchat-brand-c-refresh-token")
+    assert token == site.sandbox.current_refresh_token(client_id)
+    assert token not in page.content()
 
 
 # -- the local command -------------------------------------------------------------------

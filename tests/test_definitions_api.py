@@ -139,7 +139,10 @@ def test_connections_show_secret_names_never_values_and_stay_while_used(app: App
     status, created, _ = call(function_app.put_connection, "PUT", "connections/eu", document)
     assert status == 201, created
     _, shown, _ = call(function_app.get_connection, "GET", "connections/eu")
-    assert shown["definition"]["allowed"] == ["6F1C2B3A-4D5E-6F70-8192-A3B4C5D6E7F8"]
+    # each entry as {"id", "name"} (tests/test_connection_names.py)
+    assert shown["definition"]["allowed"] == [
+        {"id": "6f1c2b3a-4d5e-6f70-8192-a3b4c5d6e7f8", "name": ""}
+    ]
     assert shown["secrets"] == ["snapchat-eu-client-id", "snapchat-eu-client-secret",
                                 "snapchat-eu-refresh-token"]  # fmt: skip
     assert CLIENT_SECRET not in json.dumps(shown)
@@ -148,6 +151,7 @@ def test_connections_show_secret_names_never_values_and_stay_while_used(app: App
                            **{"If-Match": headers["ETag"]})  # fmt: skip
     assert (status, body["error"]) == (409, "in_use")
     assert "high-value" in body["message"]
+    assert body["exports"] == ["high-value"]
 
 
 def test_import_and_export_round_trip_with_prune_and_dry_run(

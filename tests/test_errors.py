@@ -29,7 +29,7 @@ TABLE: list[tuple[ExportError, int, str, int, bool]] = [
     (errors.SettingsInvalid(["LOCAL_PRINCIPAL: hosted"]), 503, "configuration", 2, False),
     (errors.BodyTooLarge("request body over 16384 bytes"), 413, "bad_request", 1, False),
     (errors.UnsupportedMediaType("not JSON"), 415, "unsupported_media_type", 1, False),
-    (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 1, False),
+    (errors.ExportDisabled("export 'x' is disabled"), 400, "disabled", 4, False),
     (errors.SourceError("no snapshot found"), 409, "no_snapshot", 1, False),
     (errors.SnapshotSettling("still being written"), 409, "no_snapshot", 1, False),
     (errors.EmptySnapshot("holds no data rows"), 409, "no_snapshot", 1, False),

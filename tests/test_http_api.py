@@ -68,6 +68,8 @@ def test_http_routes_are_left_to_the_platforms_sign_in(functions: dict[str, Any]
         "me": ("me", ("GET",)),
         "start_connect": ("connections/{name}/connect", ("POST",)),
         "purge_export": ("exports/{name}/purge", ("POST",)),
+        "list_segments": ("segments", ("GET",)),
+        "preview_export": ("preview", ("POST",)),
         "console": ("console/{*path}", ("GET",)),
         "finish_connect": ("oauth/snapchat/callback", ("GET",)),
     }
@@ -262,7 +264,11 @@ def test_a_failed_run_carries_the_advice_of_the_manual(
     assert run["status"] == "failed"
     assert "no column named" in run["error"]
     assert run["error_kind"] == "missing_column"  # a malformed export, not "no snapshot"
-    assert run["advice"].startswith("fix `columns.email`")
+    assert run["advice"].startswith("fix columns.email in the definition")  # plain text
+    assert "`" not in run["advice"]
+    assert run["advice_field"] == "columns.email"  # the form's field the console links to
+    assert run["columns"] == ["CustomerId", "FirstName", "LastName", "Mail", "City", "Address",
+                              "LifetimeValue"]  # fmt: skip
     _, listed, _ = call(function_app.list_exports, "GET", "exports")
     assert listed["exports"][0]["last_run"]["advice"] == run["advice"]
     assert listed["next_check"].endswith("Z")

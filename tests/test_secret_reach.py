@@ -224,6 +224,8 @@ def test_the_command_line_connect_writes_only_the_connections_own_secrets(
 ) -> None:
     """``python -m shared connect`` for a connection an older version stored with the state
     key as its client-ID secret: the state key stays; the fixed names get the values."""
+    # The settings name the authorize page (a rebuild re-syncs the definitions: first).
+    seeded.rebuild(monkeypatch, SNAPCHAT_AUTHORIZE_URL=sandbox.authorize_url)
     stored_unchecked(seeded, "brand-b", {"client_id_secret": "exporter-state-key"})
     shown: list[str] = []
 
@@ -242,8 +244,7 @@ def test_the_command_line_connect_writes_only_the_connections_own_secrets(
 
     monkeypatch.setattr("sys.stdin", Terminal())
     code = main(["connect", "brand-b", "--client-id", CLIENT_ID, "--paste",
-                 "--redirect-uri", "https://app.example/callback",
-                 "--authorize-url", sandbox.authorize_url])  # fmt: skip
+                 "--redirect-uri", "https://app.example/callback"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     output = "".join(shown) + captured.out + captured.err

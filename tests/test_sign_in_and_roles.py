@@ -32,6 +32,9 @@ CALLERS = {"admin": ADMIN, "operator": OPERATOR, "stranger": STRANGER, "reader":
 Route = tuple[Callable[[func.HttpRequest], func.HttpResponse], str, str, bytes, dict[str, str]]
 STALE = {"If-Match": "W/\"datetime'2000-01-01T00%3A00%3A00Z'\""}
 EXPORT = json.dumps({"enabled": False}).encode()
+PREVIEW = json.dumps({"source": {"container": "{container}", "path": "CustomerInsights_t1/x/Y"},
+                      "audience_id": "aud-1", "connection": "main", "columns": {"email": "EMail"},
+                      "data_transfer_acknowledged": True}).encode()  # fmt: skip
 ROUTES: dict[str, Route] = {
     "GET exports": (function_app.list_exports, "GET", "exports", b"", {}),
     "GET exports/{name}": (function_app.get_export, "GET", "exports/high-value", b"", {}),
@@ -49,6 +52,8 @@ ROUTES: dict[str, Route] = {
     "GET me": (function_app.me, "GET", "me", b"", {}),
     "POST connections/{name}/connect": (function_app.start_connect, "POST", "connections/main/connect", b"", {}),
     "POST exports/{name}/purge": (function_app.purge_export, "POST", "exports/high-value/purge", b"", {}),
+    "GET segments": (function_app.list_segments, "GET", "segments?container={container}", b"", {}),
+    "POST preview": (function_app.preview_export, "POST", "preview", PREVIEW, {}),
     "GET console": (function_app.console, "GET", "console/", b"", {}),
     "GET oauth/snapchat/callback": (function_app.finish_connect, "GET", "oauth/snapchat/callback", b"", {}),
 }  # fmt: skip
@@ -65,6 +70,9 @@ WHO_MAY = {
     "POST exports/{name}/runs": {"admin", "operator"},
     "PUT exports/{name}": {"admin", "operator"},
     "DELETE exports/{name}": {"admin", "operator"},
+    # Choosing instead of typing: who creates exports, in containers their exports read.
+    "GET segments": {"admin", "operator"},
+    "POST preview": {"admin", "operator"},
     "PUT connections/{name}": {"admin"},
     "DELETE connections/{name}": {"admin"},
 }
@@ -81,12 +89,20 @@ def request(
         headers["X-MS-CLIENT-PRINCIPAL-ID"] = object_id
         headers["X-MS-CLIENT-PRINCIPAL-NAME"] = name
         headers["Authorization"] = "Bearer token-the-platform-checked"  # as a script's call
+    export = runtime.current().definitions.export("high-value")
+    container = export.container if export else "ci-none"  # the container the export reads
+    path, body = (
+        path.replace("{container}", container),
+        body.replace(b"{container}", container.encode()),
+    )
+    path, _, query = path.partition("?")
     parts = path.split("/")
     params = {"name": parts[1]} if len(parts) > 1 else {}
     if len(parts) > 3:
         params["run_id"] = parts[3]
+    found = dict(pair.split("=", 1) for pair in query.split("&") if pair)
     return handler(local_request(method, f"{host}/api/{path}", route_params=params,
-                                    body=body, headers=headers))  # fmt: skip
+                                    body=body, headers=headers, params=found))  # fmt: skip
 
 
 @pytest.fixture
@@ -257,3 +273,27 @@ def test_an_operator_cannot_move_an_export_onto_a_connection_they_may_not_use(
     assert malformed.status_code == 400  # not a crash: every problem listed
     assert any("connection" in p for p in json.loads(malformed.get_body())["problems"])
     assert put_as(OPERATOR, "main").status_code == 200
+
+
+def test_discovery_and_preview_refuse_a_container_or_connection_the_caller_may_not_use(
+    signed_in: Callable[[str], None], app: App
+) -> None:
+    signed_in("azure")
+    host = HOSTS["azure"]
+    elsewhere = (function_app.list_segments, "GET", "segments?container=ci-elsewhere", b"", {})
+    refused = request(elsewhere, OPERATOR, host)
+    assert refused.status_code == 403
+    message = json.loads(refused.get_body())["message"]
+    assert "may not look into container 'ci-elsewhere'" in message
+    assert request(elsewhere, ADMIN, host).status_code == 404  # an admin may look: there is none
+    # The export's own container: allowed (and not there yet: nothing was exported to it).
+    assert request(ROUTES["GET segments"], OPERATOR, host).status_code == 404
+    assert request(ROUTES["GET segments"], STRANGER, host).status_code == 403
+    moved = PREVIEW.replace(b"{container}", b"ci-elsewhere")
+    preview_elsewhere = (function_app.preview_export, "POST", "preview", moved, {})
+    assert request(preview_elsewhere, OPERATOR, host).status_code == 403
+    stranger = request(ROUTES["POST preview"], STRANGER, host)
+    assert stranger.status_code == 403
+    assert "may not use connection 'main'" in json.loads(stranger.get_body())["message"]
+    operator = request(ROUTES["POST preview"], OPERATOR, host)
+    assert operator.status_code == 409  # allowed: the snapshot is not there

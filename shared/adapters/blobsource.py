@@ -8,7 +8,8 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 from azure.core.exceptions import (
     AzureError,
@@ -19,7 +20,13 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient
 
 from shared.core.csvstream import ChunkReader
-from shared.core.errors import SourceAccessDenied, SourceError, SourceMalformed, StorageError
+from shared.core.errors import (
+    NotFound,
+    SourceAccessDenied,
+    SourceError,
+    SourceMalformed,
+    StorageError,
+)
 from shared.core.layout import BlobEntry
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,24 @@ class BlobSource:
             ]
         except AzureError as exc:
             raise _translate(exc, f"container {container!r}") from None
+
+    def list_bounded(
+        self, container: str, *, limit: int, seconds: float
+    ) -> tuple[Sequence[BlobEntry], bool]:
+        """The container's blobs, in name order, stopping after ``limit`` blobs or
+        ``seconds``; and whether it stopped before the end. NotFound for no such container."""
+        deadline = time.monotonic() + seconds
+        found: list[BlobEntry] = []
+        try:
+            for blob in self._service.get_container_client(container).list_blobs():
+                if len(found) >= limit or time.monotonic() > deadline:
+                    return found, True
+                found.append(BlobEntry(blob.name, blob.last_modified, blob.size or 0))
+        except ResourceNotFoundError:
+            raise NotFound(f"no container {container!r} in the export storage account") from None
+        except AzureError as exc:
+            raise _translate(exc, f"container {container!r}") from None
+        return found, False
 
     def read_small(self, container: str, name: str) -> bytes | None:
         """The whole content of a small blob (model.json), or None if it does not exist."""

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.data.tables import TableClient
 
 from shared.adapters import tables
@@ -56,7 +63,7 @@ class RunLog:
             except ResourceExistsError:
                 pass
             except AzureError as exc:
-                raise table_failure("create the run table", exc) from None
+                raise table_failure("create the run table", exc, endpoint=self._table.url) from None
             self._ready = True
         return self._table
 
@@ -98,6 +105,24 @@ class RunLog:
         """The export's runs, newest first."""
         return self._query("PartitionKey eq @export", {"export": export}, limit)
 
+    def page(
+        self, export: str, limit: int, *, after: str = "", where: Mapping[str, object] | None = None
+    ) -> tuple[list[RunRecord], str]:
+        """Up to ``limit`` of the export's runs, newest first, older than run ``after`` (a
+        run ID, "" for the newest) and matching ``where`` (record fields: equal values);
+        with the run ID to continue after, or "" when no run is left."""
+        clauses = ["PartitionKey eq @export"]
+        parameters: dict[str, Any] = {"export": export}
+        if after:
+            clauses.append("RowKey gt @after")
+            parameters["after"] = row_key(after)
+        for index, (name, value) in enumerate(sorted((where or {}).items())):
+            clauses.append(f"{name} eq @p{index}")
+            parameters[f"p{index}"] = value
+        found = self._query(" and ".join(clauses), parameters, limit + 1)
+        more = len(found) > limit
+        return found[:limit], found[limit - 1].run_id if more else ""
+
     def for_snapshot(self, export: str, snapshot: str) -> list[RunRecord]:
         return self._query(
             "PartitionKey eq @export and snapshot eq @snapshot",
@@ -120,8 +145,26 @@ class RunLog:
             raise table_failure("query runs", exc) from None
 
 
-def table_failure(action: str, exc: AzureError, what: str = "run log") -> StorageError:
+def table_failure(
+    action: str, exc: AzureError, what: str = "run log", endpoint: str = ""
+) -> StorageError:
     """The StorageError for a failed Table Storage call (the SDK's message is not kept: it
-    can quote the request)."""
+    can quote the request). When nothing answered at all, it names the endpoint (scheme, host
+    and path only: never a key or a SAS query) and the likely fix."""
     log.warning("Table Storage failed to %s: %s", action, type(exc).__name__)
-    return StorageError(f"{what}: could not {action} ({type(exc).__name__})")
+    message = f"{what}: could not {action} ({type(exc).__name__})"
+    if isinstance(exc, ServiceRequestError):
+        message += unreachable(endpoint)
+    return StorageError(message)
+
+
+def unreachable(endpoint: str) -> str:
+    """What to say when no storage answered at ``endpoint``: where, and the likely fix."""
+    parts = urlsplit(endpoint)
+    where = f" at {parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else ""
+    if parts.hostname in {"127.0.0.1", "localhost", "::1"}:
+        return (
+            f": nothing answers{where}; start Azurite (npx azurite --silent --location .azurite "
+            "--skipApiVersionCheck --disableTelemetry) or point AzureWebJobsStorage elsewhere"
+        )
+    return f": nothing answers{where}; check AzureWebJobsStorage and the network to the account"

@@ -18,6 +18,7 @@ from shared.adapters.definition_store import DefinitionType, Entry
 from shared.adapters.statestore import delete_state
 from shared.core import definitions
 from shared.core.access import Role
+from shared.core.definitions import Export
 from shared.core.errors import (
     ConfigurationError,
     InUse,
@@ -61,7 +62,8 @@ def delete(
         using = [e.name for e in rt.definition_store.current("export")
                  if (e.document or {}).get("connection") == name]  # fmt: skip
         if using:
-            raise InUse(f"connection {name!r} is used by export(s) {', '.join(using)}")
+            message = f"connection {name!r} is used by export(s) {', '.join(using)}"
+            raise InUse(message, tuple(using))
         entry = rt.definition_store.delete(kind, name, etag=etag, by=by)
     else:
         entry, removed = _delete_export(rt, name, etag=etag, by=by, erase_state=erase_state)
@@ -96,6 +98,15 @@ def _delete_export(
 
 
 _DELETE_HOLD_SECONDS = 300.0
+
+
+def check_export(rt: Runtime, name: str, document: object) -> Export:
+    """An export definition as PUT would store it, checked the same way (InvalidExport with
+    every problem), but not stored: what a preview plans."""
+    checked = _checked(rt, "export", name, document)
+    connections = [e.document for e in rt.definition_store.current("connection") if e.document]
+    parsed = definitions.parse({"connections": connections, "exports": [checked]})
+    return parsed.require(name)
 
 
 def _checked(rt: Runtime, kind: DefinitionType, name: str, document: object) -> dict[str, Any]:

@@ -9,6 +9,7 @@ document's table is exactly ``ROWS``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.core.endings import EndReason
@@ -20,6 +21,7 @@ class Advice:
     error_says: str  # what such a run's error says, as the document shows it
     what_to_do: str
     alerts: str = "`run-failed`"  # the Azure Monitor alerts that fire (infra/app/alerts.bicep)
+    field: str = ""  # the definition field it points at (the console links to it), or ""
 
 
 ROWS = (
@@ -27,6 +29,7 @@ ROWS = (
         (EndReason.MISSING_COLUMN,),
         "`no column named …`, `first row is not a header`",
         "fix `columns.email` in the definition, or the export's attributes in Customer Insights",
+        field="columns",
     ),
     Advice(
         (EndReason.SOURCE_MALFORMED,),
@@ -53,6 +56,7 @@ ROWS = (
         'with `{"allow_large_removal": true}` (or `--allow-large-removal`) once, or raise '
         "`max_removal_percent`",
         "`run-failed`, `removal-safeguard`",
+        field="max_removal_percent",
     ),
     Advice(
         (EndReason.SECRET_MISSING,),
@@ -66,6 +70,7 @@ ROWS = (
         "Snapchat** in the console); the error names the secret to renew (and the "
         "client-secret secret, if the Snapchat app's secret changed)",
         "`run-failed`, `credentials-refused`",
+        field="connection",
     ),
     Advice(
         (EndReason.PERMISSION_DENIED,),
@@ -76,6 +81,7 @@ ROWS = (
         (EndReason.AUDIENCE_NOT_FOUND,),
         "`check the export's audience_id`",
         "the audience does not exist in that ad account",
+        field="audience_id",
     ),
     Advice(
         (EndReason.GAVE_UP, EndReason.UNAVAILABLE),
@@ -88,6 +94,7 @@ ROWS = (
         "`may not read it (grant Storage Blob Data Reader)`",
         "give the app's identity read access to the export container",
         "`run-failed`; when the timer meets it, `timer-check-failed`",
+        field="source.container",
     ),
 )
 
@@ -101,6 +108,28 @@ def for_reason(reason: str) -> Advice | None:
         return _BY_REASON.get(EndReason(reason))
     except ValueError:  # no reason (a run that succeeded), or one this version does not know
         return None
+
+
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_COLUMN_SAID = re.compile(r"not a header naming column '([^']*)'")
+_COLUMNS_SAID = re.compile(r"no column named '([^']*)'; model\.json's columns are ([^(]*)")
+
+
+def plain(text: str) -> str:
+    """A cell of the table as plain text, for a page or a terminal: no backticks, bold or
+    link targets (``[Deploy](deploy.md)`` becomes ``Deploy``)."""
+    return _LINK.sub(r"\1", text).replace("**", "").replace("`", "")
+
+
+def missing_column(error: str) -> tuple[str, tuple[str, ...]]:
+    """The column a missing-column error names, and the snapshot's columns it lists (both
+    only when model.json gave them: ``shared.core.csvstream`` writes the error so); else
+    ``("", ())``."""
+    found = _COLUMNS_SAID.search(error)
+    if found is None:
+        named = _COLUMN_SAID.search(error)
+        return (named[1] if named else ""), ()
+    return found[1], tuple(c.strip() for c in found[2].split(",") if c.strip())
 
 
 def markdown_table() -> str:

@@ -46,6 +46,14 @@ class Connection:
     name: str
     display_name: str = ""  # shown to people; the name when empty
     allowed: tuple[str, ...] = ()  # Entra object IDs (users, groups) who may use it, besides admins
+    # The names the admin gave those IDs (people and groups), as (object ID, name): shown,
+    # never used to decide anything. The app does not ask Microsoft Graph (docs/sign-in.md).
+    allowed_names: tuple[tuple[str, str], ...] = ()
+
+    def allowed_as_named(self) -> list[dict[str, str]]:
+        """``allowed`` as the API answers it: each ID with its name ("" when none was given)."""
+        names = dict(self.allowed_names)
+        return [{"id": object_id, "name": names.get(object_id, "")} for object_id in self.allowed]
 
     @property
     def client_id_secret(self) -> str:

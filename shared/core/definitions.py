@@ -135,11 +135,11 @@ def _parse_connections(
         if not isinstance(display_name, str) or len(display_name) > 256:
             problems.append(f"{where}: display_name: expected a string of at most 256 characters")
             display_name = ""
-        allowed = _parse_allowed(item.get("allowed", []), where, problems)
+        allowed, names = parse_allowed(item.get("allowed", []), where, problems)
         if name and refused:
             set_aside.append(BrokenConnection(name, tuple(refused)))
         elif name:
-            connections.append(Connection(name, display_name=display_name, allowed=allowed))
+            connections.append(Connection(name, display_name, allowed, allowed_names=names))
     return connections, set_aside
 
 
@@ -160,21 +160,41 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 _CONNECTION_FIELDS = {"name", "display_name", "allowed"}
 
 
-def _parse_allowed(raw: object, where: str, problems: list[str]) -> tuple[str, ...]:
-    """Who may use a connection: Entra object IDs of users and groups."""
+MAX_PERSON_NAME = 256
+
+
+def parse_allowed(
+    raw: object, where: str, problems: list[str]
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Who may use a connection: Entra object IDs of users and groups, each given as the ID
+    or as ``{"id": <object ID>, "name": <the name the admin chose>}``; the IDs, and the
+    names given."""
     if not isinstance(raw, list):
         problems.append(f"{where}: allowed: expected a list of Entra object IDs")
-        return ()
-    allowed = []
+        return (), ()
+    allowed: list[str] = []
+    names: dict[str, str] = {}
     for index, value in enumerate(raw):
-        if isinstance(value, str) and _OBJECT_ID.fullmatch(value.lower()):
-            allowed.append(value.lower())
-        else:
+        at = f"{where}: allowed[{index}]"
+        named = value if isinstance(value, dict) else {"id": value}
+        object_id, name = named.get("id"), named.get("name", "")
+        if set(named) - {"id", "name"}:
+            problems.append(f"{at}: expected only id and name")
+        elif not isinstance(object_id, str) or not _OBJECT_ID.fullmatch(object_id.lower()):
             problems.append(
-                f"{where}: allowed[{index}]: expected an Entra object ID "
-                "(e.g. 6f1c2b3a-4d5e-6f70-8192-a3b4c5d6e7f8)"
+                f"{at}: expected an Entra object ID "
+                '(e.g. 6f1c2b3a-4d5e-6f70-8192-a3b4c5d6e7f8), or {"id": …, "name": …}'
             )
-    return tuple(dict.fromkeys(allowed))
+        elif not isinstance(name, str) or len(name) > MAX_PERSON_NAME or "@" in name:
+            problems.append(
+                f"{at}: name: a display name of at most {MAX_PERSON_NAME} characters, "
+                "not an email address"
+            )
+        else:
+            allowed.append(object_id.lower())
+            if name.strip():
+                names.setdefault(object_id.lower(), name.strip())
+    return tuple(dict.fromkeys(allowed)), tuple(names.items())
 
 
 def _parse_exports(

@@ -163,6 +163,7 @@ class ExportDisabled(ExportError):  # noqa: N818
 
     kind = "disabled"
     http_status = 400
+    exit_code = 4  # command line: no run was made (not "the run failed")
     end_reason = EndReason.DISABLED
 
 
@@ -312,6 +313,13 @@ class InUse(ExportError):  # noqa: N818
 
     kind = "in_use"
     http_status = 409
+
+    def __init__(self, message: str, exports: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.exports = exports  # the exports that use it, by name
+
+    def details(self) -> dict[str, Any]:
+        return {"exports": list(self.exports)} if self.exports else {}
 
 
 class RecordChanged(ExportError):  # noqa: N818

@@ -20,7 +20,9 @@ from shared.admin import definition_changes, purge
 from shared.connections import browser
 from shared.core import advice, schedule
 from shared.core.access import Action, Principal, Role, authorize, may
-from shared.core.definitions import Connection, Definitions, Export
+from shared.core.definition_types import Mode
+from shared.core.definitions import Connection, Definitions, Export, parse_allowed
+from shared.core.endings import EndReason
 from shared.core.errors import (
     BadRequest,
     BodyTooLarge,
@@ -29,7 +31,7 @@ from shared.core.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from shared.core.runrecord import RunRecord, Trigger
+from shared.core.runrecord import RunRecord, RunStatus, Trigger, is_run_id
 from shared.entry import signin, web
 from shared.runs import service
 from shared.runtime import Runtime
@@ -90,7 +92,7 @@ def start_run(  # noqa: PLR0917 - the route's values, in the order the trigger h
     status_url = f"{base_url.rstrip('/')}/api/exports/{name}/runs/{record.run_id}"
     return Reply(
         202,
-        {"run_id": record.run_id, "status_url": status_url, "run": _run(record)},
+        {"run_id": record.run_id, "status_url": status_url, "run": _run(record, export)},
         {"Location": status_url},
     )
 
@@ -144,15 +146,55 @@ def get_run(rt: Runtime, who: Principal, name: str, run_id: str) -> Reply:
     record = rt.runs.get(name, run_id)
     if record is None:
         return _error(404, "not_found", f"export {name!r} has no run {run_id!r}")
-    return Reply(200, _run(record))
+    return Reply(200, _run(record, rt.definitions.export(name)))
 
 
-def list_runs(rt: Runtime, who: Principal, name: str, limit: str | None) -> Reply:
+def list_runs(
+    rt: Runtime,
+    who: Principal,
+    name: str,
+    limit: str | None,
+    query: Mapping[str, str] | None = None,
+) -> Reply:
+    """``GET …/runs``: a page of the export's runs, newest first, filtered by ``status``,
+    ``trigger``, ``mode`` and ``dry_run``; ``continuation`` (from the previous page's
+    answer) continues after that page."""
     authorize(who, Action.READ)
     _known_export(rt, name)
-    count = _limit(limit)
-    runs = rt.runs.recent(name, limit=count)
-    return Reply(200, {"export": name, "runs": [_run(r) for r in runs]})
+    count, query = _limit(limit), query or {}
+    after = query.get("continuation") or ""
+    if after and not is_run_id(after):
+        raise BadRequest("continuation: not a token this API gave (send the last answer's)")
+    runs, more = rt.runs.page(name, count, after=after, where=_run_filters(query))
+    export = rt.definitions.export(name)
+    body = {"export": name, "runs": [_run(r, export) for r in runs], "continuation": more or None}
+    return Reply(200, body)
+
+
+_RUN_FILTERS: dict[str, tuple[str, ...]] = {
+    "status": tuple(RunStatus),
+    "trigger": tuple(Trigger),
+    "mode": tuple(Mode),
+    "dry_run": ("true", "false"),
+}
+
+
+def _run_filters(query: Mapping[str, str]) -> dict[str, object]:
+    """The run filters of a query string, as record fields and values; BadRequest naming
+    each value that is not one of the field's."""
+    where: dict[str, object] = {}
+    problems = []
+    for key, known in _RUN_FILTERS.items():
+        value = query.get(key) or ""
+        if not value:
+            continue
+        if value not in known:
+            problems.append(f"{key}: one of {', '.join(known)}")
+        else:
+            where[key] = value == "true" if key == "dry_run" else value
+    if problems:
+        raise BadRequest("; ".join(problems))
+    return where
 
 
 def list_exports(rt: Runtime, who: Principal) -> Reply:
@@ -163,7 +205,7 @@ def list_exports(rt: Runtime, who: Principal) -> Reply:
             "exports": [
                 {
                     **describe(status.export, status.last_run),
-                    "last_run": status.last_run and _run(status.last_run),
+                    "last_run": status.last_run and _run(status.last_run, status.export),
                 }
                 for status in service.exports_overview(rt)
             ],
@@ -215,11 +257,24 @@ def describe(export: Export, last_run: RunRecord | None = None) -> dict[str, Any
     }
 
 
-def _run(record: RunRecord) -> dict[str, Any]:
+def _run(record: RunRecord, export: Export | None = None) -> dict[str, Any]:
     """A run as the API answers it: the record, and for a failed run the advice of the
-    *When a run fails* table for why it ended (its ``error_kind``)."""
+    *When a run fails* table for why it ended (its ``error_kind``) as plain text, the
+    definition field it points at (``advice_field``) and, for a missing column, the
+    snapshot's columns when model.json named them (``columns``)."""
     found = advice.for_reason(record.error_kind) if record.error else None
-    return {**record.as_dict(), "advice": found.what_to_do if found else ""}
+    body = {
+        **record.as_dict(),
+        "advice": advice.plain(found.what_to_do) if found else "",
+        "advice_field": found.field if found else "",
+    }
+    if found is not None and record.error_kind == EndReason.MISSING_COLUMN:
+        column, columns = advice.missing_column(record.error)
+        kinds = [kind for kind, name in (export.columns if export else ()) if name == column]
+        body["advice_field"] = f"columns.{kinds[0].column_key}" if kinds else found.field
+        if columns:
+            body["columns"] = list(columns)
+    return body
 
 
 # -- definitions: /api/exports/{name}, /api/connections/{name} ------------------------------
@@ -396,7 +451,20 @@ def _definition(rt: Runtime, entry: Entry) -> dict[str, Any]:
     if entry.kind == "connection":  # the secrets' names (fixed by its name), never their values
         body["secrets"] = list(Connection(entry.name).secret_names)
         body["problems"] = rt.definitions.connection_problems(entry.name)
+        _named_allowed(body)
     return body
+
+
+def _named_allowed(body: dict[str, Any]) -> None:
+    """A connection's ``allowed`` as ``{"id", "name"}`` each (stored as an ID or as such an
+    object; the name is the one the admin chose, "" when none): for a valid entry only."""
+    document = body.get("definition")
+    if not isinstance(document, dict) or body["problems"]:
+        return
+    raw = document.get("allowed") or []
+    allowed, names = parse_allowed(raw if isinstance(raw, list) else [], "", [])
+    named = Connection("-", allowed=allowed, allowed_names=names).allowed_as_named()
+    body["definition"] = {**document, "allowed": named}
 
 
 def finish_connect(

@@ -9,8 +9,9 @@
     python -m shared [--settings ...] purge NAME [--audience ID]   # erase stored digests
     python -m shared [--settings ...] connect CONNECTION --client-id ID [--port 8765 | --paste]
 
-Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found (each error
-class in ``shared.core.errors`` carries its own).
+Exit codes: 0 success, 1 a run failed, 2 bad configuration or usage, 3 not found, 4 the export
+is disabled (no run was made), 141 the output's reader went away (``| head``); each error class
+in ``shared.core.errors`` carries its own.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from shared.admin import definition_changes, purge
 from shared.connections import terminal
 from shared.core import definitions
 from shared.core.definitions import default_connection
-from shared.core.errors import ConfigurationError, ExportError
+from shared.core.errors import ConfigurationError, ExportError, NotFound
 from shared.core.privacy import install_log_filter
-from shared.core.runrecord import RunStatus, Trigger
+from shared.core.runrecord import RunRecord, RunStatus, Trigger
 from shared.core.settings import Settings, exports_path
 from shared.entry import api, localworker, signin
 from shared.runs import service
@@ -99,8 +100,13 @@ def _run(args: argparse.Namespace) -> int:
         allow_large_removal=args.allow_large_removal,
         snapshot=args.snapshot,
     )
-    _print(record.as_dict())
+    _print(_answer(record))
     return 0 if record.status == RunStatus.SUCCEEDED else 1
+
+
+def _answer(record: RunRecord) -> dict[str, Any]:
+    """A run as the HTTP API answers it: the record, and for a failed run its advice."""
+    return dict(api.get_run(current(), signin.command_line(), record.export, record.run_id).body)
 
 
 def _enqueue(args: argparse.Namespace) -> int:
@@ -143,7 +149,10 @@ def _connect(args: argparse.Namespace) -> int:
         print(f"allow access:\n\n  {url}\n", flush=True)
 
     def paste() -> str:
-        return input("Paste the address your browser was sent to: ")
+        try:
+            return input("Paste the address your browser was sent to: ")
+        except EOFError:
+            raise ConfigurationError("connect: no address was pasted") from None
 
     terminal.connect(
         rt.secrets,
@@ -156,7 +165,7 @@ def _connect(args: argparse.Namespace) -> int:
         listener=None if args.paste else terminal.CallbackListener(args.port),
         paste=paste if args.paste else None,
         redirect_uri=args.redirect_uri or "",
-        authorize_base=args.authorize_url,
+        authorize_base=rt.settings.snapchat_authorize_url or terminal.AUTHORIZE_URL,
     )
     stored = list(connection.secret_names)
     _print({"connection": connection.name, "stored_secrets": stored, "stored_in": where})
@@ -176,26 +185,44 @@ def _work(args: argparse.Namespace) -> int:
             "work: AzureWebJobsStorage must be a connection string (the local queue, e.g. "
             "Azurite); in Azure the Functions host processes the queue"
         )
+    seen: dict[tuple[str, str], None] = {}  # the runs delivered, in order
     try:
         delivered = localworker.work(
             connection,
             rt.settings.jobs_queue,
-            handle=function_app.export_worker,
-            give_up=function_app.export_gave_up,
+            handle=localworker.noting(function_app.export_worker, seen),
+            give_up=localworker.noting(function_app.export_gave_up, seen),
             once=args.once,
             poll_seconds=args.poll_seconds,
             visibility_timeout=args.visibility_timeout,
             idle_seconds=args.idle_seconds,
         )
-    except KeyboardInterrupt:
-        return 0
-    _print({"queue": rt.settings.jobs_queue, "deliveries": delivered})
-    return 0
+    except KeyboardInterrupt:  # Ctrl-C: still say what became of the runs handled so far
+        delivered = None
+    runs = [_outcome(rt.runs.get(export, run_id), export, run_id) for export, run_id in seen]
+    _print({"queue": rt.settings.jobs_queue, "deliveries": delivered, "runs": runs})
+    return 1 if any(run["status"] == RunStatus.FAILED for run in runs) else 0
+
+
+def _outcome(record: RunRecord | None, export: str, run_id: str) -> dict[str, Any]:
+    """What became of a run the worker was handed: its status now, and why a failed one
+    ended, with the advice for it."""
+    if record is None:
+        return {"export": export, "run_id": run_id, "status": "unknown"}
+    answer = _answer(record)
+    keep = ("export", "run_id", "status", "snapshot", "dry_run", "uploaded", "error_kind",
+            "error", "advice", "advice_field", "columns")  # fmt: skip
+    return {key: answer[key] for key in keep if key in answer}
 
 
 def _purge(args: argparse.Namespace) -> int:
-    _print(purge.purge(current(), args.name, audience=args.audience,
-                       by=signin.command_line().label))  # fmt: skip
+    rt = current()
+    done = purge.purge(rt, args.name, audience=args.audience, by=signin.command_line().label)
+    known = rt.definitions.export(args.name) or rt.definitions.broken_export(args.name)
+    if not done["deleted"] and known is None:
+        # Most likely a misspelt name: say so, as for any unknown export.
+        raise NotFound(f"no export named {args.name!r}, and no stored digests under that name")
+    _print(done)
     return 0
 
 
@@ -285,7 +312,6 @@ def _connect_command(commands: Commands) -> None:
     link.add_argument(
         "--redirect-uri", help="with --paste: the redirect URI registered for the app"
     )
-    link.add_argument("--authorize-url", default=terminal.AUTHORIZE_URL)
     link.set_defaults(command=_connect)
 
 

@@ -27,6 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from shared.adapters.jobqueue import Job
 from shared.core.errors import StorageError
 from shared.core.settings import APP_ROOT
 
@@ -126,6 +127,22 @@ def work(
         elif idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
             return total
         sleep(poll_seconds)
+
+
+def noting(handler: Handler, seen: dict[tuple[str, str], None]) -> Handler:
+    """``handler``, noting in ``seen`` the (export, run ID) of each job it is handed, so that
+    the caller can report what became of those runs."""
+
+    def deliver(message: func.QueueMessage) -> None:
+        try:
+            job = Job.from_json(message.get_body().decode("utf-8", errors="replace"))
+        except ValueError:
+            pass  # not a job: the handler logs and drops it
+        else:
+            seen[job.export, job.run_id] = None
+        handler(message)
+
+    return deliver
 
 
 def _settle(call: Callable[..., object], *args: object, **kwargs: object) -> None:
