@@ -427,7 +427,11 @@ function offerColumns(form, segments) {
     control.dataset.field = path;
     control.disabled = old.disabled;
     control.setAttribute("aria-describedby", old.getAttribute("aria-describedby") || "");
+    // Redrawn once the segments are listed: a field the advice pointed at stays marked and focused.
+    const focused = document.activeElement === old;
+    if (old.classList.contains("highlight")) control.classList.add("highlight");
     old.replaceWith(control);
+    if (focused) control.focus();
   }
 }
 
