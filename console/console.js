@@ -236,6 +236,11 @@ function exportRow(item, nextCheck, schedule) {
   const size = audience.approximate_number_users !== undefined
     ? [number(audience.approximate_number_users), h("br"), h("span", { class: "muted" }, audience.targetable_status || "")]
     : "—";
+  const health = item.audience_health;
+  const rate = health && health.match_rate !== null && health.match_rate !== undefined
+    ? [h("br"), h("span", { class: "muted match-rate" }, `match rate ${percent(health.match_rate)}`)] : null;
+  const warned = health && (health.warnings || []).length
+    ? [h("br"), h("span", { class: "status warn", title: health.warnings.map((w) => w.message).join(" ") }, `${health.warnings.length} warning${health.warnings.length === 1 ? "" : "s"}`)] : null;
   const lastRun = run
     ? [statusBadge(run.status), run.dry_run ? " dry run" : "", h("br"),
       h("a", { href: `#/exports/${encodeURIComponent(item.name)}/runs/${encodeURIComponent(run.run_id)}` }, stamp(run.finished_at || run.started_at || run.queued_at)),
@@ -251,7 +256,7 @@ function exportRow(item, nextCheck, schedule) {
     h("td", {}, item.enabled ? "yes" : "no"),
     h("td", {}, lastRun),
     h("td", { class: "num" }, counts),
-    h("td", { class: "num" }, size),
+    h("td", { class: "num" }, size, rate, warned),
     h("td", {}, item.enabled && nextCheck ? [scheduleWords(schedule, nextCheck), h("br"), h("span", { class: "muted" }, ago(nextCheck))] : "not scheduled (disabled)"));
 }
 
@@ -272,11 +277,15 @@ const FIELDS = [
   ["default_country_code", "Default country code", "text", "Digits only, e.g. 44, for phone numbers without one."],
   ["max_removal_percent", "Safeguard: most removed (%)", "number", "A mirror run that would remove more of the audience fails before sending anything."],
   ["always_allowed_removals", "Safeguard: always allowed removals", "number", ""],
+  ["lookalike.type", "Lookalike: type", "lookalike", "Optional: Snapchat's lookalike of this audience (BALANCE is Snapchat's default), made once, when this audience is targetable."],
+  ["lookalike.countries", "Lookalike: countries", "text", "Two-letter country codes, separated by commas, e.g. US, GB."],
+  ["lookalike.name", "Lookalike: name", "text", ""],
   ["enabled", "Enabled", "checkbox", "The timer runs enabled exports when a new snapshot lands."],
   ["data_transfer_acknowledged", "Data transfer acknowledged", "checkbox", "Hashed personal data leaves your compliance boundary for Snapchat: tick once your organisation approved it."],
 ];
 
-const PLACEHOLDERS = { max_removal_percent: "20 (the default)", always_allowed_removals: "10 (the default)" };
+const PLACEHOLDERS = { max_removal_percent: "20 (the default)", always_allowed_removals: "10 (the default)", "lookalike.countries": "US, GB" };
+const LOOKALIKE_TYPES = ["BALANCE", "SIMILARITY", "REACH"];
 
 function fieldId(path) { return `field-${path.replace(/[^a-z0-9_]+/gi, "-")}`; }
 
@@ -285,7 +294,8 @@ function valueAt(document, path) {
     const sources = document.sources || (document.source ? [document.source] : []);
     return sources.map((x) => `${x.container || ""}/${x.path || ""}`).join("\n");
   }
-  return path.split(".").reduce((value, key) => (value && typeof value === "object" ? value[key] : undefined), document);
+  const value = path.split(".").reduce((found, key) => (found && typeof found === "object" ? found[key] : undefined), document);
+  return Array.isArray(value) ? value.join(", ") : value;
 }
 
 function definitionForm(document, { editable, connections, containers = [], onSave }) {
@@ -299,6 +309,8 @@ function definitionForm(document, { editable, connections, containers = [], onSa
     if (kind === "segments") control = h("textarea", { id, rows: 2 }, value || "");
     else if (kind === "checkbox") control = h("input", { id, type: "checkbox", checked: path === "enabled" ? value !== false : value === true });
     else if (kind === "mode") control = h("select", { id }, ["add", "mirror"].map((m) => h("option", { value: m, selected: (value || "add") === m }, m)));
+    else if (kind === "lookalike") control = h("select", { id }, h("option", { value: "" }, "— no lookalike —"),
+      LOOKALIKE_TYPES.map((t) => h("option", { value: t, selected: value === t }, t)));
     else if (kind === "connection") control = h("select", { id }, connections.map((c) => h("option", { value: c, selected: value === c }, c)));
     else control = h("input", { id, type: kind === "number" ? "number" : "text", value: value ?? "", placeholder: PLACEHOLDERS[path] });
     control.dataset.field = path;
@@ -491,6 +503,12 @@ function collect(form, original) {
     if (raw === "") delete document[key];
     else document[key] = /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
   }
+  if (read("lookalike.type").value) {
+    // Kept as typed apart from case and separators, so the API names any wrong code.
+    const countries = text("lookalike.countries").split(/[\s,;]+/).filter(Boolean).map((c) => c.toUpperCase());
+    const kept = original.lookalike && typeof original.lookalike === "object" ? original.lookalike : {};
+    document.lookalike = { ...kept, type: read("lookalike.type").value, countries, name: text("lookalike.name") };
+  } else delete document.lookalike;
   document.enabled = read("enabled").checked;
   document.data_transfer_acknowledged = read("data_transfer_acknowledged").checked;
   return document;
@@ -512,7 +530,7 @@ function controlFor(form, field) {
     candidates.push(path);
   }
   for (const name of candidates) {
-    const key = name === "sources" ? "source" : name === "audience" ? "audience.name" : name;
+    const key = name === "sources" ? "source" : name === "audience" ? "audience.name" : name === "lookalike" ? "lookalike.type" : name;
     const found = form.querySelector(`[data-field="${key}"]`);
     if (found) return found;
   }
@@ -535,10 +553,11 @@ function placeProblems(form, general, problems, message) {
 }
 
 async function exportPage(render, name, query) {
-  const [definition, runs, connections] = await Promise.all([
+  const [definition, runs, connections, overview] = await Promise.all([
     api("GET", `/exports/${encodeURIComponent(name)}`),
     api("GET", `/exports/${encodeURIComponent(name)}/runs?limit=50`),
     api("GET", "/connections"),
+    api("GET", "/exports"), // the export's lookalike state and audience health, as the list has them
   ]);
   if (definition.status !== 200) return render(name, banner("error", failure(definition)));
   const document = definition.body.definition || {};
@@ -571,7 +590,11 @@ async function exportPage(render, name, query) {
     },
   });
   const summary = h("p", { class: "muted", id: "changed" }, `Version ${definition.body.version}, changed by `, person(definition.body.changed_by), " at ", stamp(definition.body.changed_at));
-  render(name, notice, actions, progress, h("h2", {}, "Run history"), history.element,
+  const listed = ((overview.body || {}).exports || []).find((e) => e.name === name) || {};
+  const health = definition.body.audience_health || listed.audience_health || null;
+  const lookalike = definition.body.lookalike !== undefined ? definition.body.lookalike : listed.lookalike || null;
+  render(name, warningBanners(health && health.warnings, "warnings"), notice, actions, progress, healthSection(health, document.mode),
+    lookalikeSection(document.lookalike, lookalike), h("h2", {}, "Run history"), history.element,
     h("h2", {}, "Definition"), summary, canRun ? null : h("p", { class: "hint", id: "read-only" }, "Read only: your role or the connection does not let you change this export."),
     problems, form);
   const field = query && query.get("field");
@@ -795,6 +818,145 @@ function runChart(runs) {
   return h("figure", { id: "chart" }, svg, h("figcaption", { class: "muted" }, "Runs numbered oldest first, placed by when they were queued."), legend);
 }
 
+// -- what Snapchat made of it: the audience check, the match rate, warnings, the lookalike ----
+
+function percent(rate) {
+  return rate === null || rate === undefined ? "—" : `${(rate * 100).toFixed(1)}%`;
+}
+
+// What the match rate is and is not, by how it was computed (docs/how-it-works.md).
+const RATE_BASIS = {
+  managed: "Snapchat's matched estimate ÷ the identifiers this mirror audience holds, which the app knows exactly.",
+  sent_in_retention: "Snapchat's matched estimate ÷ the identifiers sent over the audience's retention window (someone sent by several runs counts once per run, so the true rate is at least this).",
+};
+const RATE_LIMITS = "An estimate: Snapchat gives no match rate, only a rounded audience size some time after the upload. It says how many of your people Snapchat could find, not which ones; nothing per person is known.";
+
+function rateExplained(rate, basis, id) {
+  if (rate === null || rate === undefined) return h("span", { id, class: "muted" }, "— (no estimate yet)");
+  const words = `${RATE_BASIS[basis] || "Snapchat's matched estimate ÷ the identifiers sent."} ${RATE_LIMITS}`;
+  return h("span", { id, class: "explain", tabindex: "0", title: words, "data-basis": basis || "" }, percent(rate));
+}
+
+const WARNING_TITLES = {
+  too_few_users: "Too few users to target",
+  match_rate_dropped: "Match rate dropped",
+  audience_cap_near: "Ad account near its audience cap",
+  members_age_out: "Members will age out",
+};
+
+function warningBanners(warnings, id) {
+  if (!warnings || !warnings.length) return null;
+  return h("div", { id, class: "warnings" }, warnings.map((w) =>
+    h("div", { class: "banner warn", role: "status", "data-warning": w.code },
+      h("strong", {}, `${WARNING_TITLES[w.code] || w.code}: `), w.message || "")));
+}
+
+function healthSection(health, mode) {
+  if (!health) {
+    return h("section", { id: "audience-health" }, h("h2", {}, "What Snapchat made of it"),
+      h("p", { class: "muted" }, "No audience check yet: after a run, the app reads Snapchat's estimate of the matched users once Snapchat has processed the upload."));
+  }
+  const trend = health.trend || [];
+  return h("section", { id: "audience-health" }, h("h2", {}, "What Snapchat made of it"),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Matched users (Snapchat's estimate)"), h("dd", { id: "matched-estimate" }, number(health.matched_estimate)),
+      h("dt", {}, "Match rate"), h("dd", {}, rateExplained(health.match_rate, health.match_rate_basis || (mode === "mirror" ? "managed" : "sent_in_retention"), "match-rate")),
+      h("dt", {}, "Targetable"), h("dd", { id: "targetable" }, health.targetable_status || "—")),
+    trend.length ? healthChart(trend) : null);
+}
+
+function healthChart(trend) {
+  // On the run chart's time axis: per run, a bar for the matched estimate (right scale) and
+  // the match rate as a line (left scale, 0-100%), each placed where its check was read.
+  const points = trend.filter((p) => p.at).slice().sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  const width = 960, height = 200, left = 64, right = 72, top = 16, bottom = 40;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const svg = s("svg", { id: "health-chart", class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `Match rate and matched estimate of the last ${points.length} runs`, "data-points": String(points.length) });
+  svg.append(s("title", {}, `Match rate and matched estimate of the last ${points.length} runs, on a time axis`),
+    s("line", { class: "axis", x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH }));
+  const most = Math.max(1, ...points.map((p) => p.matched_estimate || 0));
+  const t0 = points.length ? Date.parse(points[0].at) : 0, t1 = points.length ? Date.parse(points[points.length - 1].at) : 0;
+  const bar = Math.max(3, Math.min(18, plotW / Math.max(1, points.length) - 6));
+  const inner = plotW - bar;
+  const line = [];
+  points.forEach((p, i) => {
+    const x = left + (t1 > t0 ? ((Date.parse(p.at) - t0) / (t1 - t0)) * inner : inner / 2);
+    const group = s("g", { class: "point", "data-run": p.run_id || "", "data-x": x.toFixed(1) });
+    group.append(s("title", {}, `${when(p.at)}: match rate ${percent(p.match_rate)}, matched ${number(p.matched_estimate)}`));
+    const barHeight = ((p.matched_estimate || 0) / most) * plotH;
+    group.append(s("rect", { class: "s-matched", x, y: top + plotH - barHeight, width: bar - 1, height: barHeight }),
+      s("text", { class: "run-label", x: x + bar / 2, y: top + plotH + 12 }, String(i + 1)));
+    svg.append(group);
+    if (p.match_rate !== null && p.match_rate !== undefined) line.push([x + bar / 2, top + plotH - Math.min(1, p.match_rate) * plotH]);
+  });
+  svg.append(s("polyline", { class: "rate", points: line.map((q) => q.join(",")).join(" ") }));
+  for (const [x, y] of line) svg.append(s("circle", { class: "rate-dot", cx: x, cy: y, r: 3 }));
+  svg.append(s("text", { x: 4, y: top + 10 }, "100%"), s("text", { x: 4, y: top + plotH }, "0%"),
+    s("text", { x: width - right + 6, y: top + 10 }, number(most)));
+  if (points.length) {
+    svg.append(s("text", { x: left, y: height - 4 }, when(points[0].at)),
+      s("text", { x: width - right - 150, y: height - 4 }, when(points[points.length - 1].at)));
+  }
+  const legend = h("div", { class: "legend" }, h("span", {}, h("span", { class: "swatch s-rate" }), "match rate (left scale)"),
+    h("span", {}, h("span", { class: "swatch s-matched" }), "matched estimate (right scale)"));
+  return h("figure", { id: "health-trend" }, svg,
+    h("figcaption", { class: "muted" }, "The last runs' audience checks, numbered oldest first, placed by when Snapchat's figures were read."), legend);
+}
+
+const LOOKALIKE_STATUS = {
+  waiting_for_seed: "waiting for the seed: made once this audience is targetable",
+  pending: "pending: Snapchat is building it",
+  active: "active",
+  failed: "failed",
+};
+
+function lookalikeSection(asked, state) {
+  if (!asked && !state) return null;
+  const fact = (label, value, id) => [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
+  const status = state ? state.status : "waiting_for_seed";
+  return h("section", { id: "lookalike" }, h("h2", {}, "Lookalike audience"),
+    h("dl", { class: "facts" },
+      fact("Name", (asked && asked.name) || "—"),
+      fact("Type", (asked && asked.type) || "—", "lookalike-type"),
+      fact("Countries", ((asked && asked.countries) || []).join(", ") || "—", "lookalike-countries"),
+      fact("Status", h("span", { class: `status lookalike ${status}`, "data-status": status }, LOOKALIKE_STATUS[status] || status), "lookalike-status"),
+      fact("Size", state && state.size !== null && state.size !== undefined ? number(state.size) : "—", "lookalike-size"),
+      state && state.id ? fact("Snapchat ID", h("code", {}, state.id)) : null,
+      state && state.created_at ? fact("Created", stamp(state.created_at)) : null,
+      state && state.error ? fact("Problem", state.error) : null));
+}
+
+function audienceCheck(run) {
+  // The run's later look at the audience: Snapchat's status and size once it processed the upload.
+  const check = run.audience_check;
+  if (!check) {
+    if (run.dry_run || run.status !== "succeeded") return null;
+    return [h("h2", {}, "Audience check"), h("p", { class: "muted", id: "audience-check" }, "Not checked yet: the app reads the audience once Snapchat has processed the upload.")];
+  }
+  const fact = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
+  return [h("h2", {}, "Audience check"), warningBanners(check.warnings, "run-warnings"),
+    h("dl", { class: "facts", id: "audience-check" },
+      fact("Upload status", check.upload_status || "—"), fact("Targetable status", check.targetable_status || "—"),
+      fact("Matched users (estimate)", number(check.matched_estimate)),
+      fact("Match rate", rateExplained(check.match_rate, check.match_rate_basis, "run-match-rate")),
+      fact("Read", stamp(check.read_at)), fact("Next check", check.next_check_at ? stamp(check.next_check_at) : "none: checks done"),
+      fact("Checks so far", number(check.checks)))];
+}
+
+function coverageTable(kinds) {
+  // Per identifier kind, why rows were not sent, by reason (shared/core/coverage.py), then
+  // what was sent. Counts only.
+  const reasons = [...new Set(kinds.flatMap(([, c]) => Object.keys(c.reasons || {})))].sort();
+  const head = ["Identifier kind", "Rows", "Empty", ...reasons.map((r) => `Invalid: ${r.replaceAll("_", " ")}`), "Already hashed", "Repeated", "Sent"];
+  return h("table", { id: "coverage" },
+    h("thead", {}, h("tr", {}, head.map((t, i) => h("th", { scope: "col", class: i ? "num" : "" }, t)))),
+    h("tbody", {}, kinds.map(([kind, c]) => h("tr", { "data-kind": kind }, h("td", {}, kind),
+      [["rows", c.rows], ["empty", c.empty], ...reasons.map((r) => [r, (c.reasons || {})[r] || 0]),
+        ["prehashed", c.prehashed], ["repeated", c.duplicates], ["sent", c.added]]
+        .map(([column, v]) => h("td", { class: "num", "data-column": column }, number(v ?? 0)))))));
+}
+
 // -- one run ------------------------------------------------------------------------------
 
 async function runPage(render, name, runId) {
@@ -833,7 +995,9 @@ async function runPage(render, name, runId) {
     connection && mayRun(connection) ? retryButton(name, run) : null] : [];
   const safeguard = run.safeguard && run.safeguard.decision ? [h("h2", {}, "Removal safeguard"),
     h("p", {}, `Decision: ${run.safeguard.decision}`), ...(run.safeguard.problems || []).map((p) => h("p", { class: "problem" }, p))] : [];
-  render(`Run ${runId}`, facts, ...problem, h("h2", {}, "Counts"), scroller(totals), h("h2", {}, "By identifier kind"), scroller(byKind),
+  const covered = kinds.some(([, c]) => c.reasons) ? [h("h2", {}, "Why rows were not sent, by identifier kind"), scroller(coverageTable(kinds)),
+    h("p", { class: "hint" }, "Counts only, never a value. Sent: identifiers this run added (a dry run: would add).")] : [];
+  render(`Run ${runId}`, facts, ...problem, ...(audienceCheck(run) || []), h("h2", {}, "Counts"), scroller(totals), ...covered, h("h2", {}, "By identifier kind"), scroller(byKind),
     segments.length ? [h("h2", {}, "By segment"), h("ul", {}, segments.map(([label, c]) => h("li", {}, h("code", {}, label), `: ${number(c.rows)} rows`)))] : null,
     ...safeguard);
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-from devtools.console import EXPORTS, running
+from devtools.console import EXPORTS, check_audiences, running
 from shared import runtime
 from shared.adapters import local_token
 from shared.entry.signin import LOCAL_TOKEN_QUERY
@@ -66,7 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         page.screenshot(path=str(args.out / "progress.png"))
         print(f"wrote {args.out / 'progress.png'}")
         page.wait_for_selector("#notice.ok", timeout=60_000)
+        check_audiences(runtime.current())  # the new run's audience check, as the queue would
         shoot("export", f"#/exports/{high_value}", settled="#segments-list fieldset")
+        shoot("", f"#/exports/{high_value}")  # the top: matched, match rate, trend, lookalike
+        page.locator("#audience-health").scroll_into_view_if_needed()
+        page.screenshot(path=str(args.out / "health.png"))
+        print(f"wrote {args.out / 'health.png'}")
+        succeeded = _newest_run(page, base, high_value)
+        shoot("", f"#/exports/{high_value}/runs/{succeeded}")  # the audience check, coverage
+        page.locator("#coverage").scroll_into_view_if_needed()
+        page.screenshot(path=str(args.out / "coverage.png"))
+        print(f"wrote {args.out / 'coverage.png'}")
         page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
         shoot("", f"#/exports/{lapsed}/runs/{failed}")
         page.locator("#run-error").scroll_into_view_if_needed()  # the error, its advice, Retry

@@ -11,7 +11,18 @@ What it offers:
 - the OAuth token endpoint (refresh-token and authorization-code grants, optional rotation of
   refresh tokens) and the browser ``authorize`` redirect;
 - bearer-token checks on every ``/v1`` call, with expiry after ``token_lifetime`` seconds;
-- audience segments: create, list, get, add users, remove users, remove all users;
+- audience segments: create, list (paged), get, add users, remove users, remove all users;
+- Snapchat's timing and matching as knobs (``Knobs``, constructor keywords or ``configure``):
+  ``upload_status`` is PROCESSING for ``processing_seconds`` after a segment's last upload, then
+  COMPLETE; ``approximate_number_users`` is absent until then, and is ``match_share`` of the
+  distinct identifiers (exactly, rounded down), rounded down to a multiple of
+  ``size_rounding``; ``targetable_status`` is NOT_READY until COMPLETE, then TOO_FEW_USERS
+  under ``target_minimum`` matched, else READY; at most ``audience_cap`` segments per ad
+  account;
+- lookalikes (``source_type: LOOKALIKE`` with a ``creation_spec``), validated strictly: a type
+  of BALANCE, SIMILARITY or REACH, ISO 3166-1 alpha-2 countries, a READY seed in the same ad
+  account, retention at most 180 days; PENDING for ``lookalike_seconds``, then ACTIVE with a
+  size of its own (per country, by type: ``LOOKALIKE_SIZE_PER_COUNTRY``);
 - faults on demand (``inject``) or at random (``chaos``): 429, 500, 503, 401, slow answers,
   dropped connections and a 200 whose sub-request failed;
 - a log of every request, and inspection helpers for the identifiers each audience holds.
@@ -28,8 +39,8 @@ Out of process (prints one JSON line with the URLs, then serves until SIGTERM/SI
     python -m devtools.snapchat_sandbox --port 0 --client ID:SECRET:REFRESH --audience SEG
 
 Other processes steer it through the unauthenticated ``/_sandbox/`` control endpoints
-(``state``, ``requests``, ``faults``, ``reset``, ``expire_tokens``), which are neither logged nor
-faulted.
+(``state``, ``requests``, ``faults``, ``reset``, ``expire_tokens``, ``configure``), which are
+neither logged nor faulted.
 
 Behaviour worth knowing:
 
@@ -504,6 +515,70 @@ def _parse_form(body: bytes) -> dict[str, str]:
 
 
 @dataclass
+class Knobs:
+    """How the sandbox models Snapchat's timing and matching (constructor keywords, and
+    ``configure`` on a running sandbox). The defaults answer at once and match everyone."""
+
+    processing_seconds: float = 0.0  # upload_status PROCESSING this long after the last upload
+    match_share: float = 1.0  # share of a segment's distinct identifiers that match
+    size_rounding: int = 0  # approximate_number_users rounded down to a multiple (0: exact)
+    target_minimum: int = TARGETABLE_MINIMUM  # matched users needed for READY
+    audience_cap: int = MAX_SEGMENTS_PER_AD_ACCOUNT  # segments per ad account
+    lookalike_seconds: float = 0.0  # a lookalike is PENDING this long, then ACTIVE
+    page_size: int = 1000  # segments per page of a list (paging.next_link beyond)
+
+    def check(self) -> None:
+        problems = []
+        if not 0.0 <= self.processing_seconds < math.inf:
+            problems.append("processing_seconds must be a finite number >= 0")
+        if not 0.0 <= self.match_share <= 1.0:
+            problems.append("match_share must be between 0 and 1")
+        if self.size_rounding < 0:
+            problems.append("size_rounding must be 0 or more")
+        if self.target_minimum < 0 or self.audience_cap < 0:
+            problems.append("target_minimum and audience_cap must be 0 or more")
+        if not 0.0 <= self.lookalike_seconds < math.inf:
+            problems.append("lookalike_seconds must be a finite number >= 0")
+        if self.page_size < 1:
+            problems.append("page_size must be at least 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def rounded(self, count: int) -> int:
+        return count - count % self.size_rounding if self.size_rounding else count
+
+
+LOOKALIKE_TYPES = ("BALANCE", "SIMILARITY", "REACH")
+LOOKALIKE_MAX_RETENTION = 180
+# A lookalike's size per country it covers, by type (the sandbox's own figures).
+LOOKALIKE_SIZE_PER_COUNTRY = {"SIMILARITY": 100_000, "BALANCE": 500_000, "REACH": 1_000_000}
+# ISO 3166-1 alpha-2, the officially assigned codes.
+_COUNTRY_CODES = """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM
+BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK
+DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT
+GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW
+KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
+MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA
+RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ
+TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
+COUNTRIES = frozenset(_COUNTRY_CODES.split())
+
+
+@dataclass(frozen=True)
+class _LookalikeSpec:
+    seed_segment_id: str
+    type: str
+    countries: tuple[str, ...]
+
+    def view(self) -> dict[str, object]:
+        return {
+            "seed_segment_id": self.seed_segment_id,
+            "type": self.type,
+            "countries": list(self.countries),
+        }
+
+
+@dataclass
 class _Segment:
     id: str
     name: str
@@ -516,26 +591,65 @@ class _Segment:
     members: dict[str, set[str]] = field(
         default_factory=lambda: {schema: set() for schema in SCHEMAS}
     )
+    changed_at: float = 0.0  # time.monotonic() of the last users upload (add or remove)
+    created_monotonic: float = field(default_factory=time.monotonic)
+    lookalike: _LookalikeSpec | None = None  # set for a LOOKALIKE segment
 
     def size(self) -> int:
         return sum(len(members) for members in self.members.values())
 
-    def view(self) -> dict[str, object]:
-        size = self.size()
-        return {
+    def matched(self, knobs: Knobs) -> int:
+        """How many of the distinct identifiers match: ``match_share`` of them, exactly
+        (rounded down), whichever they are."""
+        return math.floor(self.size() * knobs.match_share + 1e-9)
+
+    def upload_status(self, knobs: Knobs, now: float) -> str:
+        if not self.uploaded:
+            return "NO_UPLOAD"
+        return "PROCESSING" if now - self.changed_at < knobs.processing_seconds else "COMPLETE"
+
+    def view(self, knobs: Knobs, now: float | None = None) -> dict[str, object]:
+        now = time.monotonic() if now is None else now
+        result: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "description": self.description,
             "ad_account_id": self.ad_account_id,
-            "source_type": "FIRST_PARTY",
+            "source_type": "FIRST_PARTY" if self.lookalike is None else "LOOKALIKE",
             "retention_in_days": self.retention_in_days,
-            "approximate_number_users": size,
-            "status": "ACTIVE",
-            "upload_status": "COMPLETE" if self.uploaded else "NO_UPLOAD",
-            "targetable_status": "READY" if size >= TARGETABLE_MINIMUM else "TOO_FEW_USERS",
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
         }
+        if self.lookalike is not None:
+            result.update(self._lookalike_view(self.lookalike, knobs, now))
+        else:
+            result.update(self._status_view(knobs, now))
+        result.update(created_at=self.created_at, updated_at=self.updated_at)
+        return result
+
+    def _status_view(self, knobs: Knobs, now: float) -> dict[str, object]:
+        upload = self.upload_status(knobs, now)
+        status: dict[str, object] = {"status": "ACTIVE", "upload_status": upload}
+        if upload != "COMPLETE":
+            status["targetable_status"] = "NOT_READY"
+            return status
+        matched = self.matched(knobs)
+        status["approximate_number_users"] = knobs.rounded(matched)
+        ready = matched >= knobs.target_minimum
+        status["targetable_status"] = "READY" if ready else "TOO_FEW_USERS"
+        return status
+
+    def _lookalike_view(self, spec: _LookalikeSpec, knobs: Knobs, now: float) -> dict[str, object]:
+        pending = now - self.created_monotonic < knobs.lookalike_seconds
+        view: dict[str, object] = {"creation_spec": spec.view()}
+        if pending:
+            view.update(status="PENDING", targetable_status="NOT_READY")
+            return view
+        size = LOOKALIKE_SIZE_PER_COUNTRY[spec.type] * len(spec.countries)
+        view.update(status="ACTIVE", targetable_status="READY",
+                    approximate_number_users=knobs.rounded(size))  # fmt: skip
+        return view
+
+    def ready(self, knobs: Knobs) -> bool:
+        return self._status_view(knobs, time.monotonic())["targetable_status"] == "READY"
 
 
 @dataclass(frozen=True)
@@ -543,6 +657,7 @@ class _NewSegment:
     name: str
     description: str
     retention_in_days: int
+    lookalike: _LookalikeSpec | None = None
 
 
 _Batch = tuple[str, list[str]]  # (schema, identifiers) from one users[] entry
@@ -551,9 +666,16 @@ _Batch = tuple[str, list[str]]  # (schema, identifiers) from one users[] entry
 class _Store:
     """Audience segments and the identifiers they hold; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, knobs: Knobs) -> None:
         self._lock = threading.Lock()
         self._segments: dict[str, _Segment] = {}
+        self.knobs = knobs
+
+    def configure(self, **knobs: Any) -> None:
+        with self._lock:
+            changed = dataclasses.replace(self.knobs, **knobs)
+            changed.check()
+            self.knobs = changed
 
     def add(self, segment_id: str, ad_account_id: str, name: str) -> None:
         now = _now_iso()
@@ -565,8 +687,15 @@ class _Store:
         now = _now_iso()
         with self._lock:
             existing = sum(s.ad_account_id == ad_account_id for s in self._segments.values())
-            if existing + len(entries) > MAX_SEGMENTS_PER_AD_ACCOUNT:
-                raise _bad_request("too many audiences in this ad account", _E_LIMIT)
+            if existing + len(entries) > self.knobs.audience_cap:
+                raise _bad_request(
+                    f"the ad account holds {existing} audiences; at most "
+                    f"{self.knobs.audience_cap} allowed",
+                    _E_LIMIT,
+                )
+            for index, entry in enumerate(entries):
+                if entry.lookalike is not None:
+                    self._check_seed(index, entry.lookalike, ad_account_id)
             created = []
             for entry in entries:
                 segment = _Segment(
@@ -577,10 +706,21 @@ class _Store:
                     entry.retention_in_days,
                     now,
                     now,
+                    lookalike=entry.lookalike,
                 )
                 self._segments[segment.id] = segment
-                created.append(segment.view())
+                created.append(segment.view(self.knobs))
             return created
+
+    def _check_seed(self, index: int, spec: _LookalikeSpec, ad_account_id: str) -> None:
+        where = f"segments[{index}].creation_spec.seed_segment_id"
+        seed = self._segments.get(spec.seed_segment_id)
+        if seed is None or seed.ad_account_id != ad_account_id:
+            raise _bad_request(f"{where}: no such segment in this ad account")
+        if seed.lookalike is not None:
+            raise _bad_request(f"{where}: a lookalike cannot be a seed")
+        if not seed.ready(self.knobs):
+            raise _bad_request(f"{where}: the seed segment is not READY (targetable)")
 
     def exists(self, segment_id: str) -> bool:
         with self._lock:
@@ -588,12 +728,12 @@ class _Store:
 
     def view(self, segment_id: str) -> dict[str, object]:
         with self._lock:
-            return self._require(segment_id).view()
+            return self._require(segment_id).view(self.knobs)
 
     def views(self, ad_account_id: str | None = None) -> dict[str, dict[str, object]]:
         with self._lock:
             return {
-                segment.id: segment.view()
+                segment.id: segment.view(self.knobs)
                 for segment in self._segments.values()
                 if ad_account_id is None or segment.ad_account_id == ad_account_id
             }
@@ -601,12 +741,15 @@ class _Store:
     def change(self, segment_id: str, batches: list[_Batch], *, remove: bool) -> None:
         with self._lock:
             segment = self._require(segment_id)
+            if segment.lookalike is not None:
+                raise _bad_request(f"Segment {segment_id} is a lookalike: it takes no users")
             for schema, identifiers in batches:
                 if remove:
                     segment.members[schema].difference_update(identifiers)
                 else:
                     segment.members[schema].update(identifiers)
             segment.uploaded = segment.uploaded or not remove
+            segment.changed_at = time.monotonic()
             segment.updated_at = _now_iso()
 
     def clear(self, segment_id: str) -> dict[str, object]:
@@ -614,8 +757,9 @@ class _Store:
             segment = self._require(segment_id)
             for members in segment.members.values():
                 members.clear()
+            segment.changed_at = time.monotonic()
             segment.updated_at = _now_iso()
-            return segment.view()
+            return segment.view(self.knobs)
 
     def identifiers(self, segment_id: str, schema: str) -> set[str]:
         if schema not in SCHEMAS:
@@ -757,6 +901,9 @@ def _reject_first_bad_item(index: int, data: list[object]) -> NoReturn:
 
 _SEGMENT_REQUIRED = frozenset({"name", "source_type", "retention_in_days", "ad_account_id"})
 _SEGMENT_ALLOWED = _SEGMENT_REQUIRED | {"description"}
+_LOOKALIKE_ALLOWED = _SEGMENT_ALLOWED | {"creation_spec"}
+_SPEC_REQUIRED = frozenset({"seed_segment_id", "countries"})
+_SPEC_ALLOWED = _SPEC_REQUIRED | {"type"}
 
 
 def _parse_segments_body(body: bytes, ad_account_id: str) -> list[_NewSegment]:
@@ -773,24 +920,54 @@ def _new_segment(index: int, entry: object, ad_account_id: str) -> _NewSegment:
     where = f"segments[{index}]"
     if not isinstance(entry, dict):
         raise _bad_request(f"{where} must be an object")
-    keys = set(entry)
-    if not _SEGMENT_REQUIRED <= keys <= _SEGMENT_ALLOWED:
-        raise _bad_request(
-            f"{where} needs {sorted(_SEGMENT_REQUIRED)} and may add 'description' only"
-        )
+    lookalike = entry.get("source_type") == "LOOKALIKE"
+    keys, allowed = set(entry), _LOOKALIKE_ALLOWED if lookalike else _SEGMENT_ALLOWED
+    required = _SEGMENT_REQUIRED | {"creation_spec"} if lookalike else _SEGMENT_REQUIRED
+    if not required <= keys <= allowed:
+        raise _bad_request(f"{where} needs {sorted(required)} and may add 'description' only")
     name, description = entry["name"], entry.get("description", "")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_SEGMENT_NAME:
         raise _bad_request(f"{where}.name must be 1 to {MAX_SEGMENT_NAME} characters")
     if not isinstance(description, str):
         raise _bad_request(f"{where}.description must be a string")
-    if entry["source_type"] != "FIRST_PARTY":
-        raise _bad_request(f"{where}.source_type must be FIRST_PARTY")
+    if entry["source_type"] not in ("FIRST_PARTY", "LOOKALIKE"):
+        raise _bad_request(f"{where}.source_type must be FIRST_PARTY (or LOOKALIKE)")
     if entry["ad_account_id"] != ad_account_id:
         raise _bad_request(f"{where}.ad_account_id must match the ad account in the path")
     retention = entry["retention_in_days"]
-    if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= 9999:
-        raise _bad_request(f"{where}.retention_in_days must be an integer from 1 to 9999")
-    return _NewSegment(name, description, retention)
+    longest = LOOKALIKE_MAX_RETENTION if lookalike else 9999
+    if (
+        isinstance(retention, bool)
+        or not isinstance(retention, int)
+        or not 1 <= retention <= longest
+    ):
+        raise _bad_request(f"{where}.retention_in_days must be an integer from 1 to {longest}")
+    spec = _lookalike_spec(where, entry["creation_spec"]) if lookalike else None
+    return _NewSegment(name, description, retention, spec)
+
+
+def _lookalike_spec(where: str, raw: object) -> _LookalikeSpec:
+    where = f"{where}.creation_spec"
+    if not isinstance(raw, dict) or not _SPEC_REQUIRED <= set(raw) <= _SPEC_ALLOWED:
+        raise _bad_request(
+            f"{where} must be an object with seed_segment_id, countries and optionally type"
+        )
+    seed, kind, countries = raw["seed_segment_id"], raw.get("type", "BALANCE"), raw["countries"]
+    if not isinstance(seed, str) or not seed:
+        raise _bad_request(f"{where}.seed_segment_id must be a segment ID")
+    if kind not in LOOKALIKE_TYPES:
+        raise _bad_request(f"{where}.type must be one of {', '.join(LOOKALIKE_TYPES)}")
+    if (
+        not isinstance(countries, list)
+        or not countries
+        or not all(isinstance(c, str) and c in COUNTRIES for c in countries)
+        or len(set(countries)) != len(countries)
+    ):
+        raise _bad_request(
+            f"{where}.countries must be a non-empty list of distinct ISO 3166-1 alpha-2 "
+            "country codes (upper case)"
+        )
+    return _LookalikeSpec(seed, kind, tuple(countries))
 
 
 def _segments_payload(views: Iterable[dict[str, object]]) -> dict[str, object]:
@@ -843,11 +1020,19 @@ class SnapchatSandbox:
     """A loopback HTTP server imitating the Snap Marketing API; see the module docstring."""
 
     def __init__(
-        self, *, token_lifetime: int = 1800, rotate_refresh_tokens: bool = False, port: int = 0
+        self,
+        *,
+        token_lifetime: int = 1800,
+        rotate_refresh_tokens: bool = False,
+        port: int = 0,
+        **knobs: Any,
     ) -> None:
+        """``knobs``: the fields of ``Knobs`` (processing_seconds, match_share, size_rounding,
+        target_minimum, audience_cap, lookalike_seconds, page_size)."""
         self._port = port
         self._auth = _Auth(token_lifetime, rotate_refresh_tokens)
-        self._store = _Store()
+        self._store = _Store(Knobs())
+        self._store.configure(**knobs)
         self._faults = _Faults()
         self._log_lock = threading.Lock()
         self._log: list[RequestRecord] = []
@@ -934,6 +1119,15 @@ class SnapchatSandbox:
     def identifiers(self, segment_id: str, schema: str = "EMAIL_SHA256") -> set[str]:
         """A copy of the identifiers the segment holds now (KeyError for an unknown segment)."""
         return self._store.identifiers(segment_id, schema)
+
+    def configure(self, **knobs: Any) -> None:
+        """Change knobs (the fields of ``Knobs``) of a running sandbox; the others stay.
+        An unknown knob is a TypeError, a value out of range a ValueError."""
+        self._store.configure(**knobs)
+
+    @property
+    def knobs(self) -> Knobs:
+        return self._store.knobs
 
     def segments(self) -> dict[str, dict[str, object]]:
         """Every segment as GET /v1/segments/{id} would describe it, keyed by id."""
@@ -1159,8 +1353,17 @@ class SnapchatSandbox:
         )
 
     def _list_segments(self, request: _Request, params: dict[str, str]) -> _Response:
-        payload = _segments_payload(self._store.views(params["account"]).values())
+        cursor = _parse_form(request.query.encode()).get("cursor", "0")
+        if not cursor.isdigit():
+            raise _bad_request("cursor: not one this sandbox handed out")
+        start, size = int(cursor), self._store.knobs.page_size
+        views = list(self._store.views(params["account"]).values())
+        payload = _segments_payload(views[start : start + size])
         payload["paging"] = {}
+        if start + size < len(views):
+            account = params["account"]
+            link = f"{self.api_url}/adaccounts/{account}/segments?cursor={start + size}"
+            payload["paging"] = {"next_link": link}
         return _json_response(200, payload)
 
     # ----------------------------------------------------------------- control endpoints
@@ -1172,6 +1375,7 @@ class SnapchatSandbox:
             ("POST", "/_sandbox/faults"): self._control_faults,
             ("POST", "/_sandbox/reset"): self._control_reset,
             ("POST", "/_sandbox/expire_tokens"): self._control_expire,
+            ("POST", "/_sandbox/configure"): self._control_configure,
         }
 
     def _answer_control(self, request: _Request) -> _Response:
@@ -1209,6 +1413,13 @@ class SnapchatSandbox:
     def _control_reset(self, request: _Request) -> _Response:
         self.reset()
         return _json_response(200, {"ok": True})
+
+    def _control_configure(self, request: _Request) -> _Response:
+        document = _load_json(request.body)
+        if not isinstance(document, dict):
+            raise TypeError("expected a JSON object of knobs")
+        self.configure(**document)
+        return _json_response(200, {"ok": True, "knobs": dataclasses.asdict(self.knobs)})
 
     def _control_expire(self, request: _Request) -> _Response:
         self.expire_tokens()

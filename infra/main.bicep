@@ -343,6 +343,9 @@ var appSettings = {
   RUN_LEASE_SECONDS: '60'
   SNAPSHOT_SETTLE_SECONDS: '120'
   TIMER_MAX_ATTEMPTS: '3'
+  AUDIENCE_CHECK_MINUTES: '5,15,60'
+  AUDIENCE_CHECK_LIMIT: '10'
+  MATCH_DROP_PERCENT: '20'
 }
 
 module api 'app/api.bicep' = {

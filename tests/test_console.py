@@ -34,7 +34,7 @@ from devtools.snapchat_sandbox import SnapchatSandbox
 from shared import runtime
 from shared.admin import definition_changes
 from shared.core.access import client_principal_header
-from shared.core.runrecord import RunRecord, new_run_id
+from shared.core.runrecord import Progress, RunRecord, new_run_id
 from shared.core.settings import HOSTED_MARKERS, LOCAL_PRINCIPALS, Settings
 from tests.conftest import local_token
 
@@ -667,10 +667,12 @@ def test_after_a_run_ends_the_chart_is_one_figure_with_one_legend(
     page.click("#dry-run")
     page.wait_for_selector("#notice.ok", timeout=60_000)
     page.wait_for_function("() => !document.querySelector('#dry-run').disabled")
-    assert page.locator("figure").count() == 1
+    assert page.locator("#history figure").count() == 1
     assert page.locator("figure figure").count() == 0
-    assert page.locator(".legend").count() == 1
+    assert page.locator("#history .legend").count() == 1
     assert page.locator("#run-chart").count() == 1
+    assert page.locator("#health-trend").count() == 1  # the demo's audience checks: drawn once
+    assert page.locator("figure").count() == 2
 
 
 def test_a_reader_opening_new_export_is_told_so(site: Site, tab: Callable[[str], Tab]) -> None:
@@ -876,6 +878,149 @@ def test_an_admin_adds_a_connection_and_authenticates_with_snapchat(
     token = site.rt.secrets.get("snapchat-brand-c-refresh-token")
     assert token == site.sandbox.current_refresh_token(client_id)
     assert token not in page.content()
+
+
+# -- issue 25: what Snapchat made of the people sent -------------------------------------
+
+
+def seed_export(site: Site, name: str, **fields: Any) -> None:
+    """A disabled copy of the demo export, whose run records a test writes itself."""
+    stored = site.rt.definition_store.get("export", HIGH_VALUE)
+    assert stored is not None
+    document = {**stored.document, "name": name, "enabled": False, "mode": "mirror", **fields}
+    definition_changes.put(site.rt, "export", name, document, etag=None, by="test")
+
+
+def checked_run(name: str, at: datetime, matched: int, warnings: list[dict[str, str]]) -> RunRecord:
+    """A succeeded mirror run of 1,500 managed identifiers, with the audience check Snapchat's
+    figures gave it (the run record's ``audience_check``, written through the RunLog)."""
+    return RunRecord(
+        run_id=new_run_id(at), export=name, trigger="timer", snapshot="2026/11/02/0000",
+        status="succeeded", mode="mirror", queued_at=at.isoformat(), started_at=at.isoformat(),
+        finished_at=(at + timedelta(seconds=30)).isoformat(),
+        progress=Progress(rows_read=1_500, uploaded=1_500, added=1_500,
+                          by_type={"EMAIL_SHA256": {"rows": 1_500, "added": 1_500}}),
+        audience_check={
+            "checks": 1, "next_check_at": None, "read_at": (at + timedelta(minutes=5)).isoformat(),
+            "upload_status": "COMPLETE", "targetable_status": "TOO_FEW_USERS",
+            "matched_estimate": matched, "match_rate": round(matched / 1_500, 4),
+            "match_rate_basis": "managed", "warnings": warnings,
+        },
+    )  # fmt: skip
+
+
+WARNINGS = [
+    {"code": "too_few_users",
+     "message": "Snapchat matched about 465 users; about 535 more are needed to reach ~1,000."},
+    {"code": "match_rate_dropped", "message": "The match rate fell to 31.0% from 62.0%."},
+]  # fmt: skip
+
+
+def test_the_export_page_shows_the_matched_estimate_trend_and_warnings(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    name = "audience-health"
+    seed_export(site, name)
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    matched = [930, 915, 945, 930, 465]  # 62 % of 1,500, then a drop to 31 %
+    for n, count in enumerate(matched):
+        last = n == len(matched) - 1
+        site.rt.runs.save(
+            checked_run(name, start + timedelta(days=n), count, WARNINGS if last else [])
+        )
+    answer = site.api(f"/exports/{name}")["audience_health"]
+    assert answer["matched_estimate"] == 465
+    page = tab("reader").open(site, f"#/exports/{name}")
+    assert page.locator("#matched-estimate").inner_text() == "465"
+    rate = page.locator("#match-rate")
+    assert rate.inner_text() == "31.0%"
+    explained = rate.get_attribute("title") or ""
+    assert "mirror audience holds" in explained  # what it is (the basis), and what it is not:
+    assert "not which ones" in explained
+    chart = page.locator("#health-chart")
+    assert chart.get_attribute("data-points") == "5"
+    xs = [float(g.get_attribute("data-x") or 0) for g in chart.locator("g.point").all()]
+    assert xs == sorted(xs)
+    assert xs[0] < xs[-1]  # on a time axis, oldest left
+    heights = [float(r.get_attribute("height") or 0) for r in chart.locator("rect.s-matched").all()]
+    assert heights[-1] == pytest.approx(heights[0] * 465 / 930, abs=0.5)  # to scale
+    assert chart.locator("polyline.rate").count() == 1
+    banners = {b.get_attribute("data-warning"): b.inner_text()
+               for b in page.locator("#warnings .banner").all()}  # fmt: skip
+    assert set(banners) == {"too_few_users", "match_rate_dropped"}
+    assert "535 more" in banners["too_few_users"]  # the distance to the threshold
+    assert banners["too_few_users"].startswith("Too few users to target")
+
+    phone = tab("reader", viewport={"width": 390, "height": 844}).open(site, f"#/exports/{name}")
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+
+def test_the_run_page_shows_coverage_by_reason_and_the_audience_check(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    name = "coverage-by-reason"
+    seed_export(site, name)
+    at = datetime(2026, 11, 3, tzinfo=UTC)
+    record = checked_run(name, at, 465, WARNINGS[:1])
+    record.progress.by_type = {
+        "EMAIL_SHA256": {"rows": 12, "empty": 2, "invalid": 4, "prehashed": 1, "duplicates": 2,
+                         "added": 3, "reasons": {"not_an_address": 3, "numeric_domain": 1}},
+        "PHONE_SHA256": {"rows": 7, "empty": 1, "invalid": 3, "prehashed": 0, "duplicates": 1,
+                         "added": 2, "reasons": {"no_country_code": 2, "too_short": 1}},
+    }  # type: ignore[dict-item]  # fmt: skip
+    site.rt.runs.save(record)
+    page = tab("reader").open(site, f"#/exports/{name}/runs/{record.run_id}")
+    table = page.locator("#coverage")
+    heads = table.locator("thead th").all_inner_texts()
+    assert heads == ["Identifier kind", "Rows", "Empty", "Invalid: no country code",
+                     "Invalid: not an address", "Invalid: numeric domain", "Invalid: too short",
+                     "Already hashed", "Repeated", "Sent"]  # fmt: skip
+    email = table.locator("tr[data-kind='EMAIL_SHA256'] td").all_inner_texts()
+    phone = table.locator("tr[data-kind='PHONE_SHA256'] td").all_inner_texts()
+    assert email == ["EMAIL_SHA256", "12", "2", "0", "3", "1", "0", "1", "2", "3"]
+    assert phone == ["PHONE_SHA256", "7", "1", "2", "0", "0", "1", "0", "1", "2"]
+    check = page.locator("#audience-check").inner_text()
+    for shown in ("COMPLETE", "TOO_FEW_USERS", "465", "none: checks done"):
+        assert shown in check
+    assert "535 more" in page.locator("#run-warnings [data-warning='too_few_users']").inner_text()
+
+    small = tab("reader", viewport={"width": 390, "height": 844})
+    phone_page = small.open(site, f"#/exports/{name}/runs/{record.run_id}")
+    assert phone_page.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+
+def test_the_lookalike_is_shown_and_edited_on_the_export_form(
+    site: Site, tab: Callable[[str], Tab]
+) -> None:
+    name = "lookalike-form"
+    lookalike = {"type": "BALANCE", "countries": ["US", "GB"], "name": "High-value lookalike"}
+    seed_export(site, name, lookalike=lookalike)
+    reader = tab("reader").open(site, f"#/exports/{name}")
+    assert reader.locator("#lookalike-type").inner_text() == "BALANCE"
+    assert reader.locator("#lookalike-countries").inner_text() == "US, GB"
+    assert reader.locator("#lookalike-status [data-status]").get_attribute("data-status") == (
+        "waiting_for_seed"  # no run yet, so no targetable seed
+    )
+    assert reader.locator("#field-lookalike-type").is_disabled()
+
+    browser_tab = tab("admin")
+    browser_tab.allowed.append("status of 400")
+    page = browser_tab.open(site, f"#/exports/{name}")
+    assert page.locator("#field-lookalike-countries").input_value() == "US, GB"
+    page.fill("#field-lookalike-countries", "us, xx9")
+    page.click("#save")
+    page.wait_for_selector("#field-lookalike-countries[aria-invalid=true]")
+    assert "two-letter" in page.locator("#field-lookalike-countries-problem").inner_text()
+    page.select_option("#field-lookalike-type", "REACH")
+    page.fill("#field-lookalike-countries", "us, fr")
+    page.click("#save")
+    page.wait_for_selector("#notice.ok")
+    stored = site.api(f"/exports/{name}")["definition"]["lookalike"]
+    assert stored == {**lookalike, "type": "REACH", "countries": ["US", "FR"]}
+    page.select_option("#field-lookalike-type", "")  # no lookalike: the field goes
+    page.click("#save")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.includes('3')")
+    assert "lookalike" not in site.api(f"/exports/{name}")["definition"]
 
 
 # -- the local command -------------------------------------------------------------------

@@ -32,9 +32,11 @@ def ended(fast_app: FastApp, run_id: str) -> RunRecord:
 
 
 def queued_steps(fast_app: FastApp) -> list[str]:
-    """The steps of the jobs waiting in the queue (without taking them)."""
+    """The steps of the split jobs waiting in the queue (without taking them); not the
+    later audience checks of runs that ended."""
     waiting = fast_app.storage.queues[fast_app.runtime.settings.jobs_queue]
-    return sorted(Job.from_json(message.content).step for message in waiting)
+    steps = (Job.from_json(message.content).step for message in waiting)
+    return sorted(step for step in steps if step != "audience-check")
 
 
 def test_an_add_run_is_read_and_sent_by_jobs_on_the_queue(

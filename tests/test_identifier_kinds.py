@@ -55,6 +55,7 @@ def test_phone_and_mobile_ad_ids_go_in_their_own_requests(
     schemas = [r.schema for r in sandbox.requests() if r.path.endswith("/users")]
     assert schemas == ["EMAIL_SHA256", "PHONE_SHA256", "MOBILE_AD_ID_SHA256"]
     assert record.by_type["PHONE_SHA256"] == {
-        "rows": 4, "empty": 0, "invalid": 1, "prehashed": 0, "duplicates": 1, "added": 2}  # fmt: skip
+        "rows": 4, "empty": 0, "invalid": 1, "prehashed": 0, "duplicates": 1, "added": 2,
+        "reasons": {"too_short": 1}}  # fmt: skip
     assert record.by_type["MOBILE_AD_ID_SHA256"]["invalid"] == 1
     assert (record.rows_read, record.uploaded) == (4, 5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 
 import pyarrow as pa
 import pytest
@@ -89,6 +91,20 @@ KNOWN_ANSWERS: list[tuple[identifiers.IdentifierType, str, str | None, str | Rej
     (PHONE, "  +49 30 1234567  ", None, "49301234567"),
     (PHONE, "+44 20 7946 0958", None, "442079460958"),
     (PHONE, "020 7946 0958", None, INVALID),  # national, and no default country code
+    # phone: the default country's own dialling rules (libphonenumber's metadata)
+    (PHONE, "01(706)-767-5127", "1", "17067675127"),  # a stray 0: the US trunk prefix is 1
+    (PHONE, "0 202 555 0143", "1", "12025550143"),
+    (PHONE, "011 44 20 7946 0958", "1", "442079460958"),  # the US exit code
+    (PHONE, "00 44 20 7946 0958", "1", "442079460958"),  # 00, read everywhere
+    (PHONE, "06 6982 0000", "39", "390669820000"),  # Italy has no trunk prefix
+    (PHONE, "8 (912) 345-67-89", "7", "79123456789"),  # Russia's trunk prefix is 8
+    (PHONE, "810 44 20 7946 0958", "7", "442079460958"),  # and its exit code 810
+    (PHONE, "0011 44 20 7946 0958", "61", "442079460958"),  # Australia's exit code
+    (PHONE, "(02) 9374 4000", "61", "61293744000"),
+    (PHONE, "010 44 20 7946 0958", "81", "442079460958"),  # Japan's exit code
+    (PHONE, "03-1234-5678", "81", "81312345678"),
+    (PHONE, "06 30 123 4567", "36", "36301234567"),  # Hungary's trunk prefix is 06
+    (PHONE, "0", "1", INVALID),
     (PHONE, "1234", "44", INVALID),
     (PHONE, "+44 20 7946 0958 ext 12", "44", INVALID),
     (PHONE, "call me", "44", INVALID),
@@ -165,6 +181,51 @@ def test_a_column_split_in_chunks_gives_the_same_digests() -> None:
     chunked = pa.chunked_array([pa.array(cells[:300]), pa.array(cells[300:])])
     assert identifiers.digest_column(EMAIL, chunked, Tally()) == whole
     assert whole == b"".join(hashlib.sha256(c.lower().encode()).digest() for c in cells)
+
+
+PHONE_CASES = [
+    (prefix + number, code)
+    for code in (None, "1", "44", "39", "7", "61", "81", "36", "33", "55", "999")
+    for prefix in ("", "+", "0", "00", "000", "1", "8", "810", "011", "0011", "010", "06", "+00")
+    for number in ("2079460958", "7067675127", "1 706 767 5127", "44 20 7946 0958", "123")
+] + [(raw, country) for kind, raw, country, _ in KNOWN_ANSWERS if kind is PHONE]
+
+
+def _dialled(raw: str, country: str | None, dial: Callable[..., str | None]) -> str | None:
+    """The reference: libphonenumber's rules (``dial``) on one value, and the length."""
+    value = raw.strip().replace("(0)", "")
+    digits = re.sub(r"[ \-.()/\t]", "", value.lstrip("+"))
+    if not re.fullmatch(r"[0-9]+", digits):
+        return None
+    found = dial(digits, country, plus=value.startswith("+"))
+    return found if found is not None and 7 <= len(found) <= 15 else None
+
+
+def test_the_fast_phone_path_and_the_library_never_disagree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raws = pa.array([raw for raw, _ in PHONE_CASES])
+    handed: list[tuple[str, str | None]] = []
+    real = identifiers.dial
+
+    def counted(digits: str, code: str | None, *, plus: bool = False) -> str | None:
+        handed.append((digits, code))
+        return real(digits, code, plus=plus)
+
+    monkeypatch.setattr(identifiers, "dial", counted)
+    disagree = []
+    for raw, country in PHONE_CASES:
+        column = identifiers.normalise_column(PHONE, pa.array([raw.strip()]), country)[0].as_py()
+        if column != _dialled(raw, country, real):
+            disagree.append((raw, country, column, _dialled(raw, country, real)))
+    assert disagree == []
+    assert len(raws) > 500
+    # the library decides only the few the kernels cannot: another exit code, a stray 0
+    library = {(d, c) for d, c in handed if c is not None}
+    assert ("0114420794609580"[:-1], "1") in library  # 011 44 20 7946 0958
+    assert ("2079460958", "1") not in library
+    assert not any(c == "44" for _, c in library)  # the UK's 0 and 00 are the kernels' own
+    assert 0 < len(library) < len(PHONE_CASES) // 4
 
 
 @pytest.mark.parametrize("count", [1, 2, 4095, 4096, 4097, 10_000])

@@ -30,6 +30,7 @@ import tree_sitter_bicep
 from pycep import BicepParser
 from tree_sitter import Language, Parser
 
+from shared.core.audience_health import WARNING_CODES
 from shared.core.endings import EndReason
 from shared.core.settings import SETTINGS
 
@@ -582,11 +583,24 @@ def test_each_alert_queries_a_metric_the_app_emits() -> None:
     assert queried <= emitted, f"queried but never emitted: {sorted(queried - emitted)}"
     names = re.findall(r"name: '([a-z-]+)'\n    severity", text)
     assert names == ["run-failed", "credentials-refused", "removal-safeguard", "audience-stale",
-                     "timer-check-failed", "timer-silent"]  # fmt: skip
+                     "timer-check-failed", "timer-silent", "too-few-users", "match-rate-dropped",
+                     "audience-cap-near", "members-age-out"]  # fmt: skip
     for kind in ("credentials_refused", "removal_blocked"):
         assert f'kind == "{kind}"' in text
     queried_kinds = set(re.findall(r'kind == "([a-z_]+)"', text))
     assert queried_kinds <= {reason.value for reason in EndReason}  # what a run ends with
+
+
+def test_each_audience_warning_has_its_own_alert_rule() -> None:
+    text = (INFRA / "app" / "alerts.bicep").read_text("utf-8")
+    queried = re.findall(r'\$\{warnings\} \| where code == "([a-z_]+)"', text)
+    assert queried == list(WARNING_CODES)  # one rule per code, in the table's order
+    for code in WARNING_CODES:
+        rule = text.split(f"name: '{code.replace('_', '-')}'", 1)[1].split("\n  }", 1)[0]
+        assert "perExport: true" in rule
+        assert f'code == "{code}"' in rule
+    source = (ROOT / "shared" / "adapters" / "telemetry.py").read_text("utf-8")
+    assert '"exporter.audience.warnings"' in source and '"code": code' in source  # noqa: PT018
 
 
 def test_spilled_digests_a_crashed_run_left_are_deleted_after_a_day() -> None:

@@ -465,7 +465,8 @@ def test_segment_status_follows_its_contents(snap: SnapchatSandbox, http: reques
     post_users(snap, http, users_body(digests(1, "more"), "PHONE_SHA256"))
     ready = segment()
 
-    assert (empty["upload_status"], empty["approximate_number_users"]) == ("NO_UPLOAD", 0)
+    assert (empty["upload_status"], empty["targetable_status"]) == ("NO_UPLOAD", "NOT_READY")
+    assert "approximate_number_users" not in empty  # absent until processing is complete
     assert (few["upload_status"], few["targetable_status"]) == ("COMPLETE", "TOO_FEW_USERS")
     assert (ready["approximate_number_users"], ready["targetable_status"]) == (1000, "READY")
     assert ready["id"] == SEGMENT
@@ -524,6 +525,175 @@ def test_invalid_segments_are_refused_and_nothing_is_created(
 
     assert_snap_error(response, 400)
     assert set(snap.segments()) == {SEGMENT}
+
+
+# ---------------------------------------------------------------------------- knobs
+
+
+def get_segment(snap: SnapchatSandbox, http: requests.Session, segment: str = SEGMENT) -> Any:
+    response = http.get(segment_url(snap, segment), headers=bearer(snap, http), timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["segments"][0]["segment"]
+
+
+def test_processing_takes_processing_seconds_after_the_last_upload(
+    snap: SnapchatSandbox, http: requests.Session
+) -> None:
+    snap.configure(processing_seconds=0.6)
+    post_users(snap, http, users_body(digests(1200)))
+    processing = get_segment(snap, http)
+    assert (processing["upload_status"], processing["targetable_status"]) == (
+        "PROCESSING", "NOT_READY")  # fmt: skip
+    assert "approximate_number_users" not in processing
+    time.sleep(0.4)
+    post_users(snap, http, users_body(digests(1, "late")))  # a later upload starts it again
+    time.sleep(0.4)
+    assert get_segment(snap, http)["upload_status"] == "PROCESSING"
+    time.sleep(0.3)
+    done = get_segment(snap, http)
+    assert (done["upload_status"], done["approximate_number_users"]) == ("COMPLETE", 1201)
+    assert done["targetable_status"] == "READY"
+
+
+@pytest.mark.parametrize(
+    ("share", "rounding", "minimum", "size", "targetable"),
+    [
+        (0.62, 0, 1000, 6200, "READY"),
+        (0.62, 1000, 1000, 6000, "READY"),
+        (0.05, 0, 1000, 500, "TOO_FEW_USERS"),
+        (0.05, 0, 500, 500, "READY"),
+        (0.0999, 100, 1000, 900, "TOO_FEW_USERS"),
+    ],
+)
+def test_match_share_rounding_and_minimum_make_the_size_and_targetability(
+    http: requests.Session, share: float, rounding: int, minimum: int, size: int, targetable: str
+) -> None:
+    knobs = {"match_share": share, "size_rounding": rounding, "target_minimum": minimum}
+    with SnapchatSandbox(**knobs) as snap:
+        snap.add_client(CLIENT_ID, SECRET, REFRESH)
+        snap.add_audience(SEGMENT, ad_account_id=ACCOUNT)
+        post_users(snap, http, users_body(digests(6000)))
+        post_users(snap, http, users_body(digests(4000, "phone"), "PHONE_SHA256"))
+        post_users(snap, http, users_body(digests(100)))  # repeated: counted once
+        segment = get_segment(snap, http)
+    assert (segment["approximate_number_users"], segment["targetable_status"]) == (
+        size, targetable)  # fmt: skip
+
+
+def test_knobs_out_of_range_or_unknown_are_refused(snap: SnapchatSandbox) -> None:
+    with pytest.raises(ValueError, match="match_share"):
+        snap.configure(match_share=1.5)
+    with pytest.raises(ValueError, match="processing_seconds"):
+        SnapchatSandbox(processing_seconds=-1)
+    with pytest.raises(TypeError):
+        snap.configure(matchshare=0.5)
+    assert snap.knobs.match_share == 1.0  # a refused change changes nothing
+
+
+def create(
+    snap: SnapchatSandbox, http: requests.Session, *segments: dict[str, object]
+) -> requests.Response:
+    url = f"{snap.api_url}/adaccounts/{ACCOUNT}/segments"
+    return http.post(url, json={"segments": list(segments)}, headers=bearer(snap, http),
+                     timeout=10)  # fmt: skip
+
+
+def test_the_audience_cap_refuses_the_segment_over_it(
+    snap: SnapchatSandbox, http: requests.Session
+) -> None:
+    snap.configure(audience_cap=3)  # SEGMENT is the first
+    assert create(snap, http, new_segment(), new_segment()).status_code == 200
+    body = assert_snap_error(create(snap, http, new_segment()), 400)
+    assert "at most 3" in body["debug_message"]
+    assert len(snap.segments()) == 3
+
+
+def test_lists_are_paged_through_next_link(snap: SnapchatSandbox, http: requests.Session) -> None:
+    snap.configure(page_size=2)
+    assert create(snap, http, new_segment(), new_segment(), new_segment()).status_code == 200
+    url: str | None = f"{snap.api_url}/adaccounts/{ACCOUNT}/segments"
+    pages = []
+    while url:
+        answer = http.get(url, headers=bearer(snap, http), timeout=10).json()
+        pages.append([s["segment"]["id"] for s in answer["segments"]])
+        url = answer["paging"].get("next_link")
+    assert [len(page) for page in pages] == [2, 2]
+    assert {i for page in pages for i in page} == set(snap.segments())
+
+
+def lookalike(**spec: object) -> dict[str, object]:
+    creation_spec: dict[str, object] = {"seed_segment_id": SEGMENT, "type": "BALANCE",
+                                        "countries": ["US", "GB"]}  # fmt: skip
+    creation_spec.update(spec)
+    return new_segment(name="Lookalike", source_type="LOOKALIKE", creation_spec=creation_spec)
+
+
+def test_a_lookalike_of_a_ready_seed_is_pending_then_active_with_its_own_size(
+    snap: SnapchatSandbox, http: requests.Session
+) -> None:
+    snap.configure(lookalike_seconds=0.5)
+    post_users(snap, http, users_body(digests(1000)))
+    created = create(snap, http, lookalike(type="REACH"))
+    assert created.status_code == 200, created.text
+    pending = created.json()["segments"][0]["segment"]
+    assert (pending["source_type"], pending["status"]) == ("LOOKALIKE", "PENDING")
+    assert pending["creation_spec"] == {"seed_segment_id": SEGMENT, "type": "REACH",
+                                        "countries": ["US", "GB"]}  # fmt: skip
+    assert "approximate_number_users" not in pending
+    time.sleep(0.6)
+    active = get_segment(snap, http, pending["id"])
+    assert (active["status"], active["approximate_number_users"]) == ("ACTIVE", 2_000_000)
+    seed_upload = post_users(snap, http, users_body(digests(1)))  # the seed still takes users
+    assert seed_upload.status_code == 200
+    into_lookalike = http.post(users_url(snap, pending["id"]), json=users_body(digests(1)),
+                               headers=bearer(snap, http), timeout=10)  # fmt: skip
+    assert_snap_error(into_lookalike, 400)
+
+
+@pytest.mark.parametrize(
+    ("segment", "words"),
+    [
+        (lookalike(type="WIDE"), "type"),
+        (lookalike(countries=[]), "countries"),
+        (lookalike(countries=["us"]), "countries"),
+        (lookalike(countries=["XX"]), "countries"),
+        (lookalike(countries="US"), "countries"),
+        (lookalike(seed_segment_id="nope"), "no such segment"),
+        (lookalike(country="US"), "creation_spec"),
+        ({**lookalike(), "retention_in_days": 181}, "retention_in_days"),
+        ({k: v for k, v in lookalike().items() if k != "creation_spec"}, "creation_spec"),
+    ],
+)
+def test_lookalikes_are_validated_strictly(
+    snap: SnapchatSandbox, http: requests.Session, segment: dict[str, object], words: str
+) -> None:
+    post_users(snap, http, users_body(digests(1000)))
+    body = assert_snap_error(create(snap, http, segment), 400)
+    assert words in body["debug_message"]
+    assert set(snap.segments()) == {SEGMENT}
+
+
+def test_a_lookalike_needs_a_ready_seed(snap: SnapchatSandbox, http: requests.Session) -> None:
+    snap.configure(processing_seconds=30)
+    body = assert_snap_error(create(snap, http, lookalike()), 400)  # never uploaded
+    assert "not READY" in body["debug_message"]
+    post_users(snap, http, users_body(digests(1000)))
+    assert_snap_error(create(snap, http, lookalike()), 400)  # processing
+    snap.configure(processing_seconds=0, match_share=0.5)
+    assert_snap_error(create(snap, http, lookalike()), 400)  # TOO_FEW_USERS
+    snap.configure(match_share=1.0)
+    assert create(snap, http, lookalike()).status_code == 200
+
+
+def test_knobs_can_be_set_over_http(http: requests.Session) -> None:
+    with SnapchatSandbox() as snap:
+        answer = http.post(f"{snap.base_url}/_sandbox/configure", json={"size_rounding": 100},
+                           timeout=10)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert snap.knobs.size_rounding == 100
+        bad = http.post(f"{snap.base_url}/_sandbox/configure", json={"size_rounding": -1},
+                        timeout=10)  # fmt: skip
+        assert bad.status_code == 400
 
 
 # ---------------------------------------------------------------------------- faults

@@ -23,6 +23,8 @@ var notify = !empty(alertEmails) || !empty(alertWebhookUrl)
 var actions = notify ? { actionGroups: [ actionGroup.id ] } : { actionGroups: [] }
 // Runs that ended, dry runs left out (a failed preview changes nothing and alerts nobody).
 var runs = 'customMetrics | where name == "exporter.runs" | extend export = tostring(customDimensions.export), status = tostring(customDimensions.status), kind = tostring(customDimensions.error_kind), dryRun = tolower(tostring(customDimensions.dry_run)) | where dryRun != "true"'
+// Warnings of the audience checks (shared.core.audience_health), by code: never a figure.
+var warnings = 'customMetrics | where name == "exporter.audience.warnings" | extend export = tostring(customDimensions.export), code = tostring(customDimensions.code)'
 var identifiers = 'customMetrics | where name in ("exporter.identifiers.uploaded", "exporter.identifiers.added", "exporter.identifiers.removed") | where tolower(tostring(customDimensions.dry_run)) != "true"'
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) {
@@ -116,6 +118,50 @@ var rules = [
     threshold: 1
     perExport: false
     frequency: 'PT30M'
+    window: 'PT1H'
+  }
+  {
+    name: 'too-few-users'
+    severity: 3
+    description: 'Snapchat reports too few matched users to target an export\'s audience (about 1,000 are needed). The run\'s audience check in the console says how many more; add identifier kinds or segments, or widen the segment.'
+    query: '${warnings} | where code == "too_few_users" | summarize warned = sum(valueSum) by export'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
+  }
+  {
+    name: 'match-rate-dropped'
+    severity: 2
+    description: 'An export\'s estimated match rate fell by more than MATCH_DROP_PERCENT from the previous runs\' median. Compare the run\'s coverage by reason with the runs before: a changed column or format is the usual cause.'
+    query: '${warnings} | where code == "match_rate_dropped" | summarize warned = sum(valueSum) by export'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
+  }
+  {
+    name: 'audience-cap-near'
+    severity: 2
+    description: 'The ad account an export creates audiences in holds 90 % or more of Snapchat\'s 1,000 audiences. Delete audiences no longer used before new exports are refused.'
+    query: '${warnings} | where code == "audience_cap_near" | summarize warned = sum(valueSum) by export'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
+    window: 'PT30M'
+  }
+  {
+    name: 'members-age-out'
+    severity: 2
+    description: 'An add-mode export has had no successful run for more than its audience\'s retention less 14 days: its members start leaving the audience. Look at the export\'s runs.'
+    query: '${warnings} | where code == "members_age_out" | summarize warned = sum(valueSum) by export'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT1H'
     window: 'PT1H'
   }
 ]

@@ -16,7 +16,11 @@ from shared.core.errors import StorageError
 log = logging.getLogger(__name__)
 
 
-STEPS = ("", "read", "judge", "send")  # "": the run itself; the others: a job of a split run
+# "": the run itself; read, judge, send: a job of a split run; audience-check: a later look at
+# what Snapchat made of a run that ended (shared.runs.audience_checks), ``part`` its number.
+STEPS = ("", "read", "judge", "send", "audience-check")
+AUDIENCE_CHECK = "audience-check"
+MAX_DELAY_SECONDS = 7 * 24 * 3600  # Queue Storage hides a new message for at most 7 days
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,15 @@ class JobQueue:
         self._queue = queue
         self._ready = False
 
-    def send(self, job: Job) -> None:
+    def send(self, job: Job, delay_seconds: int = 0) -> None:
+        """Put ``job`` on the queue, visible after ``delay_seconds`` (at most 7 days)."""
+        delay = min(max(int(delay_seconds), 0), MAX_DELAY_SECONDS)
         try:
             if not self._ready:
                 with contextlib.suppress(ResourceExistsError):
                     self._queue.create_queue()
                 self._ready = True
-            self._queue.send_message(job.to_json())
+            self._queue.send_message(job.to_json(), visibility_timeout=delay or None)
         except AzureError as exc:
             log.warning("Queue Storage failed to send a job: %s", type(exc).__name__)
             raise StorageError(f"job queue: could not send ({type(exc).__name__})") from None

@@ -27,7 +27,7 @@ from shared.core.runrecord import RunRecord, is_run_id, row_key
 
 log = logging.getLogger(__name__)
 
-_JSON_FIELDS = ("by_type", "by_segment", "safeguard", "jobs")
+_JSON_FIELDS = ("by_type", "by_segment", "safeguard", "jobs", "audience_check")
 
 
 def _to_entity(record: RunRecord) -> dict[str, Any]:

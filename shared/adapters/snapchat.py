@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -43,6 +43,7 @@ _CONNECT_TIMEOUT = 10.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 30.0
 _REREAD_WAITS = (0.5, 1.0, 2.0)  # seconds between looks for a refresh token rotated elsewhere
+_Timeout = float | tuple[float, float]
 
 
 class Action(enum.Enum):
@@ -107,18 +108,13 @@ def _checked(segment_id: str, *, answered: bool = False) -> str:
     """``segment_id``, if it can be one; never put in a URL path otherwise."""
     if not is_audience_id(segment_id):
         where = "Snapchat answered" if answered else "the app was given"
-        raise RequestRejected(
-            f"{where} an audience ID that is not one (letters, digits, '_' and '-' only); not used"
-        )
+        raise RequestRejected(f"{where} an audience ID that is not one (letters, digits, '_' "
+                              "and '-' only); not used")  # fmt: skip
     return segment_id
 
 
 def post_form(
-    session: requests.Session,
-    url: str,
-    form: dict[str, str],
-    *,
-    timeout: float | tuple[float, float],
+    session: requests.Session, url: str, form: dict[str, str], *, timeout: _Timeout
 ) -> requests.Response:
     """POST a form that carries a secret. A redirect is never followed: ``requests`` would
     send the body again (307, 308) to wherever it points. RedirectRefused instead."""
@@ -181,48 +177,63 @@ class SnapchatClient:
         return _received(self._api("DELETE", path, body, "/segments/{id}/users"))
 
     def find_segment(self, ad_account_id: str, name: str) -> str | None:
-        """The ID of the ad account's customer-list audience called ``name``, if there is one."""
-        path: str | None = f"/adaccounts/{ad_account_id}/segments"
+        """The ID of the ad account's audience called ``name``, if there is one."""
+        for segment in self._segments(ad_account_id):
+            if segment.get("name") == name:
+                return _checked(str(segment.get("id")), answered=True)
+        return None
+
+    def segment_count(self, ad_account_id: str) -> int:
+        return sum(1 for _ in self._segments(ad_account_id))  # Snapchat allows 1,000
+
+    def _segments(self, ad_account_id: str) -> Iterator[dict[str, Any]]:
+        """The ad account's audiences, page after page (``paging.next_link``)."""
+        path: str | None = f"/adaccounts/{_checked(ad_account_id)}/segments"
         while path:
             answer = self._api("GET", path, None, _SEGMENTS)
             for item in answer.get("segments") or ():
                 segment = item.get("segment") if isinstance(item, dict) else None
-                if isinstance(segment, dict) and segment.get("name") == name:
-                    return _checked(str(segment.get("id")), answered=True)
+                if isinstance(segment, dict):
+                    yield segment
             next_link = (answer.get("paging") or {}).get("next_link")
             path = _relative(next_link, self._api_url) if next_link else None
-        return None
+
+    def create_lookalike(
+        self, ad_account_id: str, name: str, seed_id: str, type: str, countries: Sequence[str]
+    ) -> str:
+        """Create a lookalike audience of the audience ``seed_id``; returns its ID."""
+        spec = {"seed_segment_id": seed_id, "type": type, "countries": list(countries)}
+        return self._create(ad_account_id, {"name": name, "source_type": "LOOKALIKE",
+                            "retention_in_days": 180,  # the longest Snapchat allows
+                            "creation_spec": spec})  # fmt: skip
 
     def create_segment(
         self, ad_account_id: str, *, name: str, description: str, retention_in_days: int
     ) -> str:
         """Create a first-party customer-list audience; returns its ID."""
-        document = {
-            "segments": [
-                {
-                    "name": name,
-                    "description": description,
-                    "source_type": "FIRST_PARTY",
-                    "retention_in_days": retention_in_days,
-                    "ad_account_id": ad_account_id,
-                }
-            ]
-        }
-        body = json.dumps(document).encode()
-        answer = self._api(
-            "POST", f"/adaccounts/{ad_account_id}/segments", body, "/adaccounts/{id}/segments"
-        )
+        return self._create(ad_account_id, {"name": name, "description": description,
+                            "source_type": "FIRST_PARTY",
+                            "retention_in_days": retention_in_days})  # fmt: skip
+
+    def _create(self, ad_account_id: str, fields: dict[str, Any]) -> str:
+        account = _checked(ad_account_id)
+        document = {"segments": [{**fields, "ad_account_id": account}]}
+        answer = self._api("POST", f"/adaccounts/{account}/segments",
+                           json.dumps(document).encode(), _SEGMENTS)  # fmt: skip
         segments = answer.get("segments") or [{}]
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         if not isinstance(segment, dict) or not segment.get("id"):
             raise RequestRejected("Snapchat created no audience (its answer named none)")
         return _checked(str(segment["id"]), answered=True)
 
-    def get_segment(self, segment_id: str) -> dict[str, Any]:
-        answer = self._api("GET", f"/segments/{_checked(segment_id)}", None, "/segments/{id}")
+    def segment(self, audience_id: str) -> dict[str, Any]:
+        """The audience as Snapchat describes it now (``{}`` when the answer holds none)."""
+        answer = self._api("GET", f"/segments/{_checked(audience_id)}", None, "/segments/{id}")
         segments = answer.get("segments") or [{}]
         segment = segments[0].get("segment") if isinstance(segments[0], dict) else None
         return segment if isinstance(segment, dict) else {}
+
+    get_segment = segment
 
     # -- sending -----------------------------------------------------------------------------
 

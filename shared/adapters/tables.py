@@ -55,6 +55,7 @@ CONNECT_FLOWS = "~connect"
 REQUEST_SLOTS = "~slots"
 STATE_GENERATIONS = "~state"
 CREATED_AUDIENCES = "~audiences"
+LOOKALIKES = "~lookalikes"
 
 PARTITIONS: dict[str, str] = {  # partition (or prefix) -> the adapter that owns it
     LOCKS: "shared.adapters.export_locks",
@@ -67,6 +68,7 @@ PARTITIONS: dict[str, str] = {  # partition (or prefix) -> the adapter that owns
     REQUEST_SLOTS: "shared.adapters.request_slots",
     STATE_GENERATIONS: "shared.adapters.state_generations",
     CREATED_AUDIENCES: "shared.adapters.created_audiences",
+    LOOKALIKES: "shared.adapters.lookalikes",
 }
 
 

@@ -57,6 +57,8 @@ SNAPSHOT_WAITING = _meter.create_histogram("exporter.snapshot.waiting_hours", un
 # The timer's heartbeat, and the exports it could not look at (their staleness is unknown).
 TIMER_TICKS = _meter.create_counter("exporter.timer.ticks", unit="{tick}")
 TIMER_CHECK_FAILED = _meter.create_counter("exporter.timer.check_failed", unit="{check}")
+# An audience check's warning (shared.core.audience_health): the code only, never a figure.
+AUDIENCE_WARNINGS = _meter.create_counter("exporter.audience.warnings", unit="{warning}")
 
 _HTTP_INSTRUMENTATIONS = ("requests", "urllib", "urllib3", "httpx")
 # The run being handled: its IDs (for log records and request metrics) and its span.
@@ -206,6 +208,10 @@ def timer_ticked() -> None:
 
 def timer_check_failed(export: str) -> None:
     TIMER_CHECK_FAILED.add(1, {"export": export})
+
+
+def audience_warning(export: str, code: str) -> None:
+    AUDIENCE_WARNINGS.add(1, {"export": export, "code": code})
 
 
 # -- Snapchat requests -------------------------------------------------------------------

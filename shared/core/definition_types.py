@@ -100,6 +100,19 @@ class NewAudience:
     description: str = ""
 
 
+LOOKALIKE_TYPES = ("BALANCE", "SIMILARITY", "REACH")  # Snapchat's; BALANCE is its default
+COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2, as Snapchat takes countries
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """A lookalike audience of the export's audience, created once that one is targetable."""
+
+    type: str
+    countries: tuple[str, ...]
+    name: str
+
+
 class Mode(enum.StrEnum):
     """How a run changes the audience (see docs/how-it-works.md, *Mirror sync*)."""
 
@@ -144,6 +157,7 @@ class Export:
     new_audience: NewAudience | None = None
     removal_limits: Limits = dataclasses.field(default_factory=Limits)  # mirror safeguard
     more_sources: tuple[Source, ...] = ()  # the segments after the first, if it has several
+    lookalike: Lookalike | None = None  # a lookalike of the audience to create, if asked
 
     @property
     def sources(self) -> tuple[Source, ...]:

@@ -11,11 +11,14 @@ from shared.core.definition_types import (
     ADD_MODE_RETENTION_DAYS,
     AUDIENCE_ID,
     CONTAINER,
+    COUNTRY,
     LIFETIME,
+    LOOKALIKE_TYPES,
     MAX_SOURCES,
     MODES,
     NAME,
     Export,
+    Lookalike,
     Mode,
     NewAudience,
     Source,
@@ -58,6 +61,7 @@ def parse_export(
     ):
         problems.append(f'{where}: default_country_code: expected 1 to 3 digits, e.g. "44"')
     limits = _parse_limits(item, where, problems)
+    lookalike = _parse_lookalike(item.get("lookalike"), where, problems)
     if enabled is not False and item.get("data_transfer_acknowledged") is not True:
         problems.append(
             f"{where}: data_transfer_acknowledged: must be true. Exporting sends hashed "
@@ -79,6 +83,7 @@ def parse_export(
         new_audience=new_audience,
         removal_limits=limits,
         more_sources=tuple(sources[1:]),
+        lookalike=lookalike,
     )
 
 
@@ -101,8 +106,40 @@ def _is_number(value: object) -> bool:
 _EXPORT_FIELDS = {
     "name", "description", "source", "sources", "audience_id", "audience", "connection", "columns",
     "enabled", "mode", "default_country_code", "data_transfer_acknowledged",
-    "max_removal_percent", "always_allowed_removals",
+    "max_removal_percent", "always_allowed_removals", "lookalike",
 }  # fmt: skip
+MAX_LOOKALIKE_COUNTRIES = 50
+
+
+def _parse_lookalike(raw: object, where: str, problems: list[str]) -> Lookalike | None:
+    """``lookalike``: type, countries and name of a lookalike audience to create."""
+    if raw is None:
+        return None
+    where = f"{where}: lookalike"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object with type, countries and name")
+        return None
+    unknown_fields(raw, {"type", "countries", "name"}, where, problems)
+    kind = raw.get("type", "BALANCE")
+    if kind not in LOOKALIKE_TYPES:
+        problems.append(f"{where}: type: expected one of {', '.join(LOOKALIKE_TYPES)}")
+    name = text_field(raw, "name", where, problems)
+    if len(name) > 375:
+        problems.append(f"{where}: name: at most 375 characters")
+    countries = raw.get("countries")
+    if (
+        not isinstance(countries, list)
+        or not 1 <= len(countries) <= MAX_LOOKALIKE_COUNTRIES
+        or not all(isinstance(c, str) and COUNTRY.fullmatch(c) for c in countries)
+    ):
+        problems.append(
+            f"{where}: countries: expected a list of 1 to {MAX_LOOKALIKE_COUNTRIES} two-letter "
+            'country codes (ISO 3166-1 alpha-2, upper case), e.g. ["US", "GB"]'
+        )
+        return None
+    if len(set(countries)) != len(countries):
+        problems.append(f"{where}: countries: a country is listed twice")
+    return Lookalike(str(kind), tuple(countries), name)
 
 
 def _parse_audience(

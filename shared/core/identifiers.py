@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import binascii
 import enum
+import functools
+import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import SessionConfig, SessionContext, col
@@ -69,6 +72,12 @@ class Tally:
     invalid: int = 0
     prehashed: int = 0
     duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # invalid cells, by reason
+
+
+# What says why cells were refused (``shared.core.coverage.explain``): the kind, the trimmed
+# cells the column rules refused, the default country code; counts by reason.
+Explainer = Callable[["IdentifierType", list[str], str | None], Mapping[str, int]]
 
 
 _HEX64 = r"^[0-9a-fA-F]{64}$"
@@ -149,41 +158,106 @@ _PHONE_SEPARATORS = r"[ \-.()/\t]"
 _MIN_PHONE_DIGITS, _MAX_PHONE_DIGITS = 7, 15  # E.164 allows at most 15 digits
 
 
+@functools.cache
+def _dialling(code: str) -> tuple[str | None, re.Pattern[str] | None]:
+    """The trunk prefix and the international exit code (a pattern; None where it is the
+    plain ``00`` every number is read with anyway) of the main country of ``code``, from
+    Google's libphonenumber metadata; ``0`` and ``00`` for a code it does not know."""
+    region = phonenumbers.region_code_for_country_code(int(code))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return "0", None
+    exit_code = metadata.international_prefix
+    pattern = re.compile(f"(?:{exit_code})") if exit_code and exit_code != "00" else None
+    return metadata.national_prefix or None, pattern
+
+
+def dial(digits: str, code: str | None, *, plus: bool = False) -> str | None:
+    """One number as Snapchat hashes it, before its length is checked: ``digits`` are the
+    cell's digits (``+`` and separators removed; ``plus``: it started with ``+``), completed
+    by the dialling rules of the default country ``code``; None for a national number and
+    no default. The reference the column rule ``_phone`` is held to; it decides itself the
+    numbers that rule leaves to it (an exit code other than ``00``, a stray leading 0).
+
+    With a ``+``, or ``00`` (the exit code Snapchat reads everywhere), the country code
+    follows. Else, with a default country: its own exit code (``011`` in the US) introduces
+    a country code; its trunk prefix (``0`` in most countries, ``1`` in the US, ``8`` in
+    Russia) is replaced by the country code; where it has none (Italy) a leading 0 belongs
+    to the number; elsewhere a leading 0 that is no prefix is dropped (``01 706 …`` in the
+    US is ``1 706 …``); a number that already starts with the code keeps it, else gains it.
+    """
+    if plus or (digits.startswith("00") and not code):
+        return digits[2:] if digits.startswith("00") else digits
+    if not code:
+        return None if digits.startswith("0") else digits
+    return _dial_in(code, digits)
+
+
+def _dial_in(code: str, digits: str) -> str:
+    """``dial`` for a number typed without ``+``, in the country of ``code``."""
+    trunk, exit_code = _dialling(code)
+    if exit_code is not None and (found := exit_code.match(digits)):
+        return digits[found.end() :]
+    if digits.startswith("00"):
+        return digits[2:]
+    if trunk and digits.startswith(trunk):
+        return code + digits[len(trunk) :]
+    if digits.startswith("0"):
+        stripped = digits.lstrip("0")
+        return code + digits if trunk is None or not stripped else _dial_in(code, stripped)
+    return digits if digits.startswith(code) else code + digits
+
+
 def _phone(values: pa.Array, default_country_code: str | None) -> pa.Array:
     """Snap's rule for phone numbers: digits only, with the country code; else null.
 
-    ``+``, ``00`` or both together (``+0049 …``) introduce the country code, and such a
-    number is otherwise kept as written (some countries' numbers start with 0 after the
-    code), except that a trunk ``0`` written as ``(0)`` (``+44 (0)20 …``) is dropped. A
-    national number (leading ``0``) loses its leading zeros and gains
-    ``default_country_code``; without one it is invalid, since hashing it without its
-    country could never match. A number with neither that does not start with the default
-    code gets it too. Null when the result is not 7 to 15 digits or the cell holds anything
-    but ASCII digits and the separators space - . ( ) / and tab.
+    ``dial`` says how a number is completed; this is the same rule on whole columns, with
+    the default country's trunk prefix stripped in the kernels and the rare numbers that
+    start with another exit code or a stray 0 handed to ``dial`` one by one. A trunk ``0``
+    written as ``(0)`` (``+44 (0)20 …``) is dropped. Null when the result is not 7 to 15
+    digits or the cell holds anything but ASCII digits and the separators space - . ( ) /
+    and tab. Examples: ``020 7946 0958`` with default 44 and ``011 44 20 7946 0958`` with
+    default 1 are ``442079460958``; ``01(706)-767-5127`` with default 1 is ``17067675127``;
+    ``06 6982 0000`` with default 39 is ``390669820000``.
     """
     value = pc.replace_substring(values, "(0)", "")
-    international = pc.starts_with(value, "+")
+    plus = pc.starts_with(value, "+")
     digits = pc.replace_substring_regex(pc.utf8_ltrim(value, characters="+"), _PHONE_SEPARATORS, "")
     ok = _matches(digits, r"^[0-9]+$")
-    # "00" is the international prefix; typed after a "+" as well ("+0049 …") it is the
-    # same prefix twice over, and no country code starts with 0.
     double_zero = pc.starts_with(digits, "00")
-    digits = pc.if_else(double_zero, pc.utf8_slice_codeunits(digits, 2), digits)
-    international = pc.or_(international, double_zero)
-    national = pc.and_not(pc.starts_with(digits, "0"), international)
+    zero = pc.and_not(pc.starts_with(digits, "0"), double_zero)
+    international = pc.or_(plus, double_zero)
+    after_zeros = pc.if_else(double_zero, pc.utf8_slice_codeunits(digits, 2), digits)
     code = default_country_code
     if not code:
-        ok = pc.and_not(ok, national)
-    else:
-        prefixed = pc.binary_join_element_wise(code, pc.utf8_ltrim(digits, characters="0"), "")
-        bare = pc.and_not(
-            pc.and_not(pc.invert(international), national), pc.starts_with(digits, code)
-        )
-        digits = pc.if_else(
-            national,
-            prefixed,
-            pc.if_else(bare, pc.binary_join_element_wise(code, digits, ""), digits),
-        )
+        ok = pc.and_not(ok, pc.and_not(zero, plus))
+        return _phone_length(pc.if_else(international, after_zeros, digits), ok)
+    trunk, exit_code = _dialling(code)
+    hard: pa.Array | pa.Scalar = pa.scalar(False)
+    if exit_code is not None:
+        hard = _matches(digits, f"^{exit_code.pattern}")
+    trunked = pc.starts_with(digits, trunk) if trunk else pa.scalar(False)
+    if trunk:
+        hard = pc.or_(hard, pc.and_not(zero, trunked))  # a stray leading 0
+    hard = pc.and_(pc.and_not(hard, plus), ok)
+    national = pc.if_else(
+        trunked,
+        pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(digits, len(trunk or "")), ""),
+        pc.if_else(
+            pc.or_(zero, pc.invert(pc.starts_with(digits, code))),
+            pc.binary_join_element_wise(code, digits, ""),
+            digits,
+        ),
+    )
+    dialled = pc.if_else(pc.or_(plus, double_zero), after_zeros, national)
+    rows = _where(hard)
+    if len(rows):
+        decided = [dial(d, code) for d in pc.take(digits, rows).to_pylist()]
+        dialled = pc.replace_with_mask(dialled, _marked(len(digits), rows), pa.array(decided))
+    return _phone_length(dialled, ok)
+
+
+def _phone_length(digits: pa.Array, ok: pa.Array) -> pa.Array:
     length = pc.utf8_length(digits)
     ok = pc.and_(
         ok,
@@ -221,10 +295,12 @@ def digest_column(
     cells: pa.Array | pa.ChunkedArray,
     tally: Tally,
     default_country_code: str | None = None,
+    explain: Explainer | None = None,
 ) -> bytes:
     """The digests of a column's valid cells, 32 bytes each, concatenated in row order
     (repeats included: de-duplication comes later). ``tally`` gets the rows, empty, invalid
-    and already-hashed cells added."""
+    and already-hashed cells added; with ``explain``, the invalid ones by reason too (only
+    the refused cells, usually few, are looked at one by one)."""
     if isinstance(cells, pa.ChunkedArray):
         cells = cells.combine_chunks() if cells.num_chunks != 1 else cells.chunk(0)
     trimmed = pc.utf8_trim_whitespace(pc.fill_null(cells, ""))
@@ -232,12 +308,17 @@ def digest_column(
     present = pc.greater(lengths, 0)
     hashed = _upstream_hashes(trimmed, lengths)
     plain_rows = pc.and_not(present, hashed)
-    normalised = normalise_column(kind, pc.filter(trimmed, plain_rows), default_country_code)
+    plain = pc.filter(trimmed, plain_rows)
+    normalised = normalise_column(kind, plain, default_country_code)
     valid = normalised.drop_null()
     upstream = pc.filter(trimmed, hashed)
     tally.rows += len(cells)
     tally.empty += len(cells) - (pc.sum(present).as_py() or 0)
     tally.invalid += len(normalised) - len(valid)
+    if explain is not None and len(valid) < len(normalised):
+        refused = pc.filter(plain, pc.is_null(normalised)).to_pylist()
+        for reason, count in explain(kind, refused, default_country_code).items():
+            tally.reasons[reason] = tally.reasons.get(reason, 0) + count
     tally.prehashed += len(upstream)
     digests = _sha256(valid)
     if not len(upstream):

@@ -61,7 +61,7 @@ class Progress:
     added: int = 0  # identifiers sent to be added (mirror: only the new ones)
     removed: int = 0  # identifiers sent to be removed (mirror mode)
     unchanged: int = 0  # identifiers already in the audience, not sent (mirror mode)
-    by_type: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    by_type: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # + "reasons"
     by_segment: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # rows
     safeguard: dict[str, Any] = dataclasses.field(default_factory=dict)  # core.safeguard
     # A run split over several instances (shared.runs.split): its jobs per step, and how many of
@@ -117,6 +117,8 @@ class RunRecord:
     requested_by: str = ""  # who asked: "<object id> (<name>)", "timer" or "cli (<user>)"
     error: str = ""
     error_kind: str = ""  # why it failed: an EndReason (shared.core.endings); telemetry
+    # What Snapchat made of the run, read later (shared.runs.audience_checks); None before.
+    audience_check: dict[str, Any] | None = None
     progress: Progress = dataclasses.field(default_factory=Progress)
     # The stored entity's ETag when this copy was read or last saved ("" for a new record):
     # every save is conditional on it. Not part of the record itself.
@@ -137,7 +139,7 @@ class RunRecord:
     added = _FromProgress[int]()
     removed = _FromProgress[int]()
     unchanged = _FromProgress[int]()
-    by_type = _FromProgress[dict[str, dict[str, int]]]()
+    by_type = _FromProgress[dict[str, dict[str, Any]]]()
     by_segment = _FromProgress[dict[str, dict[str, int]]]()
     safeguard = _FromProgress[dict[str, Any]]()
     jobs = _FromProgress[dict[str, int]]()

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.core.errors import SettingsInvalid
+from shared.core.setting_reader import Reader, shown
 
 APP_ROOT = Path(__file__).resolve().parents[2]  # the app folder: host.json, exports.json
 MAX_BATCH_SIZE = 100_000  # Snapchat's limit of identifiers per users request
@@ -206,9 +207,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "3",
         "How often the timer retries a snapshot whose runs failed before it waits for a new one.",
     ),
+    SettingSpec(
+        "AUDIENCE_CHECK_MINUTES",
+        "5,15,60",
+        "Minutes after a run's end when its audience check reads what Snapchat made of it "
+        "(queued); after the last, the timer checks again every that many minutes.",
+    ),
+    SettingSpec("AUDIENCE_CHECK_LIMIT", "10", "Audience checks per run at most (1 to 100)."),
+    SettingSpec(
+        "MATCH_DROP_PERCENT",
+        "20",
+        "A run's match rate this many percent below the previous runs' median warns.",
+    ),
 )
 
 _SPECS = {spec.name: spec for spec in SETTINGS}
+_DEFAULTS = {spec.name: spec.default for spec in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -256,6 +270,9 @@ class Settings:
     timer_max_attempts: int
     requests_per_second: float
     run_lease_seconds: float
+    audience_check_minutes: tuple[int, ...]
+    audience_check_limit: int
+    match_drop_percent: float
 
     @property
     def local_token_file(self) -> Path:
@@ -265,7 +282,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise one SettingsInvalid naming all the problems found."""
-        reader = _Reader(os.environ if env is None else env)
+        reader = Reader(os.environ if env is None else env, _DEFAULTS)
         in_azure = hosted(reader.env)
         app_storage, export_storage = _storage(reader)
         settings = cls(
@@ -281,7 +298,7 @@ class Settings:
             state_retention_days=reader.integer("STATE_RETENTION_DAYS", 1, 3650),
             key_vault_url=reader.url("KEY_VAULT_URL", https=True),
             local_secrets_file=local_secrets_path(reader.optional("LOCAL_SECRETS_FILE")),
-            local_principal=reader.local_principal(),
+            local_principal=_local_principal(reader),
             in_azure=in_azure,
             platform_sign_in=reader.env.get("WEBSITE_AUTH_ENABLED", "").lower() == "true",
             snapchat_api_url=reader.url("SNAPCHAT_API_URL", secure=True) or "",
@@ -297,13 +314,16 @@ class Settings:
             timer_max_attempts=reader.integer("TIMER_MAX_ATTEMPTS", 1, 100),
             requests_per_second=reader.number("SNAPCHAT_REQUESTS_PER_SECOND", 0.1, 20),
             run_lease_seconds=reader.number("RUN_LEASE_SECONDS", 3, 3600),
+            audience_check_minutes=reader.minutes("AUDIENCE_CHECK_MINUTES"),
+            audience_check_limit=reader.integer("AUDIENCE_CHECK_LIMIT", 1, 100),
+            match_drop_percent=reader.number("MATCH_DROP_PERCENT", 1, 100),
         )
         if reader.problems:
             raise SettingsInvalid(reader.problems)
         return settings
 
 
-def _storage(reader: _Reader) -> tuple[StorageTarget, StorageTarget]:
+def _storage(reader: Reader) -> tuple[StorageTarget, StorageTarget]:
     """The app's own storage (AzureWebJobsStorage), and where Customer Insights' exports are
     (EXPORT_STORAGE, or the app's own)."""
     app_connection = reader.optional("AzureWebJobsStorage")
@@ -332,8 +352,6 @@ def _storage(reader: _Reader) -> tuple[StorageTarget, StorageTarget]:
     return app_storage, export
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
 # Azurite's well-known development account: public, documented, and not a secret.
 _DEVELOPMENT_STORAGE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
@@ -344,7 +362,7 @@ _DEVELOPMENT_STORAGE = (
 )
 
 
-def _public_url(reader: _Reader, in_azure: bool) -> str | None:
+def _public_url(reader: Reader, in_azure: bool) -> str | None:
     """PUBLIC_URL, or when hosted https:// and the platform's WEBSITE_HOSTNAME."""
     value = reader.url("PUBLIC_URL", https=in_azure)
     if value is not None:
@@ -379,107 +397,19 @@ def exports_path(value: str | None = None) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
-class _Reader:
-    """Reads raw values, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def optional(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or _SPECS[name].default
-
-    def text(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            self.problems.append(f"{name}: required")
-            return ""
-        return value
-
-    def url(self, name: str, *, https: bool = False, secure: bool = False) -> str | None:
-        """``https``: only an HTTPS URL; ``secure``: HTTPS, or HTTP on loopback (the sandbox)."""
-        value = self.optional(name)
-        if value is None:
-            return None
-        parsed = urlparse(value)
-        schemes = ("https",) if https else ("http", "https")
-        if secure and parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
-            self.problems.append(
-                f"{name}: {_shown_url(value)!r} is plain HTTP to a host other than this "
-                "machine; secrets and tokens go there, so it must be an https URL"
-            )
-            return None
-        if parsed.scheme not in schemes or not parsed.netloc:
-            self.problems.append(
-                f"{name}: {_shown_url(value)!r} is not an {' or '.join(schemes)} URL"
-            )
-            return None
-        return value.rstrip("/")
-
-    def name(self, name: str, *, table: bool = False) -> str:
-        value = self.text(name)
-        ok = value.isalnum() if table else all(c.isalnum() or c == "-" for c in value)
-        if not (ok and 3 <= len(value) <= 63 and value[0].isalpha()):
-            kind = "letters and digits" if table else "lowercase letters, digits and '-'"
-            self.problems.append(
-                f"{name}: {_shown(value)!r} is not 3-63 {kind}, starting with a letter"
-            )
-        return value.lower() if not table else value
-
-    def local_principal(self) -> str | None:
-        value = self.optional("LOCAL_PRINCIPAL")
-        if value is None:
-            return None
-        if hosted(self.env):
-            self.problems.append(
-                "LOCAL_PRINCIPAL: for local development only, and the app runs in Azure: "
-                "remove the setting (sign-in is the platform's there)"
-            )
-            return None
-        if value not in LOCAL_PRINCIPALS:
-            self.problems.append(
-                f"LOCAL_PRINCIPAL: {_shown(value)!r} is not one of {', '.join(LOCAL_PRINCIPALS)}"
-            )
-            return None
-        return value
-
-    def number(self, name: str, low: float, high: float) -> float:
-        return self._bounded(name, float, "a number", low, high)
-
-    def integer(self, name: str, low: int, high: int) -> int:
-        return int(self._bounded(name, int, "a whole number", low, high))
-
-    def _bounded(
-        self, name: str, parse: type[float] | type[int], what: str, low: float, high: float
-    ) -> float:
-        """The setting as ``parse`` reads it, from ``low`` to ``high``; else a problem."""
-        shown = "{:g}".format if parse is float else str
-        raw = self.text(name)
-        try:
-            value = parse(raw)
-        except ValueError:
-            self.problems.append(
-                f"{name}: {_shown(raw)!r} is not {what}; expected one from {shown(low)} to "
-                f"{shown(high)}"
-            )
-            return low
-        if not low <= value <= high:
-            self.problems.append(f"{name}: {shown(value)} is outside {shown(low)} to {shown(high)}")
-        return value
-
-
-def _shown_url(value: str) -> str:
-    """A URL as an error quotes it: scheme, host and path only. A query or fragment could
-    carry a SAS token, and ``user:password@`` a password."""
-    kept = value.split("?", 1)[0].split("#", 1)[0]
-    scheme, separator, rest = kept.rpartition("://")
-    authority, slash, path = rest.partition("/")
-    host = authority.rpartition("@")[2]
-    return _shown(f"{scheme}{separator}{host}{slash}{path}")
-
-
-def _shown(value: str) -> str:
-    """A setting's value as an error quotes it: settings hold no personal data or secrets
-    (secrets live in Key Vault, connection strings are never quoted), but keep it short."""
-    return value if len(value) <= 80 else value[:77] + "..."
+def _local_principal(reader: Reader) -> str | None:
+    value = reader.optional("LOCAL_PRINCIPAL")
+    if value is None:
+        return None
+    if hosted(reader.env):
+        reader.problems.append(
+            "LOCAL_PRINCIPAL: for local development only, and the app runs in Azure: "
+            "remove the setting (sign-in is the platform's there)"
+        )
+        return None
+    if value not in LOCAL_PRINCIPALS:
+        reader.problems.append(
+            f"LOCAL_PRINCIPAL: {shown(value)!r} is not one of {', '.join(LOCAL_PRINCIPALS)}"
+        )
+        return None
+    return value

@@ -20,7 +20,6 @@ from shared.admin import definition_changes, purge
 from shared.connections import browser
 from shared.core import advice, schedule
 from shared.core.access import Action, Principal, Role, authorize, may
-from shared.core.definition_types import Mode
 from shared.core.definitions import Connection, Definitions, Export, parse_allowed
 from shared.core.endings import EndReason
 from shared.core.errors import (
@@ -31,8 +30,10 @@ from shared.core.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from shared.core.runrecord import RunRecord, RunStatus, Trigger, is_run_id
+from shared.core.runrecord import RunRecord, Trigger, is_run_id
 from shared.entry import signin, web
+from shared.entry.run_filters import run_filters
+from shared.export import lookalikes
 from shared.runs import service
 from shared.runtime import Runtime
 
@@ -165,36 +166,10 @@ def list_runs(
     after = query.get("continuation") or ""
     if after and not is_run_id(after):
         raise BadRequest("continuation: not a token this API gave (send the last answer's)")
-    runs, more = rt.runs.page(name, count, after=after, where=_run_filters(query))
+    runs, more = rt.runs.page(name, count, after=after, where=run_filters(query))
     export = rt.definitions.export(name)
     body = {"export": name, "runs": [_run(r, export) for r in runs], "continuation": more or None}
     return Reply(200, body)
-
-
-_RUN_FILTERS: dict[str, tuple[str, ...]] = {
-    "status": tuple(RunStatus),
-    "trigger": tuple(Trigger),
-    "mode": tuple(Mode),
-    "dry_run": ("true", "false"),
-}
-
-
-def _run_filters(query: Mapping[str, str]) -> dict[str, object]:
-    """The run filters of a query string, as record fields and values; BadRequest naming
-    each value that is not one of the field's."""
-    where: dict[str, object] = {}
-    problems = []
-    for key, known in _RUN_FILTERS.items():
-        value = query.get(key) or ""
-        if not value:
-            continue
-        if value not in known:
-            problems.append(f"{key}: one of {', '.join(known)}")
-        else:
-            where[key] = value == "true" if key == "dry_run" else value
-    if problems:
-        raise BadRequest("; ".join(problems))
-    return where
 
 
 def list_exports(rt: Runtime, who: Principal) -> Reply:
@@ -206,6 +181,8 @@ def list_exports(rt: Runtime, who: Principal) -> Reply:
                 {
                     **describe(status.export, status.last_run),
                     "last_run": status.last_run and _run(status.last_run, status.export),
+                    "audience_health": status.audience_health,
+                    "lookalike": _lookalike(rt, status.export.name),
                 }
                 for status in service.exports_overview(rt)
             ],
@@ -286,7 +263,17 @@ def get_definition(rt: Runtime, who: Principal, kind: DefinitionType, name: str)
     if entry is None:
         raise NotFound(f"no {kind} named {name!r}")
     body = _definition(rt, entry)
+    if kind == "export":  # what Snapchat made of its runs (None for an invalid definition)
+        export = rt.definitions.export(name)
+        body["audience_health"] = export and service.export_status(rt, export).audience_health
+        body["lookalike"] = _lookalike(rt, name)
     return Reply(200, body, {"ETag": entry.etag})
+
+
+def _lookalike(rt: Runtime, export: str) -> dict[str, Any] | None:
+    """What the app knows of the export's lookalike audience (never asking Snapchat)."""
+    found = lookalikes.state_of(rt, export)
+    return found.as_dict() if found else None
 
 
 def list_connections(rt: Runtime, who: Principal) -> Reply:

@@ -10,12 +10,10 @@ invalid cell's reason comes from ``shared.core.coverage``. No value leaves this 
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from shared.adapters.blobsource import BlobSource
 from shared.core import coverage, identifiers
@@ -51,7 +49,6 @@ def preview(
     """``POST /api/preview``'s answer for ``export`` (checked, not necessarily saved)."""
     plan = plan_run(source, export, choose_snapshot(source, export, settled, wanted=wanted).id)
     tallies = {kind: identifiers.Tally() for kind, _ in export.columns}
-    reasons: dict[IdentifierType, Counter[str]] = {kind: Counter() for kind in tallies}
     rows, sampled = 0, False
     for cells in _sample(source, plan):
         if rows >= MAX_ROWS:
@@ -61,7 +58,7 @@ def preview(
         sampled = sampled or take < len(cells[0])
         rows += take
         for (kind, _), column in zip(export.columns, cells, strict=True):
-            _count(kind, column.slice(0, take), export.default_country_code, tallies, reasons)
+            _count(kind, column.slice(0, take), export.default_country_code, tallies)
     return {
         "snapshot": plan.snapshot.id,
         "rows_read": rows,
@@ -76,7 +73,7 @@ def preview(
                 "empty": tallies[kind].empty,
                 "prehashed": tallies[kind].prehashed,
                 "invalid": tallies[kind].invalid,
-                "reasons": dict(sorted(reasons[kind].items())),
+                "reasons": dict(sorted(tallies[kind].reasons.items())),
             }
             for kind, column in export.columns
         },
@@ -105,22 +102,7 @@ def _count(
     cells: pa.Array,
     country: str | None,
     tallies: dict[IdentifierType, identifiers.Tally],
-    reasons: dict[IdentifierType, Counter[str]],
 ) -> None:
-    """Count one block of one kind: the run's rules say what is valid; the reasons are
-    looked up for the cells those rules refused (only those are classified one by one)."""
-    invalid_before = tallies[kind].invalid
-    identifiers.digest_column(kind, cells, tallies[kind], country)
-    if tallies[kind].invalid == invalid_before:
-        return
-    trimmed = pc.utf8_trim_whitespace(pc.fill_null(cells, ""))
-    normalised = identifiers.normalise_column(kind, trimmed, country)
-    refused = pc.and_(pc.greater(pc.binary_length(trimmed), 0), pc.is_null(normalised))
-    found = Counter(
-        coverage.classify(kind, value, country) for value in pc.filter(trimmed, refused).to_pylist()
-    )
-    for outcome, count in found.items():
-        if outcome is coverage.Outcome.PREHASHED:
-            continue  # counted as such by the rules
-        key = coverage.Outcome.OTHER if outcome is coverage.Outcome.VALID else outcome
-        reasons[kind][str(key)] += count
+    """Count one block of one kind: the run's rules say what is valid, and why each cell
+    they refused was refused (only those are classified one by one), as in a run."""
+    identifiers.digest_column(kind, cells, tallies[kind], country, coverage.explain)

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from shared.adapters.blobsource import BlobSource
-from shared.core import identifiers
+from shared.core import coverage, identifiers
 from shared.core.csvstream import column_blocks
 from shared.core.errors import EmptySnapshot
 from shared.core.runrecord import Progress
@@ -57,7 +57,9 @@ def read_snapshot(
         found = []
         for (kind, _), column in zip(export.columns, cells, strict=True):
             tally = identifiers.Tally()
-            digests = identifiers.digest_column(kind, column, tally, export.default_country_code)
+            digests = identifiers.digest_column(
+                kind, column, tally, export.default_country_code, coverage.explain
+            )
             found.append((kind.schema, digests, tally))
         return found
 
@@ -120,6 +122,13 @@ def _add_tally(total: identifiers.Tally, part: identifiers.Tally) -> None:
     total.empty += part.empty
     total.invalid += part.invalid
     total.prehashed += part.prehashed
+    add_reasons(total.reasons, part.reasons)
+
+
+def add_reasons(total: dict[str, int], part: dict[str, int]) -> None:
+    """Add one count of invalid cells by reason to another."""
+    for reason, count in part.items():
+        total[reason] = total.get(reason, 0) + count
 
 
 def _segment_rows(plan: Plan, progress: Progress, segment: SegmentPlan) -> int:
@@ -155,6 +164,7 @@ def count_kind(
         invalid=tally.invalid,
         prehashed=tally.prehashed,
         duplicates=tally.duplicates,
+        reasons=dict(sorted(tally.reasons.items())),
     )
     progress.empty += tally.empty
     progress.invalid += tally.invalid

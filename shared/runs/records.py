@@ -17,6 +17,7 @@ from shared.core.definitions import Export
 from shared.core.endings import EndReason
 from shared.core.errors import RecordChanged
 from shared.core.runrecord import RunRecord, Trigger, new_run_id, now
+from shared.runs import audience_checks
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def finish(
         )
         return fresh
     telemetry.run_ended(record, ended_by)
+    audience_checks.queue_first(rt, record)  # a run that succeeded: what Snapchat made of it
     took = time.monotonic() - started if started is not None else 0.0
     log.info(
         "Run %s of export %s %s in %.1fs: rows=%d empty=%d invalid=%d prehashed=%d "

@@ -17,10 +17,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from shared.adapters import telemetry
-from shared.adapters.jobqueue import Job
+from shared.adapters.jobqueue import AUDIENCE_CHECK, Job
+from shared.core import audience_health as health
 from shared.core.definitions import Export
 from shared.core.endings import EndReason
 from shared.core.errors import (
@@ -36,7 +37,7 @@ from shared.core.errors import (
 from shared.core.layout import Snapshot
 from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger
 from shared.export.plan import choose_snapshot
-from shared.runs import attempts, locking, orphans, split
+from shared.runs import attempts, audience_checks, locking, orphans, split
 from shared.runs.records import finish, new_record
 from shared.runtime import Runtime
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 class ExportStatus:
     export: Export
     last_run: RunRecord | None
+    audience_health: dict[str, Any] | None = None  # shared.core.audience_health.health
 
 
 def request_run(
@@ -185,6 +187,7 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
         if record is not None:
             queued.append(record)
     log.info("Timer queued %d run(s) for %d enabled export(s)", len(queued), len(enabled))
+    audience_checks.on_timer(rt, enabled, at)
     orphans.remove_orphans_quietly(rt, at)
     return queued
 
@@ -241,8 +244,8 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
     queued with its checkpoint and are raised again, so that the queue delivers the job
     once more; after the queue's last delivery ``give_up`` ends it.
     """
-    if job.step:  # a job of a run split over several instances
-        return split.perform(rt, job)
+    if job.step:  # a later check of the audience, or a job of a run split over instances
+        return _step(rt, job)
     record = rt.runs.get(job.export, job.run_id)
     if record is None:
         log.warning(
@@ -268,8 +271,17 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
         return attempts.perform(rt, record, owner, redeliverable=True)
 
 
+def _step(rt: Runtime, job: Job) -> RunRecord | None:
+    if job.step == AUDIENCE_CHECK:  # a later look at what Snapchat made of a run
+        return audience_checks.perform(rt, job)
+    return split.perform(rt, job)
+
+
 def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     """The queue gave up on a job (poison queue): end its run as failed, saying why."""
+    if job.step == AUDIENCE_CHECK:  # the run's status never changes; the timer checks later
+        log.warning("Run %s: the queue gave up on an audience check", job.run_id)
+        return rt.runs.get(job.export, job.run_id)
     if job.step:
         return split.give_up(rt, job)
     record = rt.runs.get(job.export, job.run_id)
@@ -324,10 +336,13 @@ def run_now(
 
 
 def exports_overview(rt: Runtime) -> list[ExportStatus]:
-    overview = []
-    for export in rt.definitions.exports:
-        recent = rt.runs.recent(export.name, limit=1)
-        since = rt.definition_store.recreated_at("export", export.name) or ""
-        last = recent[0] if recent and recent[0].queued_at >= since else None
-        overview.append(ExportStatus(export, last))  # not a deleted namesake's run
-    return overview
+    return [export_status(rt, export) for export in rt.definitions.exports]
+
+
+def export_status(rt: Runtime, export: Export) -> ExportStatus:
+    """The export's last run and its audience's health (not a deleted namesake's runs)."""
+    since = rt.definition_store.recreated_at("export", export.name) or ""
+    runs = rt.runs.recent(export.name, limit=health.TREND_LENGTH)
+    runs = [r for r in runs if r.queued_at >= since]
+    found = audience_checks.overview(export, runs, datetime.now(UTC))
+    return ExportStatus(export, runs[0] if runs else None, found)

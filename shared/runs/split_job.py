@@ -194,7 +194,8 @@ class SplitJob:
             "spilled": store.bytes_written,
             "runs": {s: [[run.name, run.number] for run in pool.runs(s)] for s in schemas},
             "kinds": {s: {"rows": t.rows, "empty": t.empty, "invalid": t.invalid,
-                          "prehashed": t.prehashed, "read": pool.read(s)}
+                          "prehashed": t.prehashed, "reasons": t.reasons,
+                          "read": pool.read(s)}
                       for s, t in tallies.items()},
         }  # fmt: skip
         self._save(done=True)

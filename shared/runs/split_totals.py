@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shared.adapters.split_log import Entry, SplitLog
 from shared.core.runrecord import Progress, RunRecord
+from shared.export.read import add_reasons
 from shared.runs.split_job import JUDGE, READ, SEND
 
 
@@ -54,6 +55,8 @@ def _add_reads(total: Progress, reads: list[Entry], *, several: bool) -> dict[st
             kind = total.by_type.setdefault(schema, {})
             for name in ("rows", "empty", "invalid", "prehashed"):
                 kind[name] = kind.get(name, 0) + counts[name]
+            add_reasons(kind.setdefault("reasons", {}), counts.get("reasons", {}))
+            kind["reasons"] = dict(sorted(kind["reasons"].items()))
             read[schema] = read.get(schema, 0) + counts["read"]
     total.rows_scanned = total.rows_read
     if several:
