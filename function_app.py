@@ -22,7 +22,7 @@ from shared.connections import browser
 from shared.core.access import Principal
 from shared.core.privacy import install_log_filter
 from shared.entry import api, segments, signin, web
-from shared.runs import service
+from shared.runs import events, service
 from shared.runtime import Runtime, current
 
 allocator.limit_arenas()  # before the export's threads: freed memory is reused (see there)
@@ -227,6 +227,14 @@ def find_new_snapshots(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("Timer is past due; checking for snapshots now")
     service.schedule(current())
+
+
+@app.event_grid_trigger(arg_name="event")
+def blob_created(event: func.EventGridEvent) -> None:
+    """Event Grid's BlobCreated for the export account: check the exports it concerns now."""
+    data = event.get_json()
+    url = str(data.get("url", "")) if isinstance(data, dict) else ""
+    events.on_event(current(), event.event_type, event.subject or "", url, event.event_time)
 
 
 def _job(message: func.QueueMessage) -> Job | None:

@@ -696,7 +696,7 @@ function follow(name, runId, progress, notice, history) {
 const RUN_FILTERS = [
   ["status", "Status", ["", "succeeded", "failed", "running", "queued"]],
   ["mode", "Mode", ["", "add", "mirror"]],
-  ["trigger", "Trigger", ["", "timer", "http", "cli"]],
+  ["trigger", "Trigger", ["", "event", "timer", "http", "cli"]],
   ["dry_run", "Dry run", ["", "true", "false"]],
 ];
 const SORTS = [["newest", "Newest first"], ["oldest", "Oldest first"], ["longest", "Longest first"], ["uploaded", "Most uploaded first"]];
@@ -974,6 +974,8 @@ async function runPage(render, name, runId) {
     fact("Snapshot", h("code", {}, run.snapshot || "—")), fact("Audience", h("code", {}, run.audience_id || "—")),
     fact("Queued", stamp(run.queued_at)), fact("Started", stamp(run.started_at)), fact("Finished", stamp(run.finished_at)),
     fact("Duration", seconds(duration(run))), fact("Attempts", number(run.attempts)),
+    fact("Data landed", stamp(run.snapshot_complete_at)),
+    fact("Data landed → audience updated", seconds(run.latency_seconds)),
     fact("Requests to Snapchat", `${number(run.requests)} (${number(run.retries)} retried)`),
     fact("Audience size", run.approximate_number_users === null ? "—" : `${number(run.approximate_number_users)} (${run.targetable_status || "status unknown"})`));
   const totals = h("table", { id: "run-totals" },

@@ -85,6 +85,12 @@ param natGateway bool = false
 @description('CanNotDelete locks on the vault and the storage accounts this template creates.')
 param resourceLocks bool = true
 
+@description('An Event Grid system topic on the export account (the one created here, or exportStorageAccountName in its resource group), so a new snapshot starts its run within a minute instead of at the next timer. false: an account that already has a system topic (one per account), or events you set up yourself (docs/deploy.md).')
+param exportEvents bool = true
+
+@description('The topic\'s subscription to the app\'s blob_created function. Set it (azd env set EXPORT_EVENT_SUBSCRIPTION true) after the first code deployment: Event Grid validates the function\'s webhook when the subscription is created.')
+param exportEventSubscription bool = false
+
 @minValue(0)
 @maxValue(365)
 @description('Days after which Customer Insights snapshots in the export account this template creates are deleted (0: kept). The app reads only the newest.')
@@ -103,6 +109,9 @@ var useExistingExportStorage = !empty(exportStorageAccountName)
 var createdExportContainerName = empty(exportContainerName) ? 'customer-insights' : exportContainerName
 var connectionNames = empty(snapchatConnections) ? [] : split(replace(snapchatConnections, ' ', ''), ',')
 var refreshTokenSecretNames = [for connection in connectionNames: 'snapchat-${connection}-refresh-token']
+var exportAccountName = useExistingExportStorage ? exportStorageAccountName : exportStorage.outputs.name
+var exportResourceGroupName = (useExistingExportStorage && !empty(exportStorageResourceGroup)) ? exportStorageResourceGroup : rg.name
+var deadLetterContainerName = 'eventgrid-deadletter'
 var operatorIps = empty(operatorIpAddresses) ? [] : split(replace(operatorIpAddresses, ' ', ''), ',')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -185,6 +194,7 @@ module storage 'app/storage.bicep' = {
     deleteLock: resourceLocks
     workspaceId: monitoring.outputs.workspaceId
     spillContainerName: spillContainerName
+    deadLetterContainerName: deadLetterContainerName
     jobsQueueName: jobsQueueName
     runsTableName: runsTableName
   }
@@ -342,6 +352,7 @@ var appSettings = {
   SNAPCHAT_REQUESTS_PER_SECOND: '10'
   RUN_LEASE_SECONDS: '60'
   SNAPSHOT_SETTLE_SECONDS: '120'
+  SNAPSHOT_RECHECK_SECONDS: '30'
   TIMER_MAX_ATTEMPTS: '3'
   AUDIENCE_CHECK_MINUTES: '5,15,60'
   AUDIENCE_CHECK_LIMIT: '10'
@@ -377,6 +388,45 @@ module api 'app/api.bicep' = {
   ]
 }
 
+// Events: the export account's system topic, the right its identity has on the dead-letter
+// container of the runtime account, and (once the code is deployed) its subscription to the app.
+module eventsTopic 'app/export-events.bicep' = if (exportEvents) {
+  name: 'eventsTopic'
+  scope: resourceGroup(exportResourceGroupName)
+  params: {
+    storageAccountName: exportAccountName
+    topicName: 'evgt-exp-${resourceToken}'
+    tags: tags
+  }
+}
+
+module deadLetterAccess 'app/deadletter-access.bicep' = if (exportEvents) {
+  name: 'deadLetterAccess'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    containerName: deadLetterContainerName
+    principalId: eventsTopic.outputs.principalId
+  }
+}
+
+module blobCreatedSubscription 'app/event-subscription.bicep' = if (exportEvents && exportEventSubscription) {
+  name: 'blobCreatedSubscription'
+  scope: resourceGroup(exportResourceGroupName)
+  params: {
+    topicName: eventsTopic.outputs.name
+    functionAppName: api.outputs.name
+    functionAppResourceGroup: rg.name
+    exportContainerName: useExistingExportStorage ? exportContainerName : createdExportContainerName
+    deadLetterAccountId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+  // Dead-lettering works from the first undeliverable event.
+  dependsOn: [
+    deadLetterAccess
+  ]
+}
+
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
@@ -391,4 +441,6 @@ output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 // environment, and an output named like an input would feed back into the next deployment.
 output AZURE_EXPORT_BLOB_ENDPOINT string = appSettings.EXPORT_STORAGE__blobServiceUri
 output AZURE_EXPORT_CONTAINER string = useExistingExportStorage ? exportContainerName : createdExportContainerName
-output AZURE_EXPORT_STORAGE_ACCOUNT string = useExistingExportStorage ? exportStorageAccountName : exportStorage.outputs.name
+output AZURE_EXPORT_STORAGE_ACCOUNT string = exportAccountName
+output AZURE_EXPORT_EVENTS_TOPIC string = exportEvents ? eventsTopic.outputs.name : ''
+output AZURE_EVENTS_DEAD_LETTER_CONTAINER string = deadLetterContainerName

@@ -346,8 +346,32 @@ def test_setting_values_hold_no_secret() -> None:
             assert not looks_like_a_secret(value), f"{name} has a literal that looks like a secret"
     for path in BICEP_FILES:
         text = path.read_text("utf-8")
+        if path.name == "event-subscription.bicep":  # the one key a template reads, below
+            text = text.replace(WEBHOOK_KEY, "")
         for call in ("listKeys(", "listAccountSas(", "listServiceSas(", "listSecrets("):
             assert call not in text, f"{path.name} reads keys with {call}"
+
+
+# Flex Consumption delivers Event Grid events to the host's webhook, authorised by its
+# eventgrid_extension system key: the one key a template reads, straight into the endpoint URL.
+WEBHOOK_KEY = (
+    "listKeys('${functionApp.id}/host/default', '2023-12-01').systemKeys.eventgrid_extension"
+)
+
+
+def test_the_webhook_key_goes_only_into_the_subscriptions_endpoint_url() -> None:
+    lines = (INFRA / "app/event-subscription.bicep").read_text("utf-8").splitlines()
+    using = [
+        line.strip() for line in lines if "listKeys" in line and not line.lstrip().startswith("//")
+    ]
+    (line,) = using
+    assert line.startswith("endpointUrl: 'https://${functionApp.properties.defaultHostName}"
+                           "/runtime/webhooks/eventgrid?functionName=${functionName}&code=${")  # fmt: skip
+    assert WEBHOOK_KEY in line
+    template = parsed("app/event-subscription.bicep")
+    assert "listKeys" not in json.dumps(template.get("outputs", {}))
+    assert "listKeys" not in json.dumps(template.get("variables", {}))
+    assert "listKeys" not in (INFRA / "main.bicep").read_text("utf-8")
 
 
 def looks_like_a_secret(value: str) -> bool:
@@ -584,11 +608,23 @@ def test_each_alert_queries_a_metric_the_app_emits() -> None:
     names = re.findall(r"name: '([a-z-]+)'\n    severity", text)
     assert names == ["run-failed", "credentials-refused", "removal-safeguard", "audience-stale",
                      "timer-check-failed", "timer-silent", "too-few-users", "match-rate-dropped",
-                     "audience-cap-near", "members-age-out"]  # fmt: skip
+                     "audience-cap-near", "members-age-out", "latency-high"]  # fmt: skip
     for kind in ("credentials_refused", "removal_blocked"):
         assert f'kind == "{kind}"' in text
     queried_kinds = set(re.findall(r'kind == "([a-z_]+)"', text))
     assert queried_kinds <= {reason.value for reason in EndReason}  # what a run ends with
+
+
+def test_the_latency_alert_fires_above_its_threshold_parameter() -> None:
+    params = parsed("app/alerts.bicep")["parameters"]
+    assert params["latencySeconds"]["default"] == 600
+    text = (INFRA / "app" / "alerts.bicep").read_text("utf-8")
+    rule = text.split("name: 'latency-high'", 1)[1].split("\n  }", 1)[0]
+    assert '"exporter.run.latency"' in rule
+    assert "where longest > ${latencySeconds}'" in rule  # the parameter, not a literal
+    assert "perExport: true" in rule and "operator: 'GreaterThan'" in rule  # noqa: PT018
+    source = (ROOT / "shared" / "adapters" / "telemetry.py").read_text("utf-8")
+    assert '"exporter.run.latency"' in source and "LATENCY.record(" in source  # noqa: PT018
 
 
 def test_each_audience_warning_has_its_own_alert_rule() -> None:
@@ -774,3 +810,120 @@ def test_the_subnet_lets_out_only_https_to_what_the_app_needs() -> None:
         assert kinds[kind]["config"]["condition"] == "natGateway"
     assert body(_module("network"))["params"]["natGateway"] == "natGateway"
     assert resolve("natGateway", "main.bicep") is False
+
+
+# ---------------------------------------------------------------- 5. events (issue 26)
+
+EVENTS = "app/event-subscription.bicep"
+
+
+def _blob_created() -> dict[str, Any]:
+    (subscription,) = _of_type(EVENTS, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    properties: dict[str, Any] = body(subscription)["properties"]
+    return properties
+
+
+def test_the_system_topic_is_on_the_export_account_whichever_it_is() -> None:
+    module = _module("eventsTopic")
+    assert module["config"]["condition"] == "exportEvents"
+    assert resolve("exportEvents", "main.bicep") is True
+    config = body(module)
+    assert config["params"]["storageAccountName"] == "exportAccountName"
+    chosen = parsed("main.bicep")["variables"]["exportAccountName"]["value"]["operator"]
+    assert chosen["operands"]["condition"] == "useExistingExportStorage"
+    assert chosen["operands"]["true_value"] == "exportStorageAccountName"
+    assert _dotted(chosen["operands"]["false_value"]) == "exportStorage.outputs.name"
+    # In the account's own resource group: the customer's, or the app's for the one created here.
+    scope = config["scope"]["function"]
+    assert scope["type"] == "resource_group"
+    assert scope["parameters"]["resource_group_name"] == "exportResourceGroupName"
+    group = json.dumps(parsed("main.bicep")["variables"]["exportResourceGroupName"]["value"])
+    assert "exportStorageResourceGroup" in group
+    (topic,) = _of_type("app/export-events.bicep", "Microsoft.EventGrid/systemTopics")
+    topic = body(topic)
+    assert topic["properties"]["topicType"] == "Microsoft.Storage.StorageAccounts"
+    assert _dotted(topic["properties"]["source"]) == "account.id"
+    assert _dotted(topic["location"]) == "account.location"
+    assert topic["identity"] == {"type": "SystemAssigned"}
+    (account,) = [r for _, r in resources("app/export-events.bicep", existing=True)]
+    assert body(account)["name"] == "storageAccountName"
+
+
+def test_the_subscription_delivers_only_new_partitions_and_manifests_to_blob_created() -> None:
+    properties = _blob_created()
+    webhook = properties["destination"]
+    assert webhook["endpointType"] == "WebHook"
+    assert (
+        "/runtime/webhooks/eventgrid?functionName=${functionName}&code=${listKeys("
+        in (webhook["properties"]["endpointUrl"])
+    )
+    assert resolve("functionName", EVENTS) == "blob_created"
+    found = properties["filter"]
+    assert found["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
+    assert found["subjectBeginsWith"] == "subjectPrefix"
+    prefix = json.dumps(parsed(EVENTS)["variables"]["subjectPrefix"]["value"])
+    assert "/blobServices/default/containers/${exportContainerName}/blobs/" in prefix
+    filters = {f["operatorType"]: f for f in found["advancedFilters"]}
+    assert filters["StringEndsWith"]["key"] == "subject"
+    assert sorted(filters["StringEndsWith"]["values"]) == [".csv", "model.json"]
+    assert filters["StringIn"]["key"] == "data.api"  # committed blobs only
+    assert "CreateFile" not in filters["StringIn"]["values"]
+    assert set(filters) == {"StringEndsWith", "StringIn"}
+    module = _module("blobCreatedSubscription")
+    assert module["config"]["condition"] == {"operator": {"type": "and", "operands": {
+        "operand_1": "exportEvents", "operand_2": "exportEventSubscription"}}}  # fmt: skip
+    assert resolve("exportEventSubscription", "main.bicep") is False  # after the code exists
+    params = body(module)["params"]
+    assert _dotted(params["topicName"]) == "eventsTopic.outputs.name"
+    assert _dotted(params["functionAppName"]) == "api.outputs.name"
+    assert "createdExportContainerName" in json.dumps(params["exportContainerName"])
+    scope = body(module)["scope"]["function"]["parameters"]["resource_group_name"]
+    assert scope == "exportResourceGroupName"  # beside its topic
+
+
+def test_undeliverable_events_are_dead_lettered_by_the_topics_own_identity() -> None:
+    dead = _blob_created()["deadLetterWithResourceIdentity"]
+    assert dead["identity"] == {"type": "SystemAssigned"}
+    destination = dead["deadLetterDestination"]
+    assert destination["endpointType"] == "StorageBlob"
+    assert destination["properties"] == {
+        "resourceId": "deadLetterAccountId", "blobContainerName": "deadLetterContainerName"}  # fmt: skip
+    assert "deadLetterDestination" not in _blob_created()  # never with an account key
+    params = body(_module("blobCreatedSubscription"))["params"]
+    assert _dotted(params["deadLetterAccountId"]) == "storage.outputs.id"  # the runtime account
+    assert params["deadLetterContainerName"] == "deadLetterContainerName"
+    assert (
+        body(_module("storage"))["params"]["deadLetterContainerName"] == "deadLetterContainerName"
+    )
+    (container,) = [r for _, r in resources("app/storage.bicep")
+                    if r["type"].endswith("/containers")]  # fmt: skip
+    assert body(container)["name"] == "deadLetterContainerName"
+    # Storage Blob Data Contributor for the topic's identity, on that container only.
+    (assignment,) = _of_type(
+        "app/deadletter-access.bicep", "Microsoft.Authorization/roleAssignments"
+    )
+    assignment = body(assignment)
+    role = ALLOWED_ROLES[role_of("app/deadletter-access.bicep", assignment)]
+    assert role == "Storage Blob Data Contributor"
+    assert scope_type("app/deadletter-access.bicep", assignment["scope"]).endswith("/containers")
+    access = body(_module("deadLetterAccess"))["params"]
+    assert _dotted(access["principalId"]) == "eventsTopic.outputs.principalId"
+    assert access["containerName"] == "deadLetterContainerName"
+    assert "deadLetterAccess" in json.dumps(body(_module("blobCreatedSubscription"))["dependsOn"])
+
+
+def test_the_subscription_retries_for_a_bounded_time() -> None:
+    policy = _blob_created()["retryPolicy"]
+    attempts = resolve(policy["maxDeliveryAttempts"], EVENTS)
+    minutes = resolve(policy["eventTimeToLiveInMinutes"], EVENTS)
+    assert isinstance(attempts, int) and 1 <= attempts <= 30  # noqa: PT018
+    # Longer than an hourly timer (the schedule docs/deploy.md recommends with events), so a
+    # dead-lettered event is one the timer has certainly caught up with.
+    assert isinstance(minutes, int) and 60 < minutes <= 1440  # noqa: PT018
+
+
+def test_sign_in_lets_event_grid_reach_only_the_hosts_webhook() -> None:
+    found = {name: body(r) for name, r in resources("app/api.bicep")}
+    validation = found["signIn"]["properties"]["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["excludedPaths"] == ["/runtime/webhooks/eventgrid"]

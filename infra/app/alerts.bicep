@@ -19,6 +19,11 @@ param alertWebhookUrl string = ''
 @description('Hours an enabled export may have a settled snapshot without a successful run before the stale-audience alert fires.')
 param staleAfterHours int = 6
 
+@minValue(30)
+@maxValue(86400)
+@description('Seconds from a snapshot being complete to its run\'s successful end (data landed → audience updated) above which the latency alert fires.')
+param latencySeconds int = 600
+
 var notify = !empty(alertEmails) || !empty(alertWebhookUrl)
 var actions = notify ? { actionGroups: [ actionGroup.id ] } : { actionGroups: [] }
 // Runs that ended, dry runs left out (a failed preview changes nothing and alerts nobody).
@@ -162,6 +167,17 @@ var rules = [
     threshold: 0
     perExport: true
     frequency: 'PT1H'
+    window: 'PT1H'
+  }
+  {
+    name: 'latency-high'
+    severity: 3
+    description: 'A run ended more than ${latencySeconds} seconds after its snapshot was complete (data landed → audience updated). Look at the run\'s queued, started and finished times in the console: a late start points at the Event Grid subscription (the timer caught the snapshot), a long run at its size or Snapchat\'s pace.'
+    query: 'customMetrics | where name == "exporter.run.latency" | extend export = tostring(customDimensions.export) | summarize longest = max(valueMax) by export | where longest > ${latencySeconds}'
+    operator: 'GreaterThan'
+    threshold: 0
+    perExport: true
+    frequency: 'PT15M'
     window: 'PT1H'
   }
 ]

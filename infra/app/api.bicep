@@ -159,6 +159,12 @@ resource signIn 'Microsoft.Web/sites/config@2024-04-01' = {
       // A browser without a session is sent to sign in (the console); scripts send a token.
       unauthenticatedClientAction: 'RedirectToLoginPage'
       redirectToProvider: 'azureactivedirectory'
+      // Event Grid cannot sign in: it delivers to the host's Event Grid webhook, which the host
+      // itself guards with its eventgrid_extension system key (a request without it is refused).
+      // Only that path; every route of the app stays behind sign-in.
+      excludedPaths: [
+        '/runtime/webhooks/eventgrid'
+      ]
     }
     identityProviders: {
       azureActiveDirectory: {

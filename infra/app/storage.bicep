@@ -11,6 +11,8 @@ param jobsQueueName string
 param runsTableName string
 @description('Container where runs spill digests (encrypted under a key only the run held); a lifecycle rule deletes what a crashed run left.')
 param spillContainerName string
+@description('Container where Event Grid writes the export account\'s events it could not deliver to the app (export-events.bicep, event-subscription.bicep).')
+param deadLetterContainerName string
 
 @description('Create private endpoints for it (private-link.bicep) and turn its public network access off.')
 param privateNetworking bool = false
@@ -105,6 +107,16 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     restorePolicy: {
       enabled: false
     }
+  }
+}
+
+// Written by the export account's system topic with its own identity (deadletter-access.bicep):
+// each event it gave up on, as a blob, to read when troubleshooting (docs/deploy.md).
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
   }
 }
 

@@ -17,9 +17,13 @@ log = logging.getLogger(__name__)
 
 
 # "": the run itself; read, judge, send: a job of a split run; audience-check: a later look at
-# what Snapchat made of a run that ended (shared.runs.audience_checks), ``part`` its number.
-STEPS = ("", "read", "judge", "send", "audience-check")
+# what Snapchat made of a run that ended (shared.runs.audience_checks), ``part`` its number;
+# snapshot-check: whether an export's new snapshot is complete (shared.runs.events), ``part``
+# the re-checks before it (its ``run_id`` is CHECK, no run's).
+STEPS = ("", "read", "judge", "send", "audience-check", "snapshot-check")
 AUDIENCE_CHECK = "audience-check"
+SNAPSHOT_CHECK = "snapshot-check"
+CHECK = "check"  # the run_id of a snapshot check, which belongs to no run yet
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # Queue Storage hides a new message for at most 7 days
 
 

@@ -56,6 +56,7 @@ REQUEST_SLOTS = "~slots"
 STATE_GENERATIONS = "~state"
 CREATED_AUDIENCES = "~audiences"
 LOOKALIKES = "~lookalikes"
+SNAPSHOT_CHECKS = "~checks"
 
 PARTITIONS: dict[str, str] = {  # partition (or prefix) -> the adapter that owns it
     LOCKS: "shared.adapters.export_locks",
@@ -69,6 +70,7 @@ PARTITIONS: dict[str, str] = {  # partition (or prefix) -> the adapter that owns
     STATE_GENERATIONS: "shared.adapters.state_generations",
     CREATED_AUDIENCES: "shared.adapters.created_audiences",
     LOOKALIKES: "shared.adapters.lookalikes",
+    SNAPSHOT_CHECKS: "shared.adapters.snapshot_checks",
 }
 
 

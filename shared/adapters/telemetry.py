@@ -46,6 +46,11 @@ INVALID = _meter.create_counter("exporter.identifiers.invalid", unit="{identifie
 DUPLICATES = _meter.create_counter("exporter.identifiers.duplicates", unit="{identifier}")
 RETRIES = _meter.create_counter("exporter.retries", unit="{request}")
 DURATION = _meter.create_histogram("exporter.run.duration", unit="s")
+# Data landed → audience updated: from a snapshot's completion to its run's successful end.
+# The latency alert watches it.
+LATENCY = _meter.create_histogram(
+    "exporter.run.latency", unit="s", description="Snapshot complete to audience updated"
+)
 AUDIENCE_SIZE = _meter.create_histogram(
     "exporter.audience.size", unit="{user}", description="Audience size Snapchat reported"
 )
@@ -182,6 +187,8 @@ def run_ended(record: RunRecord, reason: EndReason | None = None) -> None:
     took = _seconds(record.started_at or record.queued_at, record.finished_at)
     if took is not None:
         DURATION.record(took, dims)
+    if (latency := record.latency_seconds) is not None and not record.dry_run:
+        LATENCY.record(latency, {"export": record.export, "trigger": str(record.trigger)})
     if record.approximate_number_users is not None:
         AUDIENCE_SIZE.record(record.approximate_number_users, {"export": record.export})
     span = _RUN_SPAN.get()  # only the run's own span: a run ended elsewhere has none

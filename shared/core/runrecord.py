@@ -39,6 +39,7 @@ class Trigger(enum.StrEnum):
     TIMER = "timer"
     HTTP = "http"
     CLI = "cli"
+    EVENT = "event"  # Event Grid said a blob of the export's snapshot was written
 
 
 @dataclass
@@ -98,6 +99,7 @@ class RunRecord:
     trigger: str
     snapshot: str
     status: str = RunStatus.QUEUED
+    snapshot_complete_at: str = ""  # when its data landed (timer and event runs); latency
     queued_at: str = ""
     started_at: str = ""
     finished_at: str = ""
@@ -148,6 +150,17 @@ class RunRecord:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def latency_seconds(self) -> float | None:
+        """Data landed → audience updated: from the snapshot's completion to the run's
+        successful end; None for a run that did not succeed or knows no completion time."""
+        if self.status != RunStatus.SUCCEEDED or not self.snapshot_complete_at:
+            return None
+        if not self.finished_at:
+            return None
+        landed, done = parse(self.snapshot_complete_at), parse(self.finished_at)
+        return round(max((done - landed).total_seconds(), 0.0), 3)
+
     def as_dict(self) -> dict[str, Any]:
         """The record as one flat JSON object (the progress fields beside the others)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -166,7 +179,17 @@ class RunRecord:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp(datetime.now(UTC))
+
+
+def stamp(at: datetime) -> str:
+    """A record's time: UTC, milliseconds, ``Z``."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse(value: str) -> datetime:
+    """The inverse of ``stamp``."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def new_run_id(at: datetime | None = None) -> str:

@@ -199,8 +199,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "SNAPSHOT_SETTLE_SECONDS",
         "120",
-        "The timer leaves a snapshot alone until its newest file is this old (still being "
-        "written).",
+        "Without a model.json naming its partitions, a snapshot counts as complete once its "
+        "newest file is this old (still being written).",
+    ),
+    SettingSpec(
+        "SNAPSHOT_RECHECK_SECONDS",
+        "30",
+        "After an event for a snapshot still being written, its check is queued again this "
+        "many seconds later (at most 20 times; then the timer decides).",
     ),
     SettingSpec(
         "TIMER_MAX_ATTEMPTS",
@@ -267,6 +273,7 @@ class Settings:
     retry_attempts: int
     retry_max_seconds: float
     snapshot_settle_seconds: float
+    snapshot_recheck_seconds: float
     timer_max_attempts: int
     requests_per_second: float
     run_lease_seconds: float
@@ -311,6 +318,7 @@ class Settings:
             retry_attempts=reader.integer("RETRY_ATTEMPTS", 1, 20),
             retry_max_seconds=reader.number("RETRY_MAX_SECONDS", 0, 3600),
             snapshot_settle_seconds=reader.number("SNAPSHOT_SETTLE_SECONDS", 0, 86400),
+            snapshot_recheck_seconds=reader.number("SNAPSHOT_RECHECK_SECONDS", 0, 3600),
             timer_max_attempts=reader.integer("TIMER_MAX_ATTEMPTS", 1, 100),
             requests_per_second=reader.number("SNAPCHAT_REQUESTS_PER_SECOND", 0.1, 20),
             run_lease_seconds=reader.number("RUN_LEASE_SECONDS", 3, 3600),

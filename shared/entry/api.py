@@ -242,6 +242,7 @@ def _run(record: RunRecord, export: Export | None = None) -> dict[str, Any]:
     found = advice.for_reason(record.error_kind) if record.error else None
     body = {
         **record.as_dict(),
+        "latency_seconds": record.latency_seconds,  # data landed → audience updated
         "advice": advice.plain(found.what_to_do) if found else "",
         "advice_field": found.field if found else "",
     }

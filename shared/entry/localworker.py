@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from shared.adapters.jobqueue import Job
+from shared.adapters.jobqueue import CHECK, Job
 from shared.core.errors import StorageError
 from shared.core.settings import APP_ROOT
 
@@ -139,7 +139,8 @@ def noting(handler: Handler, seen: dict[tuple[str, str], None]) -> Handler:
         except ValueError:
             pass  # not a job: the handler logs and drops it
         else:
-            seen[job.export, job.run_id] = None
+            if job.run_id != CHECK:  # a snapshot check is no run; the run it queues is
+                seen[job.export, job.run_id] = None
         handler(message)
 
     return deliver

@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from shared.adapters import telemetry
-from shared.adapters.jobqueue import AUDIENCE_CHECK, Job
+from shared.adapters.jobqueue import AUDIENCE_CHECK, SNAPSHOT_CHECK, Job
 from shared.core import audience_health as health
 from shared.core.definitions import Export
 from shared.core.endings import EndReason
@@ -35,9 +36,10 @@ from shared.core.errors import (
     StorageError,
 )
 from shared.core.layout import Snapshot
-from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger
-from shared.export.plan import choose_snapshot
-from shared.runs import attempts, audience_checks, locking, orphans, split
+from shared.core.runrecord import ACTIVE, RunRecord, RunStatus, Trigger, stamp
+from shared.export.plan import SEGMENTS_JOINED, SEGMENTS_TAG, choose_snapshot
+from shared.runs import attempts, audience_checks, events, locking, orphans, split
+from shared.runs.completeness import Completeness
 from shared.runs.records import finish, new_record
 from shared.runtime import Runtime
 
@@ -84,16 +86,14 @@ def request_run(
 
 def _settled_snapshot(rt: Runtime, export: Export, wanted: str | None = None) -> Snapshot:
     """Each segment's newest complete snapshot, or the ones ``wanted`` names if complete."""
-    now_ = datetime.now(UTC)
-    return choose_snapshot(rt.source, export, lambda s: _settled(rt, s, now_), wanted=wanted)
+    complete = _completeness(rt, export, datetime.now(UTC))
+    return choose_snapshot(rt.source, export, complete, wanted=wanted)
 
 
-def _settled(rt: Runtime, snapshot: Snapshot, at: datetime) -> bool:
-    """Customer Insights writes partitions one by one: a snapshot whose newest file is very
-    recent may still be growing, and reading it half written would drop (or, in mirror
-    mode, remove) the profiles of the partitions to come."""
-    age = (at - snapshot.last_modified).total_seconds()
-    return age >= rt.settings.snapshot_settle_seconds
+def _completeness(rt: Runtime, export: Export, at: datetime) -> Completeness:
+    """Customer Insights writes partitions one by one: a snapshot read half written would
+    drop (or, in mirror mode, remove) the profiles of the partitions to come."""
+    return Completeness(rt.source, export, at, rt.settings.snapshot_settle_seconds)
 
 
 def _enqueue(
@@ -105,6 +105,8 @@ def _enqueue(
     dry_run: bool = False,
     allow_large_removal: bool = False,
     requested_by: str = "",
+    complete_at: datetime | None = None,
+    done_by: Callable[[], str] | None = None,
 ) -> RunRecord:
     record = new_record(
         rt,
@@ -115,7 +117,14 @@ def _enqueue(
         allow_large_removal=allow_large_removal,
         requested_by=requested_by,
     )
+    if complete_at is not None:  # when the data landed: the run's latency counts from it
+        record.snapshot_complete_at = stamp(complete_at)
     locking.claim_queued(rt, record)
+    if done_by is not None and (other := done_by()):
+        # A run of this snapshot ended while we looked (the timer and an event raced): ours
+        # would be its second run.
+        locking.release_queued(rt, record)
+        raise RunActive(f"export {export.name}: snapshot {snapshot.id} has run {other}", other)
     try:
         rt.runs.save(record)
     except StorageError as exc:
@@ -176,7 +185,10 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     enabled = [export for export in rt.definitions.exports if export.enabled]
     for export in enabled:
         try:
-            record = _schedule_one(rt, export, at)
+            record = check_export(rt, export, at, Trigger.TIMER)
+        except SnapshotSettling as exc:
+            log.info("Export %s: %s", export.name, exc)
+            continue
         except RunActive as exc:
             log.info("Timer: export %s has active run %s", export.name, exc.active_run_id)
             continue
@@ -192,12 +204,18 @@ def schedule(rt: Runtime, at: datetime | None = None) -> list[RunRecord]:
     return queued
 
 
-def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None:
+def check_export(rt: Runtime, export: Export, at: datetime, trigger: str) -> RunRecord | None:
+    """The one decision of the timer and the event path: queue a run of the export's newest
+    snapshot if it is complete and no run of it is active, done or given up on.
+
+    Raises SnapshotSettling while the newest snapshot is not complete, and RunActive when a
+    run of another snapshot holds the export.
+    """
+    complete = _completeness(rt, export, at)
     try:  # each segment's newest snapshot, once all of them are complete
-        newest = choose_snapshot(rt.source, export, lambda s: _settled(rt, s, at), newest_only=True)
-    except SnapshotSettling as exc:
-        log.info("Export %s: %s", export.name, exc)
-        return None
+        newest = choose_snapshot(rt.source, export, complete, newest_only=True)
+    except SnapshotSettling:
+        raise
     except SourceError as exc:  # a segment has no snapshot yet
         log.info("Export %s: nothing to export yet (%s)", export.name, exc)
         return None
@@ -234,7 +252,17 @@ def _schedule_one(rt: Runtime, export: Export, at: datetime) -> RunRecord | None
             failures,
         )
         return None
-    return _enqueue(rt, export, newest, Trigger.TIMER)
+    landed = [complete.complete_at.get(s, newest.last_modified) for s in _segment_ids(newest)]
+
+    def done_by() -> str:
+        return next((r.run_id for r in of_this_export() if r.status != RunStatus.FAILED), "")
+
+    return _enqueue(rt, export, newest, trigger, complete_at=max(landed), done_by=done_by)
+
+
+def _segment_ids(snapshot: Snapshot) -> list[str]:
+    ids, _, _ = snapshot.id.rpartition(SEGMENTS_TAG)
+    return ids.split(SEGMENTS_JOINED) if ids else [snapshot.id]
 
 
 def process(rt: Runtime, job: Job) -> RunRecord | None:
@@ -274,6 +302,8 @@ def process(rt: Runtime, job: Job) -> RunRecord | None:
 def _step(rt: Runtime, job: Job) -> RunRecord | None:
     if job.step == AUDIENCE_CHECK:  # a later look at what Snapchat made of a run
         return audience_checks.perform(rt, job)
+    if job.step == SNAPSHOT_CHECK:  # an export's new snapshot, after an event
+        return events.perform_check(rt, job, check_export)
     return split.perform(rt, job)
 
 
@@ -282,6 +312,9 @@ def give_up(rt: Runtime, job: Job) -> RunRecord | None:
     if job.step == AUDIENCE_CHECK:  # the run's status never changes; the timer checks later
         log.warning("Run %s: the queue gave up on an audience check", job.run_id)
         return rt.runs.get(job.export, job.run_id)
+    if job.step == SNAPSHOT_CHECK:  # no run yet: the timer checks the export later
+        log.warning("Export %s: the queue gave up on a snapshot check", job.export)
+        return None
     if job.step:
         return split.give_up(rt, job)
     record = rt.runs.get(job.export, job.run_id)
