@@ -842,9 +842,13 @@ def test_a_failed_run_is_one_click_from_its_fix_and_retry(
     assert "Email_Address" in page.locator("#run-columns").inner_text()  # what the snapshot has
     page.click("#advice-fix")
     ready(page, page.evaluate("() => location.hash"))
-    field = page.locator("#field-columns-email")
-    assert "highlight" in (field.evaluate("e => e.closest('.control').className") or "")
-    assert page.evaluate("() => document.activeElement.id") == "field-columns-email"
+    # The field is redrawn once the segments are listed: wait for the settled page, in which
+    # it is marked and has the focus.
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#field-columns-email');"
+        " return Boolean(e && e.closest('.control')?.classList.contains('highlight')"
+        " && document.activeElement === e); }"
+    )
     page.wait_for_selector("#field-columns-email option[value='Email_Address']", state="attached")
     page.select_option("#field-columns-email", "Email_Address")
     page.click("#save")

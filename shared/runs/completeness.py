@@ -2,10 +2,12 @@
 
 Customer Insights writes a snapshot's partitions one by one and ``model.json`` beside them. A
 segment's snapshot is complete when its ``model.json`` names partitions in the snapshot's
-folder and every one of them exists; when ``model.json`` names none there (no model, or one
-still describing an older snapshot), when its newest file is ``SNAPSHOT_SETTLE_SECONDS`` old
-(the settle rule). ``Completeness`` reads each ``model.json`` once per decision and remembers
-when the snapshots it passed were complete (``complete_at``), for the run's latency.
+folder and every one of them exists; otherwise (no model, one still describing an older
+snapshot, or one naming a partition that is missing) when its newest file is
+``SNAPSHOT_SETTLE_SECONDS`` old (the settle rule), so that a partition missing for good ends
+in a failed run that names it. ``Completeness`` reads each ``model.json`` once per decision
+and remembers when the snapshots it passed were complete (``complete_at``), for the run's
+latency.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ class Completeness:
         named = self._named(snapshot)
         if named is not None:
             parts, written = named
-            if not set(parts) <= set(snapshot.partitions):
-                return False  # model.json names a partition not written yet
-            self.complete_at[snapshot.id] = max(snapshot.last_modified, written)
-            return True
+            if set(parts) <= set(snapshot.partitions):
+                self.complete_at[snapshot.id] = max(snapshot.last_modified, written)
+                return True
+            # model.json names a partition not written yet. Should the folder stay quiet for
+            # the settle time regardless, the run reads it and says which one is missing.
+        return self._settled(snapshot)
+
+    def _settled(self, snapshot: Snapshot) -> bool:
         if (self._at - snapshot.last_modified).total_seconds() < self._settle:
             return False
         self.complete_at[snapshot.id] = snapshot.last_modified
