@@ -89,7 +89,10 @@ def test_bad_paging_or_filters_are_a_clear_400(fast_app: FastApp) -> None:
     for query, says in (
         ("status=done", "status: one of queued, running, succeeded, failed"),
         ("dry_run=yes", "dry_run: one of true, false"),
-        ("trigger=cron&mode=sync", "trigger: one of timer, http, cli, event; mode: one of add, mirror"),
+        (
+            "trigger=cron&mode=sync",
+            "trigger: one of timer, http, cli, event; mode: one of add, mirror",
+        ),
         ("continuation=abc", "continuation: not a token"),
         ("limit=101", "limit must be a whole number from 1 to 100"),
         ("limit=0", "limit must be"),
