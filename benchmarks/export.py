@@ -2,6 +2,7 @@
 
     python -m benchmarks.export [--profiles 1000000] [--partitions 8] [--repeat 3]
                                 [--workers N] [--instance-memory-mb 2048] [--json FILE]
+    python -m benchmarks.export --layouts [--profiles 1000000,5000000] [--repeat 1]
 
 Starts Azurite and the Snapchat sandbox (each its own process), writes the export, then in a
 fresh process runs it through the queue-worker path, and in another fresh process measures
@@ -11,6 +12,11 @@ spilled, requests sent, the sandbox's own busy time, the floor, the ratio export
 the estimated Flex Consumption cost: instance memory x wall time, in GB-seconds per million
 profiles (the on-demand meter), and in dollars at ``--price-per-gb-second``. Checks that the
 audience holds exactly the expected hashes and exits non-zero if not.
+
+With ``--layouts`` (``LAYOUTS``: 1, 4 and 64 partitions, or ``--layouts 1,4``), one benchmark
+per number of profiles (``--profiles`` may list several) and partition layout, each on
+servers of its own, then a table of them all: Customer Insights decides the partitioning, and
+memory must stay flat whatever it is.
 
 With ``--workers N`` the run is split (``SPLIT_ABOVE_MB`` 0) over N local worker processes
 against the same Azurite, as N Flex instances on the queue trigger would take its jobs: the
@@ -42,12 +48,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTAINER = "customer-insights"
 AUDIENCE = "bench-audience"
 CLIENT = ("bench-client", "bench-client-secret", "bench-refresh-token")
+LAYOUTS = (1, 4, 64)  # partitions per snapshot: --layouts
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--profiles", default="1000000",
+                        help="profiles; with --layouts, several: 1000000,5000000")  # fmt: skip
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--layouts",
+        nargs="?",
+        const=",".join(map(str, LAYOUTS)),
+        help="one run per partition count (default 1,4,64), then a table",
+    )
     parser.add_argument("--repeat", type=int, default=3,
                         help="floor and export runs, alternated; medians are reported")  # fmt: skip
     parser.add_argument("--instance-memory-mb", type=int, default=2048, choices=(512, 2048, 4096),
@@ -64,6 +78,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    if args.layouts:
+        return _layouts(args)
+    args.profiles = int(args.profiles)
     with tempfile.TemporaryDirectory() as folder, Azurite() as azurite, _sandbox() as sandbox:
         path = segment_path(segment="BenchSegment")
         exports = Path(folder) / "exports.json"
@@ -150,6 +167,30 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print("BENCHMARK FAILED: the audience does not hold exactly the expected identifiers")
     return 0 if ok else 1
+
+
+def _layouts(args: argparse.Namespace) -> int:
+    """One benchmark per number of profiles and partition layout; a table of them all."""
+    rows, failed = [], 0
+    for profiles in (int(p) for p in str(args.profiles).split(",")):
+        for partitions in (int(p) for p in args.layouts.split(",")):
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                failed |= main([f"--profiles={profiles}", f"--partitions={partitions}",
+                                f"--repeat={args.repeat}", f"--json={out.name}",
+                                f"--instance-memory-mb={args.instance_memory_mb}"])  # fmt: skip
+                rows.append(json.loads(Path(out.name).read_text()))
+    lines = ["| profiles | partitions | export | floor | export / floor | peak RSS | exact |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        f"| {r['profiles']:,} | {r['partitions']} | {r['export_seconds']:.2f} s | "
+        f"{r['floor_seconds']:.2f} s | {r['ratio_export_to_floor']:.2f} | "
+        f"{r['peak_rss_mb']:.0f} MB | {'yes' if r['exact'] else 'NO'} |"
+        for r in rows
+    ]
+    print("\n".join(lines), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 1 if failed else 0
 
 
 def _single(singles: list[dict[str, Any]], floor: float) -> dict[str, Any]:

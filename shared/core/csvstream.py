@@ -22,9 +22,12 @@ checked for length (a cell over ``csv.field_size_limit()`` in them sends the par
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import csv
 import io
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
 
@@ -210,6 +213,8 @@ def _refuse_text(name: str, open_partition: Callable[[str], io.RawIOBase]) -> No
 
 
 _BLOCK = 2 << 20  # bytes of CSV that Arrow parses at a time (per thread)
+_AHEAD = 4  # blocks Arrow's reader may read ahead of the batches taken (``_Paced``)
+_PATIENCE = 0.05  # seconds a batch is waited for before Arrow may read past _AHEAD
 _BOM = codecs.BOM_UTF8
 
 
@@ -239,8 +244,9 @@ def column_blocks(
             head = (record if first_is_data else b"") + rest
             if not head.strip() and not buffered.peek(1):
                 continue  # a header and no rows
+            paced = _Paced(head, buffered)
             reader = arrow_csv.open_csv(
-                _Joined(head, buffered),
+                paced,
                 read_options=arrow_csv.ReadOptions(
                     column_names=names, block_size=_BLOCK, use_threads=True
                 ),
@@ -255,11 +261,14 @@ def column_blocks(
                 ),
             )
             with reader:
-                for batch in reader:
-                    cells = {i: batch.column(position) for position, i in enumerate(wanted)}
-                    if any(_longest(column) > csv.field_size_limit() for column in cells.values()):
-                        _explain(name, open_partition, columns[0], model, header)
-                    yield name, tuple(cells[index] for _, index, _ in located)
+                try:
+                    for batch in paced.batches(reader):
+                        cells = {i: batch.column(position) for position, i in enumerate(wanted)}
+                        if any(_longest(c) > csv.field_size_limit() for c in cells.values()):
+                            _explain(name, open_partition, columns[0], model, header)
+                        yield name, tuple(cells[index] for _, index, _ in located)
+                finally:
+                    paced.stop()  # before the reader closes: its reading thread may be waiting
         except UnicodeDecodeError:
             _refuse_text(name, open_partition)
         except _NulByte as fault:
@@ -314,23 +323,103 @@ def _explain(
     )
 
 
-class _Joined(io.RawIOBase):
-    """Some bytes already read, then the rest of a stream."""
+class _Paced(io.RawIOBase):
+    """Some bytes already read, then the rest of a stream, handed to Arrow's reader in whole
+    blocks, at most ``_AHEAD`` blocks ahead of the batches taken from it.
+
+    Arrow's streaming reader reads up to 32 blocks ahead on a thread of its own: 64 MiB of a
+    large partition held while its batches wait to be hashed and sent (the whole of a small
+    one), so memory grew with the partitions' size. Here its reading thread waits instead, and
+    the two never wait for each other for long: should Arrow need more blocks than that for
+    its next batch (it never does for rows shorter than a block), the reading thread goes on
+    once the batches' reader has waited ``_PATIENCE`` seconds."""
 
     def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
         self._head = memoryview(head)
         self._rest = rest
+        self._turn = threading.Condition()
+        self._ahead = 0  # blocks read and not yet taken as batches
+        self._asking: int | None = None  # the batch the batches' reader waits for, if any
+        self._asked = 0
+        self._stopped = False
+        self._inside = False  # Arrow's reading thread is in readinto
+        _UNFINISHED.add(self)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._turn:
+            self._inside = True
+        try:
+            return self._read_block(buffer)
+        finally:
+            with self._turn:
+                self._inside = False
+                self._turn.notify_all()
+
+    def _read_block(self, buffer: bytearray | memoryview) -> int:
+        with self._turn:
+            while self._ahead >= _AHEAD and not self._stopped:
+                asked = self._asking
+                if not self._turn.wait(_PATIENCE) and asked is not None and asked == self._asking:
+                    break  # the batches' reader waited all along: Arrow needs this block first
+            if self._stopped:
+                return 0  # no batch is taken any more: the end, for Arrow's reading thread
+            self._ahead += 1
+        with memoryview(buffer) as view:  # a whole block, unless the stream ends
+            size = 0
+            while size < len(view):
+                got = self._read_some(view[size:])
+                if not got:
+                    break
+                size += got
+        return size
+
+    def _read_some(self, view: memoryview) -> int:
         if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
+            size = min(len(view), len(self._head))
+            view[:size] = self._head[:size]
             self._head = self._head[size:]
             return size
-        return self._rest.readinto(buffer)
+        return self._rest.readinto(view)
+
+    def batches(self, reader: arrow_csv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+        """The reader's batches, each taken one block off what is read ahead."""
+        while True:
+            with self._turn:
+                self._asked += 1
+                self._asking = self._asked
+            try:
+                batch = reader.read_next_batch()  # waits without the GIL
+            except StopIteration:
+                return
+            finally:
+                with self._turn:
+                    self._asking = None
+            with self._turn:
+                self._ahead = max(0, self._ahead - 1)
+                self._turn.notify_all()
+            yield batch
+
+    def stop(self, *, wait: float = 0.0) -> None:
+        """No more batches are taken: the reading thread no longer waits, and reads no more
+        (``wait``: up to that many seconds for a read in progress to end)."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+            self._turn.wait_for(lambda: not self._inside, timeout=wait)
+
+
+# Readers not stopped yet: stopped at exit, so that no reading thread of Arrow's is still in
+# Python while the interpreter finalizes (a generator left unfinished and never closed).
+_UNFINISHED: weakref.WeakSet[_Paced] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_unfinished() -> None:
+    for paced in list(_UNFINISHED):
+        paced.stop(wait=1.0)
 
 
 def _locate(
